@@ -1,0 +1,356 @@
+//! The command line: `mailpulse check` and `mailpulse watch` (headless), a contract that scripts
+//! and later shells rely on. Exit codes: 0 ok, 2 configuration error, 3 connection/TLS/auth error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfigError, Dirs};
+use crate::engine::{self, Store};
+use crate::event::{Command, Event, MailItem};
+use crate::protocol::{self, Connector, imap::ImapConnector};
+
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_CONNECT: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailpulse",
+    version,
+    about = "Keeps your mail connection alive through NAT gateways and firewalls, and tells you about new mail",
+    long_about = None,
+)]
+pub struct Cli {
+    /// Use this config file instead of the platform default (~/.config/mailpulse/config.toml on Linux).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Connect once, run the "last inbox item" query, print the newest message and exit.
+    Check {
+        /// Only this account (default: every account).
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the keep-alive engine without a GUI and print one line per event (SIGHUP reloads the config).
+    Watch {
+        /// One JSON object per line, with a "type" field.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| Dirs::platform().map(|d| d.config_file))
+}
+
+fn load(path: Option<&Path>) -> Result<Config, String> {
+    let Some(path) = path else {
+        return Err("cannot find the home directory; pass --config PATH".into());
+    };
+    Config::load(path).map_err(|e| match e {
+        ConfigError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => format!(
+            "no config file at {}; copy the commented example config/mailpulse.toml there \
+             and add your account (or pass --config PATH)",
+            path.display()
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// `mailpulse check`.
+pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let accounts: Vec<_> = config
+        .accounts
+        .iter()
+        .filter(|a| only.is_none_or(|name| a.name == name))
+        .collect();
+    if accounts.is_empty() {
+        match only {
+            Some(name) => eprintln!(
+                "mailpulse: no account named {name:?} in {}",
+                config_path.map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+            None => eprintln!(
+                "mailpulse: no accounts in {}; add an [[accounts]] block",
+                config_path.map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+        }
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut ok = true;
+    for account in accounts {
+        let connector = ImapConnector::new(account.clone(), config.keepalive.clone());
+        for folder in &account.folders {
+            let label = if account.folders.len() == 1 {
+                account.name.clone()
+            } else {
+                format!("{}/{folder}", account.name)
+            };
+            let result = async {
+                let (mut session, info) = connector.open(folder).await?;
+                let last = session.last_item().await;
+                session.close().await;
+                last.map(|l| (l, info))
+            }
+            .await;
+            match result {
+                Ok((item, info)) => {
+                    if as_json {
+                        let mut v = json!({
+                            "account": account.name, "folder": folder,
+                            "exists": info.exists, "uid_validity": info.uid_validity,
+                        });
+                        match &item {
+                            Some(item) => merge(&mut v, item_json(item)),
+                            None => merge(&mut v, json!({"empty": true})),
+                        }
+                        println!("{v}");
+                    } else {
+                        match &item {
+                            Some(item) => println!("{label}: {}", item_text(item)),
+                            None => println!("{label}: empty"),
+                        }
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    if as_json {
+                        println!(
+                            "{}",
+                            json!({"account": account.name, "folder": folder, "error": e.message, "kind": e.kind})
+                        );
+                    }
+                    eprintln!("mailpulse: {label}: {e}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CONNECT)
+    }
+}
+
+/// `mailpulse watch`.
+pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
+    let mut config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if config.accounts.is_empty() {
+        eprintln!(
+            "mailpulse: no accounts in {}; add an [[accounts]] block",
+            config_path.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let dirs = Dirs::platform();
+    let _log = crate::logging::init(&config.logging, dirs.as_ref().map(|d| d.log_dir.as_path()));
+    let store = match &dirs {
+        Some(d) => Store::open(&d.state_dir),
+        None => Store::in_memory(),
+    };
+    let (engine, mut events) = engine::spawn(&config, protocol::default_factory(), store);
+    let mut out = Printer { as_json };
+    let mut signals = Signals::new();
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                if let Event::NewMail { account, folder, item } = &event
+                    && let Some(cmd) = config.account(account).and_then(|a| a.on_new_mail.as_deref())
+                {
+                    crate::hooks::on_new_mail(cmd, account, folder, item);
+                }
+                out.event(&event);
+            }
+            signal = signals.next() => match signal {
+                Signal::Quit => break,
+                Signal::Reload => match load(config_path) {
+                    Ok(new) => {
+                        tracing::info!("configuration reloaded");
+                        config = new.clone();
+                        engine.send(Command::Reload(Box::new(new)));
+                        out.line("reloaded", json!({"message": "configuration reloaded"}), "configuration reloaded".into());
+                    }
+                    Err(e) => out.line(
+                        "error",
+                        json!({"kind": "config", "message": e}),
+                        format!("error (config): {e}; keeping the previous configuration"),
+                    ),
+                },
+            }
+        }
+    }
+    engine.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+enum Signal {
+    Quit,
+    Reload,
+}
+
+/// SIGINT/SIGTERM quit (after logging out), SIGHUP reloads; Ctrl-C elsewhere.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+                hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Quit,
+            _ = self.term.recv() => Signal::Quit,
+            _ = self.hup.recv() => Signal::Reload,
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Quit
+        }
+    }
+}
+
+struct Printer {
+    as_json: bool,
+}
+
+impl Printer {
+    fn line(&mut self, kind: &str, mut fields: Value, text: String) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.as_json {
+            let mut v = json!({"type": kind, "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+            merge(&mut v, std::mem::take(&mut fields));
+            writeln!(stdout, "{v}")
+        } else {
+            writeln!(stdout, "{text}")
+        };
+        let _ = stdout.flush();
+    }
+
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Connectivity { account, state } => self.line(
+                "state",
+                json!({"account": account, "state": state}),
+                format!("state {account}: {state}"),
+            ),
+            Event::Connected {
+                account,
+                folder,
+                exists,
+                uid_validity,
+            } => self.line(
+                "connected",
+                json!({"account": account, "folder": folder, "exists": exists, "uid_validity": uid_validity}),
+                format!("connected {account}/{folder}: {exists} messages"),
+            ),
+            Event::NewMail { account, folder, item } => {
+                let mut v = json!({"account": account, "folder": folder});
+                merge(&mut v, item_json(item));
+                self.line("new_mail", v, format!("new_mail {account}/{folder}: {}", item_text(item)))
+            }
+            Event::MissedMail {
+                account,
+                folder,
+                count,
+                newest,
+            } => {
+                let mut v = json!({"account": account, "folder": folder, "count": count});
+                merge(&mut v, item_json(newest));
+                self.line(
+                    "missed_mail",
+                    v,
+                    format!(
+                        "missed_mail {account}/{folder}: {count} new while mailpulse was not running; newest {}",
+                        item_text(newest)
+                    ),
+                )
+            }
+            Event::KeepAlive {
+                account,
+                folder,
+                round_trip,
+            } => self.line(
+                "keepalive",
+                json!({"account": account, "folder": folder, "round_trip_ms": round_trip.as_secs_f64() * 1000.0}),
+                format!("keepalive {account}/{folder}: {} ms", round_trip.as_millis()),
+            ),
+            Event::Error { account, kind, message } => self.line(
+                "error",
+                json!({"account": account, "kind": kind, "message": message}),
+                format!("error {account} ({kind}): {message}"),
+            ),
+            Event::Recovered { account } => self.line(
+                "recovered",
+                json!({"account": account}),
+                format!("recovered {account}: connection restored"),
+            ),
+        }
+    }
+}
+
+fn item_json(item: &MailItem) -> Value {
+    json!({
+        "uid": item.uid,
+        "from": item.from,
+        "subject": item.subject,
+        "date": item.date.map(|d| d.to_rfc3339()),
+        "seen": item.seen,
+    })
+}
+
+fn item_text(item: &MailItem) -> String {
+    format!(
+        "uid={} from={:?} subject={:?} date={}",
+        item.uid,
+        item.from,
+        item.subject,
+        item.date.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
+    )
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}

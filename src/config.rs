@@ -1,0 +1,713 @@
+//! Configuration: the TOML file, its validation and its atomic saving.
+//!
+//! Every error names the file, the line and column, and the key (`accounts[0].port`), so that a
+//! user can find and fix it; a config that does not validate is never applied (the caller keeps
+//! the last good one).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The shortest keep-alive interval the patent (and every sane server) allows.
+pub const MIN_INTERVAL_SECS: u64 = 30;
+/// RFC 2177: a client must re-issue IDLE at least every 29 minutes.
+pub const MAX_INTERVAL_SECS: u64 = 29 * 60;
+
+/// The commented example shipped in `config/mailpulse.toml`.
+pub const EXAMPLE: &str = include_str!("../config/mailpulse.toml");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub keepalive: KeepAlive,
+    pub logging: Logging,
+    pub notifications: Notifications,
+    pub accounts: Vec<Account>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            keepalive: KeepAlive::default(),
+            logging: Logging::default(),
+            notifications: Notifications::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepAlive {
+    /// The patent's "Enable Firewall Keep-Alive".
+    pub enabled: bool,
+    /// Seconds between keep-alive queries (30 ..= 1740).
+    pub interval_secs: u64,
+    /// A keep-alive (or any) answer later than this means the connection is dead.
+    pub response_timeout_secs: u64,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive {
+            enabled: true,
+            interval_secs: 60,
+            response_timeout_secs: 20,
+        }
+    }
+}
+
+impl KeepAlive {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_secs(self.response_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// Write a rolling log file in the platform's log directory.
+    pub enabled: bool,
+    pub level: LogLevel,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            enabled: false,
+            level: LogLevel::Info,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    /// Show connection errors as notifications (after `error_grace_secs`).
+    pub show_errors: bool,
+    /// Most drops heal in seconds: only failures lasting longer than this are shown.
+    pub error_grace_secs: u64,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            show_errors: true,
+            error_grace_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Imap,
+    Ews,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS (port 993).
+    #[default]
+    Tls,
+    /// Plaintext connection upgraded with STARTTLS before login (port 143).
+    Starttls,
+    /// No encryption at all. Only when written out explicitly.
+    Plain,
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Security::Tls => "tls",
+            Security::Starttls => "starttls",
+            Security::Plain => "plain",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: Security,
+    pub username: String,
+    /// A command whose standard output (trimmed) is the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
+    #[serde(default = "default_folders")]
+    pub folders: Vec<String>,
+    /// An extra trust anchor (PEM), added to the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// A command run for every new message, with MAILPULSE_* variables in its environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_new_mail: Option<String>,
+    /// Only here to refuse it with a helpful message: passwords never live in the file.
+    #[serde(default, skip_serializing)]
+    password: Option<Refused>,
+}
+
+/// Accepts any value, only to be refused by validation (the value itself is never kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refused;
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Refused)
+    }
+}
+
+fn default_folders() -> Vec<String> {
+    vec!["INBOX".to_owned()]
+}
+
+impl Account {
+    /// A minimal IMAP account (the rest at its defaults), for code that builds configs.
+    pub fn new(name: &str, host: &str, username: &str) -> Account {
+        Account {
+            name: name.to_owned(),
+            protocol: Protocol::Imap,
+            host: host.to_owned(),
+            port: None,
+            security: Security::Tls,
+            username: username.to_owned(),
+            password_command: None,
+            folders: default_folders(),
+            ca_file: None,
+            on_new_mail: None,
+            password: None,
+        }
+    }
+
+    /// The port to connect to: the configured one, or the default for the security mode.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            Security::Tls => 993,
+            Security::Starttls | Security::Plain => 143,
+        })
+    }
+}
+
+/// A configuration error that says where: file, line, column and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{}", format_invalid(.path, *.line, *.column, .key, .message))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// Dotted path of the offending key, e.g. `accounts[0].port`; empty for syntax errors.
+        key: String,
+        message: String,
+    },
+}
+
+fn format_invalid(path: &Path, line: usize, column: usize, key: &str, message: &str) -> String {
+    if key.is_empty() {
+        format!("{}:{line}:{column}: {message}", path.display())
+    } else {
+        format!("{}:{line}:{column}: {key}: {message}", path.display())
+    }
+}
+
+impl Config {
+    /// Read and validate a config file. Relative `ca_file` paths are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for account in &mut config.accounts {
+            if let Some(ca) = &account.ca_file
+                && ca.is_relative()
+            {
+                account.ca_file = Some(base.join(ca));
+            }
+        }
+        config.check_files(&text, path)?;
+        Ok(config)
+    }
+
+    /// Parse and validate TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let doc = toml_edit::Document::parse(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            invalid(path, text, span, String::new(), e.message().trim().to_owned())
+        })?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = key_at(&doc, span.start).unwrap_or_default();
+            invalid(path, text, span, key, e.message().trim().to_owned())
+        })?;
+        if let Err((key, message)) = config.validate() {
+            let span = span_of(&doc, &key).unwrap_or(0..0);
+            return Err(invalid(path, text, span, key, message));
+        }
+        Ok(config)
+    }
+
+    /// Semantic checks; returns the key path and a message for the first problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let ka = &self.keepalive;
+        if ka.interval_secs < MIN_INTERVAL_SECS || ka.interval_secs > MAX_INTERVAL_SECS {
+            return Err((
+                "keepalive.interval_secs".into(),
+                format!(
+                    "must be between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS} seconds (got {}); \
+                     servers drop IDLE sessions after 30 minutes",
+                    ka.interval_secs
+                ),
+            ));
+        }
+        if ka.response_timeout_secs == 0 || ka.response_timeout_secs > 300 {
+            return Err((
+                "keepalive.response_timeout_secs".into(),
+                format!(
+                    "must be between 1 and 300 seconds (got {})",
+                    ka.response_timeout_secs
+                ),
+            ));
+        }
+        if self.notifications.error_grace_secs > 86_400 {
+            return Err((
+                "notifications.error_grace_secs".into(),
+                "must be at most 86400 seconds (one day)".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            let key = |k: &str| format!("accounts[{i}].{k}");
+            if a.password.is_some() {
+                return Err((
+                    key("password"),
+                    "passwords are never stored in the config file: remove this line and set \
+                     password_command (e.g. password_command = \"pass show mail/work\"), or store \
+                     the password with `mailpulse password set --account NAME`"
+                        .into(),
+                ));
+            }
+            if a.name.trim().is_empty() {
+                return Err((key("name"), "must not be empty".into()));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err((
+                    key("name"),
+                    format!("another account is already called {:?}", a.name),
+                ));
+            }
+            if a.protocol == Protocol::Ews {
+                return Err((
+                    key("protocol"),
+                    "\"ews\" is not supported by this version of mailpulse yet; use \"imap\"".into(),
+                ));
+            }
+            if a.host.trim().is_empty() || a.host.chars().any(char::is_whitespace) {
+                return Err((key("host"), format!("{:?} is not a host name", a.host)));
+            }
+            if a.port == Some(0) {
+                return Err((key("port"), "must be between 1 and 65535".into()));
+            }
+            if a.username.is_empty() {
+                return Err((key("username"), "must not be empty".into()));
+            }
+            if let Some(cmd) = &a.password_command
+                && cmd.trim().is_empty()
+            {
+                return Err((key("password_command"), "must not be empty".into()));
+            }
+            if a.folders.is_empty() {
+                return Err((key("folders"), "name at least one folder, e.g. [\"INBOX\"]".into()));
+            }
+            if a.folders.iter().any(|f| f.trim().is_empty()) {
+                return Err((key("folders"), "folder names must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that need the file system (done on load, not on in-memory edits).
+    fn check_files(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        for (i, a) in self.accounts.iter().enumerate() {
+            if let Some(ca) = &a.ca_file
+                && !ca.is_file()
+            {
+                let key = format!("accounts[{i}].ca_file");
+                let span = toml_edit::Document::parse(text)
+                    .ok()
+                    .and_then(|doc| span_of(&doc, &key))
+                    .unwrap_or(0..0);
+                return Err(invalid(
+                    path,
+                    text,
+                    span,
+                    key,
+                    format!("{} does not exist or is not a file", ca.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// Serialise to TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a Config always serialises")
+    }
+
+    /// Validate, then write atomically (temp file, fsync, rename) with mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.validate() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: 0,
+                column: 0,
+                key,
+                message,
+            });
+        }
+        write_atomic(path, self.to_toml().as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Write `contents` to `path` so that a reader sees either the old or the new file, never a
+/// torn one: a temp file in the same directory, fsync, rename over, fsync the directory.
+/// The file is created with mode 0600 (owner only) on Unix.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), fastrand::u32(..)));
+    let result = (|| {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn invalid(path: &Path, text: &str, span: Range<usize>, key: String, message: String) -> ConfigError {
+    let (line, column) = line_col(text, span.start);
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The dotted key path whose key or value contains `offset` (the deepest one).
+fn key_at(doc: &toml_edit::Document<&str>, offset: usize) -> Option<String> {
+    fn walk(table: &toml_edit::Table, prefix: &str, offset: usize) -> Option<String> {
+        for (k, item) in table.iter() {
+            let (key, _) = table.get_key_value(k)?;
+            let path = if prefix.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match item {
+                toml_edit::Item::Table(t) => {
+                    if let Some(p) = walk(t, &path, offset) {
+                        return Some(p);
+                    }
+                    if key.span().is_some_and(|s| s.contains(&offset)) {
+                        return Some(path);
+                    }
+                }
+                toml_edit::Item::ArrayOfTables(arr) => {
+                    for (i, t) in arr.iter().enumerate() {
+                        let p = format!("{path}[{i}]");
+                        if let Some(found) = walk(t, &p, offset) {
+                            return Some(found);
+                        }
+                        if t.span().is_some_and(|s| s.contains(&offset)) {
+                            return Some(p);
+                        }
+                    }
+                }
+                other => {
+                    let in_key = key.span().is_some_and(|s| s.contains(&offset));
+                    let in_value = other.span().is_some_and(|s| s.contains(&offset));
+                    if in_key || in_value {
+                        return Some(path);
+                    }
+                }
+            }
+        }
+        None
+    }
+    walk(doc.as_table(), "", offset)
+}
+
+/// The span of the value at a dotted key path like `accounts[1].port` (or of the nearest
+/// enclosing key or table that exists).
+fn span_of(doc: &toml_edit::Document<&str>, path: &str) -> Option<Range<usize>> {
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut best = None;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (n, part) in parts.iter().enumerate() {
+        let last = n + 1 == parts.len();
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (*part, None),
+        };
+        let Some((key, item)) = table.get_key_value(name) else {
+            return best;
+        };
+        best = key.span().or(best);
+        if let Some(i) = index {
+            let Some(t) = item.as_array_of_tables().and_then(|a| a.get(i)) else {
+                return best;
+            };
+            best = t.span().or(best);
+            table = t;
+            continue;
+        }
+        if last {
+            return item.span().or(best);
+        }
+        match item.as_table_like() {
+            Some(t) => table = t,
+            None => return best,
+        }
+    }
+    best
+}
+
+/// Where mailpulse keeps its files on this platform.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub config_file: PathBuf,
+    /// Last-seen UIDs and other state.
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Dirs {
+    /// The platform's directories (`~/.config/mailpulse/config.toml` etc. on Linux, honouring
+    /// the XDG variables), or `None` when there is no home directory.
+    pub fn platform() -> Option<Dirs> {
+        let p = directories::ProjectDirs::from("org", "mailpulse", "mailpulse")?;
+        let state_dir = p
+            .state_dir()
+            .unwrap_or_else(|| p.data_local_dir())
+            .to_owned();
+        Some(Dirs {
+            config_file: p.config_dir().join("config.toml"),
+            log_dir: state_dir.join("logs"),
+            state_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/x/config.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    const ACCOUNT: &str = "[[accounts]]\nname = \"work\"\nhost = \"imap.example.com\"\nusername = \"alice\"\n";
+
+    #[test]
+    fn example_config_is_valid_and_documented() {
+        let c = parse(EXAMPLE).expect("the shipped example parses");
+        assert!(c.keepalive.enabled);
+        assert_eq!(c.keepalive.interval_secs, 60);
+        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.accounts[0].effective_port(), 993);
+        // Every key of the contract appears in the example, so users can discover it.
+        for key in [
+            "enabled", "interval_secs", "response_timeout_secs", "level", "show_errors",
+            "name", "protocol", "host", "port", "security", "username", "password_command",
+            "folders", "ca_file", "on_new_mail",
+        ] {
+            assert!(EXAMPLE.contains(key), "example lacks {key}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse(ACCOUNT).unwrap();
+        assert_eq!(c.keepalive, KeepAlive::default());
+        assert_eq!(c.accounts[0].folders, vec!["INBOX"]);
+        assert_eq!(c.accounts[0].security, Security::Tls);
+        let mut a = c.accounts[0].clone();
+        a.security = Security::Starttls;
+        assert_eq!(a.effective_port(), 143);
+    }
+
+    #[test]
+    fn interval_below_minimum_names_line_and_key() {
+        let e = err("[keepalive]\nenabled = true\ninterval_secs = 10\n");
+        assert_eq!(
+            e,
+            "/etc/x/config.toml:3:17: keepalive.interval_secs: must be between 30 and 1740 seconds \
+             (got 10); servers drop IDLE sessions after 30 minutes"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = err("[keepalive]\ninterval_secs = 60\nintervall = 3\n");
+        assert!(e.starts_with("/etc/x/config.toml:3:1: keepalive.intervall: unknown field `intervall`"), "{e}");
+    }
+
+    #[test]
+    fn port_zero_and_unknown_security_name_their_account() {
+        let e = err(&format!("{ACCOUNT}\n[[accounts]]\nname = \"b\"\nhost = \"h\"\nusername = \"u\"\nport = 0\n"));
+        assert!(e.starts_with("/etc/x/config.toml:10:8: accounts[1].port: must be between 1 and 65535"), "{e}");
+        let e = err(&format!("{ACCOUNT}security = \"ssl\"\n"));
+        assert!(e.starts_with("/etc/x/config.toml:5:12: accounts[0].security: unknown variant `ssl`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let e = err("[keepalive]\ninterval_secs = \"sixty\"\n");
+        assert!(e.starts_with("/etc/x/config.toml:2:17: keepalive.interval_secs: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = err("[keepalive\ninterval_secs = 60\n");
+        assert!(e.starts_with("/etc/x/config.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn plaintext_password_is_refused_with_advice() {
+        let e = err(&format!("{ACCOUNT}password = \"hunter2\"\n"));
+        assert!(e.contains("accounts[0].password: passwords are never stored"), "{e}");
+        assert!(e.contains("password_command"), "{e}");
+        assert!(!e.contains("hunter2"), "the secret itself must not be echoed: {e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_empty_folders_are_refused() {
+        let e = err(&format!("{ACCOUNT}{ACCOUNT}"));
+        assert!(e.contains("accounts[1].name: another account"), "{e}");
+        let e = err(&format!("{ACCOUNT}folders = []\n"));
+        assert!(e.contains("accounts[0].folders: name at least one folder"), "{e}");
+    }
+
+    #[test]
+    fn save_is_atomic_0600_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.toml");
+        let mut c = parse(ACCOUNT).unwrap();
+        c.keepalive.interval_secs = 45;
+        c.accounts[0].password_command = Some("pass show x".into());
+        c.save(&path).unwrap();
+        let back = Config::load(&path).unwrap();
+        assert_eq!(back, c);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        // An invalid config is not written.
+        c.keepalive.interval_secs = 5;
+        assert!(c.save(&path).is_err());
+        assert_eq!(Config::load(&path).unwrap().keepalive.interval_secs, 45);
+    }
+
+    #[test]
+    fn missing_ca_file_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        fs::write(&path, format!("{ACCOUNT}ca_file = \"nope.pem\"\n")).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains(":5:11: accounts[0].ca_file:"), "{e}");
+        assert!(e.contains("nope.pem does not exist"), "{e}");
+    }
+}

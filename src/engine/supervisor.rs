@@ -1,0 +1,368 @@
+//! One supervisor per account and folder: connect → baseline/catch-up → IDLE (or poll) with the
+//! keep-alive query on the timer → on any failure reconnect with backoff, forever.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::store::{Seen, Store};
+use super::{Out, Settings};
+use crate::event::{Connectivity, ErrorKind, Event, MailItem};
+use crate::protocol::{Connector, FolderInfo, ProtoError, Session, Wake};
+
+/// RFC 2177: re-issue IDLE at least every 29 minutes, even with keep-alive off.
+pub const IDLE_REISSUE: Duration = Duration::from_secs(29 * 60);
+
+/// Messages from the engine to one supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ctl {
+    /// Initiate now: query at once, or reconnect at once if in backoff.
+    CheckNow,
+    /// Log out and end.
+    Stop,
+}
+
+/// Why a wait ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Nothing,
+    CheckNow,
+    Settings,
+    Stop,
+}
+
+pub(crate) struct Supervisor {
+    pub generation: u64,
+    pub account: String,
+    pub folder: String,
+    /// `user@host:port`, the identity of the mailbox for the persisted baseline.
+    pub server: String,
+    pub connector: Arc<dyn Connector>,
+    pub settings: watch::Receiver<Settings>,
+    pub ctl: mpsc::UnboundedReceiver<Ctl>,
+    pub out: mpsc::UnboundedSender<Out>,
+    pub store: Store,
+    pub backoff: Backoff,
+    state: Option<Connectivity>,
+}
+
+impl Supervisor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        generation: u64,
+        account: String,
+        folder: String,
+        server: String,
+        connector: Arc<dyn Connector>,
+        settings: watch::Receiver<Settings>,
+        ctl: mpsc::UnboundedReceiver<Ctl>,
+        out: mpsc::UnboundedSender<Out>,
+        store: Store,
+    ) -> Self {
+        Supervisor {
+            generation,
+            account,
+            folder,
+            server,
+            connector,
+            settings,
+            ctl,
+            out,
+            store,
+            backoff: Backoff::new(),
+            state: None,
+        }
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.settings.borrow().response_timeout
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.out.send(Out::Event(self.generation, event));
+    }
+
+    fn set_state(&mut self, state: Connectivity) {
+        if self.state != Some(state) {
+            self.state = Some(state);
+            let _ = self.out.send(Out::State(self.generation, state));
+        }
+    }
+
+    /// Runs until told to stop.
+    pub async fn run(mut self) {
+        let mut first_session = true;
+        loop {
+            self.set_state(Connectivity::Connecting);
+            let rt = self.response_timeout();
+            let connector = self.connector.clone();
+            let folder = self.folder.clone();
+            // Each protocol step has its own `rt` timeout inside `open`; this is the backstop.
+            let open = bounded(rt * 3 + Duration::from_secs(5), "connecting", async move {
+                connector.open(&folder).await
+            });
+            let failure = match unless_stopped(&mut self.ctl, open).await {
+                None => return,
+                Some(Err(e)) => e,
+                Some(Ok((session, info))) => match self.serve(session, info, &mut first_session).await {
+                    None => return,
+                    Some(e) => e,
+                },
+            };
+            let delay = self.backoff.next_delay(failure.kind);
+            tracing::info!(
+                account = %self.account, folder = %self.folder, kind = %failure.kind,
+                "{}; retrying in {:.1} s", failure.message, delay.as_secs_f64()
+            );
+            let _ = self.out.send(Out::Failed(self.generation, failure));
+            self.set_state(Connectivity::Error);
+            if self.pause(delay).await == Why::Stop {
+                return;
+            }
+        }
+    }
+
+    /// Sleep for the backoff delay; "Check now" cuts it short.
+    async fn pause(&mut self, delay: Duration) -> Why {
+        let wait = sleep(delay);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => return Why::Nothing,
+                ctl = self.ctl.recv() => match ctl {
+                    Some(Ctl::CheckNow) => return Why::CheckNow,
+                    Some(Ctl::Stop) | None => return Why::Stop,
+                },
+            }
+        }
+    }
+
+    /// Use an open session until it fails (`Some(error)`) or the supervisor is stopped (`None`).
+    async fn serve(
+        &mut self,
+        mut session: Box<dyn Session>,
+        info: FolderInfo,
+        first_session: &mut bool,
+    ) -> Option<ProtoError> {
+        match self.serve_inner(session.as_mut(), info, first_session).await {
+            Ok(()) => {
+                let rt = self.response_timeout();
+                let _ = timeout(rt, session.close()).await;
+                None
+            }
+            // Dropping the session closes the socket.
+            Err(e) => Some(e),
+        }
+    }
+
+    async fn serve_inner(
+        &mut self,
+        session: &mut dyn Session,
+        info: FolderInfo,
+        first_session: &mut bool,
+    ) -> Result<(), ProtoError> {
+        use Connectivity::*;
+        self.set_state(Working);
+        let rt = self.response_timeout();
+        let last = bounded(rt, "the last-item query", session.last_item()).await?;
+        let mut seen = self.baseline(session, info, last, *first_session).await?;
+        *first_session = false;
+        self.backoff.reset();
+        let _ = self.out.send(Out::Opened(self.generation));
+        self.emit(Event::Connected {
+            account: self.account.clone(),
+            folder: self.folder.clone(),
+            exists: info.exists,
+            uid_validity: info.uid_validity,
+        });
+
+        loop {
+            let settings = self.settings.borrow_and_update().clone();
+            self.set_state(Idle);
+            let (wake, why) = self.wait(session, info.can_push, &settings).await?;
+            if why == Why::Stop {
+                return Ok(());
+            }
+            self.set_state(Working);
+            let settings = self.settings.borrow().clone();
+            let query = match (wake, why) {
+                (Wake::Changed, _) => false,
+                (Wake::Timeout, _) => settings.keepalive || !info.can_push,
+                (Wake::Interrupted, Why::CheckNow) => true,
+                (Wake::Interrupted, _) => settings.keepalive,
+            };
+            if wake == Wake::Changed {
+                self.announce_new(session, &mut seen).await?;
+            } else if query {
+                let started = Instant::now();
+                let last = bounded(settings.response_timeout, "the keep-alive query", session.last_item()).await?;
+                self.emit(Event::KeepAlive {
+                    account: self.account.clone(),
+                    folder: self.folder.clone(),
+                    round_trip: started.elapsed(),
+                });
+                if last.is_some_and(|item| item.uid > seen.uid) {
+                    self.announce_new(session, &mut seen).await?;
+                }
+            }
+        }
+    }
+
+    /// Wait for a push, the keep-alive timer, or a command.
+    async fn wait(
+        &mut self,
+        session: &mut dyn Session,
+        can_push: bool,
+        settings: &Settings,
+    ) -> Result<(Wake, Why), ProtoError> {
+        let mut why = Why::Nothing;
+        if !can_push {
+            // No IDLE: poll with the same query every interval (keep-alive on or off).
+            let tick = sleep(settings.interval);
+            tokio::pin!(tick);
+            tokio::select! {
+                _ = &mut tick => return Ok((Wake::Timeout, why)),
+                ctl = self.ctl.recv() => why = ctl_reason(ctl),
+                Ok(()) = self.settings.changed() => why = Why::Settings,
+            }
+            return Ok((Wake::Interrupted, why));
+        }
+        let max = if settings.keepalive {
+            settings.interval
+        } else {
+            IDLE_REISSUE
+        };
+        let stop = CancellationToken::new();
+        let idle = session.wait(max, &stop);
+        tokio::pin!(idle);
+        // Backstop: the session must have ended IDLE within a response timeout after `max`.
+        let guard = sleep(max + settings.response_timeout);
+        tokio::pin!(guard);
+        loop {
+            tokio::select! {
+                r = &mut idle => return r.map(|wake| (wake, why)),
+                _ = &mut guard => return Err(dead(settings.response_timeout, "ending IDLE")),
+                ctl = self.ctl.recv(), if why == Why::Nothing => {
+                    why = ctl_reason(ctl);
+                    stop.cancel();
+                }
+                Ok(()) = self.settings.changed(), if why == Why::Nothing => {
+                    why = Why::Settings;
+                    stop.cancel();
+                }
+            }
+        }
+    }
+
+    /// Reconcile the folder with what was seen before; returns the new baseline.
+    async fn baseline(
+        &mut self,
+        session: &mut dyn Session,
+        info: FolderInfo,
+        last: Option<MailItem>,
+        first_session: bool,
+    ) -> Result<Seen, ProtoError> {
+        let newest = last.as_ref().map_or(0, |item| item.uid);
+        let mut seen = Seen {
+            uid_validity: info.uid_validity,
+            uid: newest,
+        };
+        match self.store.get(&self.account, &self.folder, &self.server) {
+            Some(before) if before.uid_validity == info.uid_validity => {
+                seen.uid = before.uid;
+                if newest > before.uid {
+                    if first_session {
+                        // Arrived while mailpulse was not running: one summary, not a flood.
+                        let rt = self.response_timeout();
+                        let count = bounded(rt, "counting new messages", session.count_after(before.uid)).await?;
+                        if let Some(newest_item) = last {
+                            self.emit(Event::MissedMail {
+                                account: self.account.clone(),
+                                folder: self.folder.clone(),
+                                count: count.max(1),
+                                newest: newest_item,
+                            });
+                        }
+                        seen.uid = newest;
+                    } else {
+                        self.announce_new(session, &mut seen).await?;
+                    }
+                }
+            }
+            Some(before) => tracing::info!(
+                account = %self.account, folder = %self.folder,
+                "UIDVALIDITY changed from {} to {}: starting from the newest message without announcing old ones",
+                before.uid_validity, info.uid_validity
+            ),
+            None => tracing::debug!(
+                account = %self.account, folder = %self.folder,
+                "first session for this folder; baseline UID {newest}"
+            ),
+        }
+        self.store.set(&self.account, &self.folder, &self.server, seen);
+        Ok(seen)
+    }
+
+    /// Announce every message above the last seen UID, once, oldest first.
+    async fn announce_new(&mut self, session: &mut dyn Session, seen: &mut Seen) -> Result<(), ProtoError> {
+        let rt = self.response_timeout();
+        let mut items = bounded(rt, "fetching new messages", session.items_after(seen.uid)).await?;
+        items.retain(|item| item.uid > seen.uid);
+        items.sort_by_key(|item| item.uid);
+        for item in items {
+            seen.uid = item.uid;
+            self.emit(Event::NewMail {
+                account: self.account.clone(),
+                folder: self.folder.clone(),
+                item,
+            });
+        }
+        self.store.set(&self.account, &self.folder, &self.server, *seen);
+        Ok(())
+    }
+}
+
+fn ctl_reason(ctl: Option<Ctl>) -> Why {
+    match ctl {
+        Some(Ctl::CheckNow) => Why::CheckNow,
+        Some(Ctl::Stop) | None => Why::Stop,
+    }
+}
+
+fn dead(rt: Duration, what: &str) -> ProtoError {
+    ProtoError::new(
+        ErrorKind::Timeout,
+        format!(
+            "no answer from the server within {} s ({what}): the connection is dead",
+            rt.as_secs()
+        ),
+    )
+}
+
+/// Run a protocol step with a deadline; a missed deadline is a dead connection.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, ProtoError>>,
+) -> Result<T, ProtoError> {
+    match timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(dead(limit, what)),
+    }
+}
+
+/// Race `fut` against a stop command; "Check now" while already busy is ignored.
+async fn unless_stopped<F: Future>(ctl: &mut mpsc::UnboundedReceiver<Ctl>, fut: F) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            r = &mut fut => return Some(r),
+            c = ctl.recv() => if ctl_reason(c) == Why::Stop { return None },
+        }
+    }
+}

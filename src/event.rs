@@ -1,0 +1,158 @@
+//! The two streams that connect the engine to everything else: [`Event`]s flow out of the engine
+//! (to the headless printer, the tray, the toasts), [`Command`]s flow into it.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// How well an account (or one of its folders) is connected.
+///
+/// The variants are ordered so that the *worst* state is the smallest: an account's state is the
+/// minimum over its folders, the agent's state the minimum over its accounts ("the worst wins").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connectivity {
+    /// The last attempt failed; the engine is waiting to retry.
+    Error,
+    /// Connecting, logging in or opening the folder.
+    Connecting,
+    /// Connected and busy: catching up or running a keep-alive query.
+    Working,
+    /// Connected and waiting for the server to push (IDLE) or for the next poll.
+    Idle,
+}
+
+impl fmt::Display for Connectivity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Connectivity::Error => "error",
+            Connectivity::Connecting => "connecting",
+            Connectivity::Working => "working",
+            Connectivity::Idle => "idle",
+        })
+    }
+}
+
+/// One message as the "last inbox item" query or a catch-up fetch sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailItem {
+    pub uid: u32,
+    /// `Name <address>` (or just the address) of the first From, decoded from RFC 2047.
+    pub from: String,
+    /// Decoded subject, empty when the message has none.
+    pub subject: String,
+    /// The server's INTERNALDATE (when the message arrived).
+    pub date: Option<DateTime<FixedOffset>>,
+    /// True when the message already carries `\Seen`.
+    pub seen: bool,
+}
+
+/// What kind of failure an [`Event::Error`] reports, so a UI can say what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The configuration is invalid (names file, line and key).
+    Config,
+    /// The password (or its `password_command`) could not be obtained.
+    Secret,
+    /// The host name does not resolve.
+    Resolve,
+    /// TCP connection refused, unreachable or timed out.
+    Connect,
+    /// TLS handshake or certificate verification failed.
+    Tls,
+    /// The server rejected the credentials.
+    Auth,
+    /// The folder does not exist or cannot be opened.
+    Folder,
+    /// The server answered something that is not valid IMAP, or refused a command.
+    Protocol,
+    /// No answer within `response_timeout_secs`: the connection is considered dead.
+    Timeout,
+    /// The connection was closed or reset (by the server, a NAT gateway or a firewall).
+    Disconnected,
+}
+
+impl ErrorKind {
+    /// Failures that retrying soon will not fix: the user has to act.
+    pub fn needs_user(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Config | ErrorKind::Secret | ErrorKind::Auth | ErrorKind::Tls
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// What the engine reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An account's aggregated state changed (worst folder wins).
+    Connectivity {
+        account: String,
+        state: Connectivity,
+    },
+    /// A folder session is open and its baseline is known.
+    Connected {
+        account: String,
+        folder: String,
+        /// Messages in the folder when it was opened.
+        exists: u32,
+        uid_validity: u32,
+    },
+    /// A message arrived. Emitted exactly once per (account, folder, UIDVALIDITY, UID).
+    NewMail {
+        account: String,
+        folder: String,
+        item: MailItem,
+    },
+    /// Mail that arrived while mailpulse was not running: one summary instead of a flood.
+    MissedMail {
+        account: String,
+        folder: String,
+        count: u32,
+        newest: MailItem,
+    },
+    /// A keep-alive query went out and its answer came back.
+    KeepAlive {
+        account: String,
+        folder: String,
+        round_trip: Duration,
+    },
+    /// Something failed. Reported once per episode, not on every retry.
+    Error {
+        account: String,
+        kind: ErrorKind,
+        message: String,
+    },
+    /// A failure episode ended: the account is connected again.
+    Recovered { account: String },
+}
+
+/// What the engine can be told, at any moment (also in the middle of an IDLE).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// The patent's "Enable Firewall Keep-Alive" switch.
+    SetKeepAlive(bool),
+    /// Keep-alive interval in seconds (values below the minimum are raised to it).
+    SetInterval(u64),
+    /// Initiate now: run the last-item query on every session, reconnect at once where one is dead.
+    CheckNow,
+    /// Apply a new, already validated configuration without restarting.
+    Reload(Box<Config>),
+    /// Log out everywhere and stop.
+    Quit,
+}

@@ -1,0 +1,60 @@
+//! Logging with `tracing`: warnings and errors on stderr (more with `RUST_LOG`), and, when the
+//! config enables it, a daily rolling file in the platform's log directory (7 files kept).
+//! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::Logging;
+
+/// Keeps the file writer flushing until dropped (at exit).
+pub struct LogGuard {
+    _file: Option<WorkerGuard>,
+}
+
+const QUIET_DEPS: &str = "async_imap=warn,imap_proto=warn";
+
+pub const KEEP_FILES: usize = 7;
+
+pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
+    let stderr_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn"))
+        .add_directive(QUIET_DEPS.parse().expect("static directive"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(stderr_filter);
+
+    let mut guard = None;
+    let file = match (logging.enabled, log_dir) {
+        (true, Some(dir)) => match tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("mailpulse")
+            .filename_suffix("log")
+            .max_log_files(KEEP_FILES)
+            .build(dir)
+        {
+            Ok(appender) => {
+                let (writer, g) = tracing_appender::non_blocking(appender);
+                guard = Some(g);
+                let filter = EnvFilter::new(logging.level.as_str())
+                    .add_directive(QUIET_DEPS.parse().expect("static directive"));
+                Some(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(writer)
+                        .with_ansi(false)
+                        .with_filter(filter),
+                )
+            }
+            Err(e) => {
+                eprintln!("mailpulse: cannot write logs to {}: {e}", dir.display());
+                None
+            }
+        },
+        _ => None,
+    };
+    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    LogGuard { _file: guard }
+}

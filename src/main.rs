@@ -1,0 +1,28 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailpulse::cli::{self, Cli, Cmd};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = cli::config_path(&cli);
+    // One thread is plenty for a handful of mostly idle connections, and keeps memory low.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match cli.command {
+        Some(Cmd::Check { account, json }) => {
+            runtime.block_on(cli::check(config_path.as_deref(), account.as_deref(), json))
+        }
+        Some(Cmd::Watch { json }) => runtime.block_on(cli::watch(config_path.as_deref(), json)),
+        None => {
+            eprintln!(
+                "mailpulse: the tray agent is not part of this version yet.\n\
+                 Run `mailpulse watch` to keep your accounts alive headless and print new mail,\n\
+                 or `mailpulse check` to test your accounts. See `mailpulse --help`."
+            );
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The one trait every mail protocol implements, so the engine never sees a socket.
+//!
+//! A [`Connector`] opens a [`Session`] on one folder; the session answers the "last inbox item"
+//! query (the keep-alive), fetches what arrived after a UID, and waits for the server to push a
+//! change. IMAP lives in [`imap`]; Exchange EWS will sit beside it.
+
+pub mod imap;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Account, KeepAlive};
+use crate::event::{ErrorKind, MailItem};
+
+/// A failure with the kind the engine acts on (back off longer for `Auth`, ...) and a message in
+/// words a user can act on. Messages never contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtoError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ProtoError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProtoError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a freshly opened folder looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderInfo {
+    pub uid_validity: u32,
+    /// Number of messages in the folder.
+    pub exists: u32,
+    /// The server can push changes (IMAP IDLE); otherwise the engine polls.
+    pub can_push: bool,
+}
+
+/// Why [`Session::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The server reported a change (new message, expunge, flags).
+    Changed,
+    /// `max` elapsed without a change; the session is usable again.
+    Timeout,
+    /// The stop token was cancelled; the session is usable again.
+    Interrupted,
+}
+
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Connect, authenticate and open `folder` read-only.
+    async fn open(&self, folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError>;
+}
+
+#[async_trait]
+pub trait Session: Send {
+    /// The "last inbox item" query: the newest message, `None` for an empty folder. This is
+    /// the keep-alive; it costs the same on a folder of 10 or 100 000 messages.
+    async fn last_item(&mut self) -> Result<Option<MailItem>, ProtoError>;
+    /// All messages with a UID above `uid`, oldest first.
+    async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError>;
+    /// How many messages have a UID above `uid` (cheaper than fetching them).
+    async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError>;
+    /// Wait until the server pushes a change, `max` elapses, or `stop` is cancelled. Must leave
+    /// the session ready for the next command (e.g. IMAP: end IDLE with DONE) before returning.
+    async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError>;
+    /// Log out politely (best effort).
+    async fn close(self: Box<Self>);
+}
+
+/// Builds the connector for an account; the engine calls it whenever an account (re)starts, so
+/// tests can substitute a scripted server.
+pub type ConnectorFactory = Arc<dyn Fn(&Account, &KeepAlive) -> Arc<dyn Connector> + Send + Sync>;
+
+/// The real protocols.
+pub fn default_factory() -> ConnectorFactory {
+    Arc::new(|account: &Account, keepalive: &KeepAlive| {
+        Arc::new(imap::ImapConnector::new(account.clone(), keepalive.clone())) as Arc<dyn Connector>
+    })
+}

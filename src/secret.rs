@@ -1,0 +1,150 @@
+//! Getting an account's password without ever writing it down: `password_command` (stdout,
+//! trimmed). The [`Secret`] type keeps it out of `Debug` output, logs and panics.
+
+use std::fmt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::config::Account;
+use crate::event::ErrorKind;
+use crate::protocol::ProtoError;
+
+/// How long a password command may take (it may prompt for a GPG passphrase).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A password or token. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A shell command line run the platform's way (`sh -c` / `cmd /C`), so that pipes work in
+/// `password_command` and `on_new_mail`.
+pub fn shell(command_line: &str) -> Command {
+    #[cfg(windows)]
+    {
+        let mut c = Command::new("cmd");
+        c.arg("/C").arg(command_line);
+        c
+    }
+    #[cfg(not(windows))]
+    {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(command_line);
+        c
+    }
+}
+
+/// The account's password, from its `password_command`.
+pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
+    let Some(command_line) = account.password_command.as_deref() else {
+        return Err(ProtoError::new(
+            ErrorKind::Secret,
+            format!(
+                "account {:?} has no password source: set password_command in the config \
+                 (e.g. password_command = \"pass show mail/{}\")",
+                account.name, account.name
+            ),
+        ));
+    };
+    let fail = |what: String| {
+        ProtoError::new(
+            ErrorKind::Secret,
+            format!("password_command of account {:?} {what}", account.name),
+        )
+    };
+    let mut child = shell(command_line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("could not be started: {e}")))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let run = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let (r1, r2) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        r1.and(r2)?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((status, out, err))
+    };
+    let (status, out, err) = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+        Err(_) => return Err(fail(format!("did not finish within {} s", COMMAND_TIMEOUT.as_secs()))),
+        Ok(Err(e)) => return Err(fail(format!("failed: {e}"))),
+        Ok(Ok(r)) => r,
+    };
+    if !status.success() {
+        // Its stderr is about the failure (e.g. "not in the password store"), not the secret.
+        let err = String::from_utf8_lossy(&err);
+        let err = err.trim();
+        let detail = if err.is_empty() { String::new() } else { format!(": {}", truncate(err, 300)) };
+        return Err(fail(format!("exited with {status}{detail}")));
+    }
+    let value = String::from_utf8(out).map_err(|_| fail("printed something that is not UTF-8".into()))?;
+    let value = value.trim_end_matches(['\r', '\n']).trim();
+    if value.is_empty() {
+        return Err(fail("printed nothing".into()));
+    }
+    Ok(Secret(value.to_owned()))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn account(cmd: Option<&str>) -> Account {
+        let mut a = Account::new("work", "h", "u");
+        a.password_command = cmd.map(str::to_owned);
+        a
+    }
+
+    #[tokio::test]
+    async fn command_output_is_trimmed() {
+        let s = password(&account(Some("printf '  s3cret pw \\n'"))).await.unwrap();
+        assert_eq!(s.expose(), "s3cret pw");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+    }
+
+    #[tokio::test]
+    async fn failures_say_what_to_do_and_never_echo_stdout() {
+        let e = password(&account(None)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Secret);
+        assert!(e.message.contains("set password_command"), "{e}");
+        let e = password(&account(Some("echo hunter2; echo 'no such entry' >&2; exit 3"))).await.unwrap_err();
+        assert!(e.message.contains("exited with exit status: 3: no such entry"), "{e}");
+        assert!(!e.message.contains("hunter2"), "{e}");
+        let e = password(&account(Some("true"))).await.unwrap_err();
+        assert!(e.message.contains("printed nothing"), "{e}");
+    }
+}
