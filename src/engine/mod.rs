@@ -272,7 +272,7 @@ impl EngineTask {
                     .folders
                     .values()
                     .filter(|s| s.account == account)
-                    .filter_map(|s| s.state)
+                    .map(|s| s.state.unwrap_or(Connectivity::Connecting))
                     .min();
                 if let Some(worst) = worst
                     && self.account_state.get(&account) != Some(&worst)

@@ -119,8 +119,8 @@ impl Supervisor {
                 account = %self.account, folder = %self.folder, kind = %failure.kind,
                 "{}; retrying in {:.1} s", failure.message, delay.as_secs_f64()
             );
-            let _ = self.out.send(Out::Failed(self.generation, failure));
             self.set_state(Connectivity::Error);
+            let _ = self.out.send(Out::Failed(self.generation, failure));
             if self.pause(delay).await == Why::Stop {
                 return;
             }

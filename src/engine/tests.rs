@@ -1,1 +1,561 @@
+//! Engine tests on tokio's paused clock, against an in-memory scripted server: the engine is
+//! protocol-free, so its scheduling, keep-alive, backoff, catch-up and dedupe are tested here
+//! without sockets. (The real IMAP path is tested against a real Dovecot in `tests/`.)
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep, timeout};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::{Account, Config};
+use crate::event::{Command, Connectivity, ErrorKind, Event, MailItem};
+use crate::protocol::{Connector, FolderInfo, ProtoError, Session, Wake};
+
+#[derive(Debug, Default)]
+struct ServerState {
+    uid_validity: u32,
+    items: Vec<MailItem>,
+    next_uid: u32,
+    no_push: bool,
+    /// Every open fails with this while set.
+    open_error: Option<ProtoError>,
+    /// Every session operation hangs (a NAT gateway that forgot the connection).
+    hang: bool,
+    /// Bumped to kill every open session (server restart, RST).
+    epoch: u64,
+    opens: Vec<Instant>,
+    queries: Vec<Instant>,
+    waits: Vec<Duration>,
+    closed: usize,
+}
+
+/// An in-memory mail server with one folder per test.
+#[derive(Clone)]
+struct Server {
+    state: Arc<Mutex<ServerState>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Server {
+    fn new() -> Server {
+        let state = ServerState {
+            uid_validity: 1,
+            next_uid: 1,
+            ..Default::default()
+        };
+        Server {
+            state: Arc::new(Mutex::new(state)),
+            changes: watch::channel(0).0,
+        }
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut ServerState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+    fn deliver(&self, subject: &str) -> u32 {
+        let uid = self.with(|s| {
+            let uid = s.next_uid;
+            s.next_uid += 1;
+            s.items.push(MailItem {
+                uid,
+                from: "Bob <bob@example.org>".into(),
+                subject: subject.into(),
+                date: None,
+                seen: false,
+            });
+            uid
+        });
+        self.changes.send_modify(|c| *c += 1);
+        uid
+    }
+    fn kill_sessions(&self) {
+        self.with(|s| s.epoch += 1);
+        self.changes.send_modify(|c| *c += 1);
+    }
+    fn queries(&self) -> usize {
+        self.with(|s| s.queries.len())
+    }
+    fn opens(&self) -> Vec<Instant> {
+        self.with(|s| s.opens.clone())
+    }
+}
+
+#[async_trait]
+impl Connector for Server {
+    async fn open(&self, _folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError> {
+        let (err, hang, info, epoch) = self.with(|s| {
+            s.opens.push(Instant::now());
+            let info = FolderInfo {
+                uid_validity: s.uid_validity,
+                exists: s.items.len() as u32,
+                can_push: !s.no_push,
+            };
+            (s.open_error.clone(), s.hang, info, s.epoch)
+        });
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let session = FakeSession {
+            server: self.clone(),
+            epoch,
+            changes: self.changes.subscribe(),
+        };
+        Ok((Box::new(session), info))
+    }
+}
+
+struct FakeSession {
+    server: Server,
+    epoch: u64,
+    changes: watch::Receiver<u64>,
+}
+
+impl FakeSession {
+    async fn alive(&self) -> Result<(), ProtoError> {
+        let (hang, epoch) = self.server.with(|s| (s.hang, s.epoch));
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        if epoch != self.epoch {
+            return Err(ProtoError::new(ErrorKind::Disconnected, "connection reset"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Session for FakeSession {
+    async fn last_item(&mut self) -> Result<Option<MailItem>, ProtoError> {
+        self.alive().await?;
+        self.changes.borrow_and_update();
+        Ok(self.server.with(|s| {
+            s.queries.push(Instant::now());
+            s.items.last().cloned()
+        }))
+    }
+    async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError> {
+        self.alive().await?;
+        self.changes.borrow_and_update();
+        Ok(self.server.with(|s| s.items.iter().filter(|i| i.uid > uid).cloned().collect()))
+    }
+    async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError> {
+        Ok(self.items_after(uid).await?.len() as u32)
+    }
+    async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
+        self.alive().await?;
+        self.server.with(|s| s.waits.push(max));
+        let wake = tokio::select! {
+            _ = sleep(max) => Wake::Timeout,
+            _ = stop.cancelled() => Wake::Interrupted,
+            _ = self.changes.changed() => Wake::Changed,
+        };
+        self.alive().await?;
+        Ok(wake)
+    }
+    async fn close(self: Box<Self>) {
+        self.server.with(|s| s.closed += 1);
+    }
+}
+
+const RT: Duration = Duration::from_secs(20);
+
+fn config(accounts: &[(&str, &[&str])]) -> Config {
+    let mut c = Config::default();
+    for (name, folders) in accounts {
+        let mut a = Account::new(name, "imap.example.org", "alice");
+        a.folders = folders.iter().map(|f| f.to_string()).collect();
+        c.accounts.push(a);
+    }
+    c
+}
+
+fn factory(server: &Server) -> ConnectorFactory {
+    let server = server.clone();
+    Arc::new(move |_: &Account, _: &KeepAlive| Arc::new(server.clone()) as Arc<dyn Connector>)
+}
+
+fn start(server: &Server, config: &Config, store: Store) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
+    spawn(config, factory(server), store)
+}
+
+/// Events until `pred` matches (inclusive), within `limit` of virtual time.
+async fn until(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    limit: Duration,
+    pred: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + limit;
+    loop {
+        match timeout(deadline.saturating_duration_since(Instant::now()), rx.recv()).await {
+            Ok(Some(e)) => {
+                let done = pred(&e);
+                seen.push(e);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(None) => panic!("engine ended; events so far: {seen:#?}"),
+            Err(_) => panic!("no matching event within {limit:?}; events so far: {seen:#?}"),
+        }
+    }
+}
+
+/// Everything emitted during `d` of virtual time.
+async fn during(rx: &mut mpsc::UnboundedReceiver<Event>, d: Duration) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + d;
+    while let Ok(Some(e)) = timeout(deadline.saturating_duration_since(Instant::now()), rx.recv()).await {
+        seen.push(e);
+    }
+    seen
+}
+
+fn is_connected(e: &Event) -> bool {
+    matches!(e, Event::Connected { .. })
+}
+
+fn new_mail_subjects(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::NewMail { item, .. } => Some(item.subject.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn errors(events: &[Event]) -> Vec<(ErrorKind, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Error { kind, message, .. } => Some((*kind, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushed_mail_is_announced_once_with_sender_and_subject() {
+    let server = Server::new();
+    server.deliver("old news");
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let first = until(&mut rx, secs(5), is_connected).await;
+    assert!(new_mail_subjects(&first).is_empty(), "old mail must not be announced: {first:?}");
+    assert!(first.contains(&Event::Connectivity {
+        account: "work".into(),
+        state: Connectivity::Connecting
+    }));
+
+    server.deliver("hello");
+    let events = until(&mut rx, secs(2), |e| matches!(e, Event::NewMail { .. })).await;
+    let Some(Event::NewMail { account, folder, item }) = events.last() else { unreachable!() };
+    assert_eq!((account.as_str(), folder.as_str()), ("work", "INBOX"));
+    assert_eq!(item.from, "Bob <bob@example.org>");
+    assert_eq!(item.subject, "hello");
+    assert_eq!(item.uid, 2);
+
+    // Three at once → three events, in order, each once; nothing more over the next keep-alives.
+    for s in ["a", "b", "c"] {
+        server.deliver(s);
+    }
+    let later = during(&mut rx, secs(300)).await;
+    assert_eq!(new_mail_subjects(&later), ["a", "b", "c"]);
+    engine.shutdown().await;
+    assert_eq!(server.with(|s| s.closed), 1, "quit logs out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_query_runs_every_interval_and_follows_commands_at_once() {
+    let server = Server::new();
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    let t0 = Instant::now();
+    assert_eq!(server.queries(), 1, "the baseline query");
+
+    let events = during(&mut rx, secs(185)).await;
+    let keepalives = events.iter().filter(|e| matches!(e, Event::KeepAlive { .. })).count();
+    assert_eq!(keepalives, 3, "60 s interval over 185 s: {events:?}");
+    assert_eq!(server.queries(), 4);
+    let stamps = server.with(|s| s.queries.clone());
+    for (i, at) in stamps[1..].iter().enumerate() {
+        let expected = t0 + secs(60 * (i as u64 + 1));
+        assert!(at.duration_since(expected) < Duration::from_millis(50), "query {i} at {at:?}, expected {expected:?}");
+    }
+
+    // Off: the IDLE in progress is interrupted at once and re-issued for 29 minutes, no queries.
+    engine.send(Command::SetKeepAlive(false));
+    during(&mut rx, secs(1)).await;
+    let q = server.queries();
+    let events = during(&mut rx, secs(28 * 60)).await;
+    assert_eq!(server.queries(), q, "no keep-alive queries while off: {events:?}");
+    assert_eq!(server.with(|s| *s.waits.last().unwrap()), IDLE_REISSUE);
+
+    // On again with a 30 s interval: an initiation at once, then every 30 s.
+    let q = server.queries();
+    engine.send(Command::SetInterval(30));
+    engine.send(Command::SetKeepAlive(true));
+    during(&mut rx, secs(1)).await;
+    assert_eq!(server.queries(), q + 1, "initiated at once");
+    let q = server.queries();
+    during(&mut rx, secs(90)).await;
+    assert_eq!(server.queries(), q + 3);
+
+    // Below the minimum is raised to it (30 s, unchanged here): one query in 31 s, not six.
+    engine.send(Command::SetInterval(5));
+    let q = server.queries();
+    during(&mut rx, secs(31)).await;
+    assert_eq!(server.queries(), q + 1, "5 s was raised to 30 s");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn check_now_queries_at_once_and_skips_backoff() {
+    let server = Server::new();
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    let before = Instant::now();
+    engine.send(Command::CheckNow);
+    until(&mut rx, secs(1), |e| matches!(e, Event::KeepAlive { .. })).await;
+    assert!(before.elapsed() < secs(1));
+
+    // In a long backoff, "Check now" reconnects at once.
+    server.with(|s| s.open_error = Some(ProtoError::new(ErrorKind::Connect, "refused")));
+    server.kill_sessions();
+    for _ in 0..6 {
+        during(&mut rx, secs(60)).await;
+    }
+    server.with(|s| s.open_error = None);
+    let opens = server.opens().len();
+    engine.send(Command::CheckNow);
+    until(&mut rx, secs(1), is_connected).await;
+    assert_eq!(server.opens().len(), opens + 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_connection_is_detected_within_the_response_timeout_and_mail_is_caught_up_once() {
+    let server = Server::new();
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    // The gateway forgets the connection: nothing is answered, pushes are lost.
+    server.with(|s| s.hang = true);
+    let lost_at = Instant::now();
+    server.with(|s| {
+        s.items.push(MailItem {
+            uid: 1,
+            from: "Carol <carol@example.org>".into(),
+            subject: "sent into the void".into(),
+            date: None,
+            seen: false,
+        });
+        s.next_uid = 2;
+    });
+    let events = until(&mut rx, secs(120), |e| matches!(e, Event::Error { .. })).await;
+    let errs = errors(&events);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].0, ErrorKind::Timeout);
+    // The next keep-alive (at 60 s) gets no answer for 20 s.
+    let detected = lost_at.elapsed();
+    assert!(detected <= secs(60) + RT + secs(1), "detected after {detected:?}");
+    assert!(events.contains(&Event::Connectivity {
+        account: "work".into(),
+        state: Connectivity::Error
+    }));
+
+    // The path comes back: reconnect after the first backoff step (≤ 1 s) + a connect.
+    server.with(|s| s.hang = false);
+    let events = until(&mut rx, secs(90), is_connected).await;
+    assert_eq!(new_mail_subjects(&events), ["sent into the void"], "caught up once: {events:?}");
+    assert!(events.contains(&Event::Recovered { account: "work".into() }));
+    let later = during(&mut rx, secs(600)).await;
+    assert!(new_mail_subjects(&later).is_empty(), "never twice: {later:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reset_connection_reconnects_within_two_seconds_and_catches_up() {
+    let server = Server::new();
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    server.kill_sessions();
+    let t = Instant::now();
+    server.deliver("during the restart");
+    let events = until(&mut rx, secs(10), is_connected).await;
+    assert!(t.elapsed() <= secs(2), "reconnected after {:?}", t.elapsed());
+    assert_eq!(new_mail_subjects(&events), ["during the restart"]);
+    assert_eq!(errors(&events).len(), 1, "{events:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_password_is_reported_once_and_retried_at_most_every_ten_minutes() {
+    let server = Server::new();
+    server.with(|s| {
+        s.open_error = Some(ProtoError::new(ErrorKind::Auth, "imap.example.org rejected the login"))
+    });
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let events = during(&mut rx, secs(3600)).await;
+    assert_eq!(errors(&events), [(ErrorKind::Auth, "imap.example.org rejected the login".to_string())]);
+    let opens = server.opens();
+    assert!(opens.len() <= 7, "{} attempts in an hour", opens.len());
+    for pair in opens.windows(2) {
+        assert!(pair[1] - pair[0] >= secs(600), "retried after {:?}", pair[1] - pair[0]);
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_failures_back_off_exponentially_to_the_cap() {
+    let server = Server::new();
+    server.with(|s| s.open_error = Some(ProtoError::new(ErrorKind::Connect, "connection refused")));
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let events = during(&mut rx, secs(3 * 3600)).await;
+    assert_eq!(errors(&events).len(), 1, "reported once per episode");
+    let opens = server.opens();
+    let gaps: Vec<Duration> = opens.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(gaps[0] <= secs(1), "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g <= backoff::CAP), "{gaps:?}");
+    assert!(gaps.iter().rev().take(5).all(|g| *g >= backoff::CAP / 2), "capped at 5 min: {gaps:?}");
+    assert!(opens.len() < 60, "{} attempts in 3 hours", opens.len());
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_announces_mail_that_arrived_while_off_as_one_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::new();
+    server.deliver("seen before");
+    let cfg = config(&[("work", &["INBOX"])]);
+    let (engine, mut rx) = start(&server, &cfg, Store::open(dir.path()));
+    until(&mut rx, secs(5), is_connected).await;
+    engine.shutdown().await;
+
+    for s in ["while off 1", "while off 2", "while off 3"] {
+        server.deliver(s);
+    }
+    let (engine, mut rx) = start(&server, &cfg, Store::open(dir.path()));
+    let events = until(&mut rx, secs(5), is_connected).await;
+    let summaries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MissedMail { count, newest, .. } => Some((*count, newest.subject.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summaries, [(3, "while off 3".to_string())]);
+    assert!(new_mail_subjects(&events).is_empty());
+    engine.shutdown().await;
+
+    // A third start with nothing new: silence.
+    let (engine, mut rx) = start(&server, &cfg, Store::open(dir.path()));
+    let events = until(&mut rx, secs(5), is_connected).await;
+    assert!(!events.iter().any(|e| matches!(e, Event::MissedMail { .. } | Event::NewMail { .. })));
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn uidvalidity_change_resets_the_baseline_without_a_flood() {
+    let server = Server::new();
+    for i in 0..5 {
+        server.deliver(&format!("m{i}"));
+    }
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    // The folder is recreated: new UIDVALIDITY, UIDs start again.
+    server.with(|s| {
+        s.uid_validity = 2;
+        s.items.clear();
+        s.next_uid = 1;
+    });
+    for i in 0..8 {
+        server.deliver(&format!("n{i}"));
+    }
+    server.kill_sessions();
+    let events = until(&mut rx, secs(10), is_connected).await;
+    assert!(new_mail_subjects(&events).is_empty(), "no flood: {events:?}");
+    server.deliver("fresh");
+    let events = until(&mut rx, secs(5), |e| matches!(e, Event::NewMail { .. })).await;
+    assert_eq!(new_mail_subjects(&events), ["fresh"]);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_push_the_engine_polls_every_interval() {
+    let server = Server::new();
+    server.with(|s| s.no_push = true);
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    let t = Instant::now();
+    server.deliver("polled");
+    let events = until(&mut rx, secs(61), |e| matches!(e, Event::NewMail { .. })).await;
+    assert_eq!(new_mail_subjects(&events), ["polled"]);
+    assert!(t.elapsed() >= secs(59), "found by the poll, not a push");
+    // Keep-alive off does not stop polling: it is the only way to see mail.
+    engine.send(Command::SetKeepAlive(false));
+    server.deliver("still polled");
+    let events = until(&mut rx, secs(61), |e| matches!(e, Event::NewMail { .. })).await;
+    assert_eq!(new_mail_subjects(&events), ["still polled"]);
+    assert!(server.with(|s| s.waits.is_empty()), "never IDLE");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_worst_folder_state_is_the_account_state() {
+    let server = Server::new();
+    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX", "Lists"])]), Store::in_memory());
+    let events = until(&mut rx, secs(5), |e| {
+        *e == Event::Connectivity {
+            account: "work".into(),
+            state: Connectivity::Idle,
+        }
+    })
+    .await;
+    let connected = events.iter().filter(|e| is_connected(e)).count();
+    assert_eq!(connected, 2, "idle is reported only when both folders are idle: {events:?}");
+    assert_eq!(
+        events.iter().filter(|e| matches!(e, Event::Connectivity { .. })).count(),
+        3,
+        "connecting → working → idle, each once: {events:?}"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_applies_settings_and_restarts_only_changed_accounts() {
+    let server = Server::new();
+    let mut cfg = config(&[("work", &["INBOX"]), ("home", &["INBOX"])]);
+    let (engine, mut rx) = start(&server, &cfg, Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    until(&mut rx, secs(5), is_connected).await;
+    let opens = server.opens().len();
+    assert_eq!(opens, 2);
+
+    cfg.keepalive.interval_secs = 30;
+    cfg.accounts[1].folders = vec!["INBOX".into(), "Archive".into()];
+    engine.send(Command::Reload(Box::new(cfg.clone())));
+    until(&mut rx, secs(5), is_connected).await;
+    until(&mut rx, secs(5), is_connected).await;
+    assert_eq!(server.opens().len(), opens + 2, "only 'home' restarted, with two folders");
+    let q = server.queries();
+    during(&mut rx, secs(31)).await;
+    assert_eq!(server.queries(), q + 3, "three sessions, each queried once in 30 s");
+
+    let closed = server.with(|s| s.closed);
+    assert_eq!(closed, 1, "the replaced 'home' session logged out");
+    cfg.accounts.remove(0);
+    engine.send(Command::Reload(Box::new(cfg)));
+    during(&mut rx, secs(2)).await;
+    assert_eq!(server.with(|s| s.closed), 2, "removed account logged out");
+    engine.shutdown().await;
+}
