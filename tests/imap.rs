@@ -1,0 +1,532 @@
+//! mailpulse against a real, private Dovecot: what a user sees from `mailpulse check` and
+//! `mailpulse watch --json`. Deadlines are generous (the machine is shared); nothing here
+//! depends on timing luck, only on upper bounds.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::agent::{Home, Watch, of_type, secs, subjects};
+use support::dovecot::{Dovecot, DovecotOptions};
+use support::relay::Relay;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "secret-pw";
+
+/// How the agent reaches the server.
+struct Account<'a> {
+    port: u16,
+    security: &'a str,
+    ca_file: Option<PathBuf>,
+    password: &'a str,
+    extra: &'a str,
+}
+
+fn config(home: &Home, accounts: &[Account<'_>], keepalive: &str) -> String {
+    let mut text = format!("[keepalive]\n{keepalive}\n\n");
+    for (i, a) in accounts.iter().enumerate() {
+        let pw = home.path().join(format!("password-{i}"));
+        std::fs::write(&pw, a.password).unwrap();
+        text += &format!(
+            "[[accounts]]\nname = \"{}\"\nhost = \"localhost\"\nport = {}\nsecurity = \"{}\"\n\
+             username = \"{USER}\"\npassword_command = \"cat '{}'\"\n{}{}\n",
+            if i == 0 { "work".to_string() } else { format!("work{i}") },
+            a.port,
+            a.security,
+            pw.display(),
+            a.ca_file.as_ref().map(|c| format!("ca_file = \"{}\"\n", c.display())).unwrap_or_default(),
+            a.extra,
+        );
+    }
+    text
+}
+
+fn tls(dovecot: &Dovecot) -> Account<'static> {
+    Account {
+        port: dovecot.imaps_port(),
+        security: "tls",
+        ca_file: Some(dovecot.ca_pem()),
+        password: PASSWORD,
+        extra: "",
+    }
+}
+
+fn plain(port: u16) -> Account<'static> {
+    Account {
+        port,
+        security: "plain",
+        ca_file: None,
+        password: PASSWORD,
+        extra: "",
+    }
+}
+
+fn setup(_dovecot: &Dovecot, account: Account<'_>, keepalive: &str) -> Home {
+    let home = Home::new();
+    home.write_config(&config(&home, &[account], keepalive));
+    home
+}
+
+fn connected(w: &Watch) -> Vec<Value> {
+    w.until_type(secs(30), "connected")
+}
+
+fn new_mail(w: &Watch) -> Value {
+    w.until_type(secs(30), "new_mail").pop().unwrap()
+}
+
+#[test]
+fn check_prints_the_newest_message_over_verified_tls() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "first", "1");
+    d.deliver(USER, "Bob Builder <bob@example.org>", "Grüße aus Köln", "2");
+    let home = setup(&d, tls(&d), "");
+    let out = home.run(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.starts_with("work: uid=2 from=\"Bob Builder <bob@example.org>\" subject=\"Grüße aus Köln\" date="),
+        "{stdout}"
+    );
+
+    let out = home.run(&["check", "--json", "--account", "work"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["uid"], 2);
+    assert_eq!(v["exists"], 2);
+    assert_eq!(v["from"], "Bob Builder <bob@example.org>");
+    assert_eq!(v["seen"], false);
+}
+
+#[test]
+fn check_on_an_empty_mailbox_says_empty() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "");
+    let out = home.run(&["check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "work: empty\n");
+}
+
+#[test]
+fn starttls_is_negotiated_before_login() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "over starttls", "x");
+    let home = setup(
+        &d,
+        Account {
+            port: d.imap_port(),
+            security: "starttls",
+            ..tls(&d)
+        },
+        "",
+    );
+    let out = home.run(&["check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("subject=\"over starttls\""));
+    let cmds = d.imap_commands(USER).join("\n").to_uppercase();
+    let starttls = cmds.find("STARTTLS").expect("STARTTLS sent");
+    // After STARTTLS the rawlog of the plaintext phase ends; LOGIN must not precede it.
+    assert!(cmds.find("LOGIN").is_none_or(|login| login > starttls), "{cmds}");
+}
+
+#[test]
+fn untrusted_certificate_is_refused_naming_the_host_and_the_fix() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(
+        &d,
+        Account {
+            ca_file: None,
+            ..tls(&d)
+        },
+        "",
+    );
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate of localhost is not trusted"), "{err}");
+    assert!(err.contains("set ca_file"), "{err}");
+    assert_eq!(d.login_attempts(USER), 0, "no password sent to an unverified server");
+}
+
+#[test]
+fn wrong_password_is_one_error_and_no_hammering() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(
+        &d,
+        Account {
+            password: "wrong",
+            ..tls(&d)
+        },
+        "response_timeout_secs = 10",
+    );
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rejected the login of \"alice\""), "{err}");
+    assert!(err.contains("check the user name and the password"), "{err}");
+    assert!(!err.contains("wrong"), "the password must not be echoed: {err}");
+
+    let before = d.login_attempts(USER);
+    let w = Watch::start(&home);
+    let events = w.until_type(secs(30), "error");
+    assert_eq!(events.last().unwrap()["kind"], "auth");
+    let more = w.during(secs(15));
+    assert!(of_type(&more, "error").is_empty(), "reported once: {more:?}");
+    assert_eq!(d.login_attempts(USER) - before, 1, "one attempt, then at least 10 minutes of quiet");
+}
+
+#[test]
+fn watch_announces_each_delivered_mail_once_with_sender_and_subject() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Old <old@example.org>", "already there", "x");
+    let home = setup(&d, tls(&d), "");
+    let w = Watch::start(&home);
+    let start = connected(&w);
+    assert!(subjects(&start).is_empty(), "old mail is not news: {start:?}");
+    let idle = w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    assert!(subjects(&idle).is_empty());
+
+    d.deliver(USER, "Bob <bob@example.org>", "lunch?", "at noon");
+    let mail = new_mail(&w);
+    assert_eq!(mail["account"], "work");
+    assert_eq!(mail["folder"], "INBOX");
+    assert_eq!(mail["from"], "Bob <bob@example.org>");
+    assert_eq!(mail["subject"], "lunch?");
+    assert_eq!(mail["uid"], 2);
+
+    // Several at once: each once, in order.
+    for i in 1..=4 {
+        d.deliver(USER, "List <list@example.org>", &format!("digest {i}"), "x");
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + secs(30);
+    while got.len() < 4 && Instant::now() < deadline {
+        got.push(new_mail(&w)["subject"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, ["digest 1", "digest 2", "digest 3", "digest 4"]);
+    let quiet = w.during(secs(3));
+    assert!(subjects(&quiet).is_empty(), "never twice: {quiet:?}");
+}
+
+#[test]
+fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "x", "x");
+    let home = setup(&d, tls(&d), "interval_secs = 30");
+    let w = Watch::start(&home);
+    connected(&w);
+    let t0 = Instant::now();
+    let base = fetch_star_count(&d);
+    assert_eq!(base, 1, "the baseline query: {:?}", d.imap_commands(USER));
+
+    let events = w.during(secs(65));
+    let keepalives = of_type(&events, "keepalive");
+    assert_eq!(keepalives.len(), 2, "two keep-alives in 65 s at 30 s: {events:?}");
+    assert!(keepalives.iter().all(|k| k["round_trip_ms"].as_f64().unwrap() < 10_000.0));
+    // The server saw them: IDLE ended, the last-item query, IDLE again.
+    assert_eq!(fetch_star_count(&d), base + 2, "{:?}", d.imap_commands(USER));
+    assert!(t0.elapsed() >= secs(60));
+    let cmds = d.imap_commands(USER);
+    assert!(cmds.iter().filter(|c| c.to_uppercase().ends_with("IDLE")).count() >= 3, "{cmds:?}");
+    assert!(cmds.iter().any(|c| c.to_uppercase().contains("EXAMINE")), "read-only open");
+    assert!(!cmds.iter().any(|c| c.to_uppercase().contains("SELECT")), "never SELECT: {cmds:?}");
+
+    // Keep-alive off (config reloaded with SIGHUP): no more queries, IDLE stays up.
+    std::fs::write(
+        home.config_path(),
+        std::fs::read_to_string(home.config_path())
+            .unwrap()
+            .replace("interval_secs = 30", "interval_secs = 30\nenabled = false"),
+    )
+    .unwrap();
+    w.signal("HUP");
+    w.until_type(secs(10), "reloaded");
+    w.during(secs(2));
+    let after_off = fetch_star_count(&d);
+    let events = w.during(secs(35));
+    assert!(of_type(&events, "keepalive").is_empty(), "{events:?}");
+    assert_eq!(fetch_star_count(&d), after_off);
+    // Mail is still pushed while IDLE.
+    d.deliver(USER, "Bob <bob@example.org>", "still pushed", "x");
+    assert_eq!(new_mail(&w)["subject"], "still pushed");
+}
+
+/// How many "last inbox item" queries the server received.
+fn fetch_star_count(d: &Dovecot) -> usize {
+    d.imap_commands(USER)
+        .iter()
+        .filter(|c| c.to_uppercase().contains("UID FETCH * (UID FLAGS ENVELOPE INTERNALDATE)"))
+        .count()
+}
+
+#[test]
+fn server_without_idle_is_polled() {
+    let d = Dovecot::start(DovecotOptions {
+        idle: false,
+        ..DovecotOptions::default()
+    });
+    let home = setup(&d, tls(&d), "interval_secs = 30");
+    let w = Watch::start(&home);
+    connected(&w);
+    d.deliver(USER, "Bob <bob@example.org>", "found by polling", "x");
+    let mail = w.until_type(secs(45), "new_mail").pop().unwrap();
+    assert_eq!(mail["subject"], "found by polling");
+    let cmds = d.imap_commands(USER);
+    assert!(!cmds.iter().any(|c| c.to_uppercase().ends_with(" IDLE")), "no IDLE: {cmds:?}");
+}
+
+#[test]
+fn mail_that_arrives_while_the_connection_is_down_is_caught_up_once() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let relay = Relay::start(d.imap_port());
+    let home = setup(&d, plain(relay.port()), "");
+    let w = Watch::start(&home);
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+
+    relay.refuse();
+    relay.cut();
+    let events = w.until_type(secs(30), "error");
+    assert_eq!(events.last().unwrap()["kind"], "disconnected", "{events:?}");
+    d.deliver(USER, "Bob <bob@example.org>", "while you were away", "x");
+    d.deliver(USER, "Bob <bob@example.org>", "and another", "x");
+    std::thread::sleep(Duration::from_secs(3));
+
+    relay.forward();
+    let events = w.until_type(secs(60), "connected");
+    assert_eq!(subjects(&events), ["while you were away", "and another"]);
+    let recovered = w.until_type(secs(5), "recovered").len();
+    assert!(recovered >= 1);
+    let quiet = w.during(secs(3));
+    assert!(subjects(&quiet).is_empty(), "{quiet:?}");
+}
+
+#[test]
+fn dovecot_restart_is_survived_with_catch_up() {
+    let mut d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "");
+    let w = Watch::start(&home);
+    connected(&w);
+    d.stop();
+    w.until_type(secs(30), "error");
+    d.restart();
+    d.deliver(USER, "Bob <bob@example.org>", "after the restart", "x");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + secs(60);
+    while !subjects(&seen).contains(&"after the restart".to_string()) && Instant::now() < deadline {
+        seen.extend(w.during(secs(1)));
+    }
+    assert_eq!(subjects(&seen), ["after the restart"], "{seen:?}");
+    assert!(of_type(&seen, "connected").len() == 1);
+    let quiet = w.during(secs(3));
+    assert!(subjects(&quiet).is_empty());
+}
+
+#[test]
+fn dead_connection_is_detected_by_the_keepalive_and_lost_mail_is_announced() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let relay = Relay::start(d.imap_port());
+    let home = setup(&d, plain(relay.port()), "interval_secs = 30\nresponse_timeout_secs = 3");
+    let w = Watch::start(&home);
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    // The path silently drops everything, as a NAT gateway that forgot the mapping does.
+    relay.blackhole();
+    let lost = Instant::now();
+    d.deliver(USER, "Bob <bob@example.org>", "pushed into the void", "x");
+    let events = w.until_type(secs(60), "error");
+    let err = events.last().unwrap();
+    assert_eq!(err["kind"], "timeout", "{events:?}");
+    assert!(err["message"].as_str().unwrap().contains("no answer"), "{err}");
+    assert!(lost.elapsed() <= secs(30 + 3 + 5), "detected after {:?}", lost.elapsed());
+    assert!(subjects(&events).is_empty(), "the push was lost: {events:?}");
+
+    relay.forward();
+    let events = w.until_type(secs(30), "connected");
+    assert_eq!(subjects(&events), ["pushed into the void"]);
+}
+
+#[test]
+fn restart_of_the_agent_summarises_mail_that_arrived_while_it_was_off() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "before", "x");
+    let home = setup(&d, tls(&d), "");
+    let mut w = Watch::start(&home);
+    connected(&w);
+    assert!(w.stop(), "SIGTERM ends watch cleanly: {}", w.stderr_text());
+    let cmds = d.imap_commands(USER);
+    assert!(cmds.iter().any(|c| c.to_uppercase().ends_with("LOGOUT")), "logged out: {cmds:?}");
+
+    d.deliver(USER, "Bob <bob@example.org>", "while off 1", "x");
+    d.deliver(USER, "Carol <carol@example.org>", "while off 2", "x");
+    let w = Watch::start(&home);
+    let events = connected(&w);
+    let missed = of_type(&events, "missed_mail");
+    assert_eq!(missed.len(), 1, "{events:?}");
+    assert_eq!(missed[0]["count"], 2);
+    assert_eq!(missed[0]["subject"], "while off 2");
+    assert_eq!(missed[0]["from"], "Carol <carol@example.org>");
+    assert!(subjects(&events).is_empty());
+}
+
+#[test]
+fn flags_are_byte_identical_after_a_whole_session() {
+    let d = Dovecot::start(DovecotOptions::default());
+    for i in 0..3 {
+        d.deliver(USER, "Ann <ann@example.org>", &format!("m{i}"), "x");
+    }
+    let before = d.flags_snapshot(USER);
+    assert_eq!(before.len(), 3);
+    let home = setup(&d, tls(&d), "interval_secs = 30");
+    let w = Watch::start(&home);
+    connected(&w);
+    d.deliver(USER, "Bob <bob@example.org>", "new one", "x");
+    new_mail(&w);
+    w.during(secs(32)); // one keep-alive cycle
+    assert!(home.run(&["check"]).status.success());
+    drop(w);
+    let after = d.flags_snapshot(USER);
+    assert_eq!(&after[..3], &before[..], "the agent must never change flags");
+    assert_eq!(after[3].1, "", "the new message is still unread");
+    let cmds = d.imap_commands(USER).join("\n").to_uppercase();
+    for forbidden in ["SELECT", "STORE", "BODY[", "RFC822", "EXPUNGE", "COPY", "MOVE"] {
+        assert!(!cmds.contains(forbidden), "{forbidden} sent:\n{cmds}");
+    }
+}
+
+#[test]
+fn on_new_mail_gets_the_details_in_its_environment() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = Home::new();
+    let out = home.path().join("hook.out");
+    let hook = format!(
+        "on_new_mail = \"printf '%s|%s|%s|%s|%s' \\\"$MAILPULSE_ACCOUNT\\\" \\\"$MAILPULSE_FOLDER\\\" \\\"$MAILPULSE_UID\\\" \\\"$MAILPULSE_FROM\\\" \\\"$MAILPULSE_SUBJECT\\\" > '{}'\"\n",
+        out.display()
+    );
+    home.write_config(&config(&home, &[Account { extra: &hook, ..tls(&d) }], ""));
+    let w = Watch::start(&home);
+    connected(&w);
+    d.deliver(USER, "Bob <bob@example.org>", "it's $(rm -rf /) time", "x");
+    new_mail(&w);
+    let deadline = Instant::now() + secs(10);
+    while !out.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "work|INBOX|1|Bob <bob@example.org>|it's $(rm -rf /) time"
+    );
+}
+
+#[test]
+fn secrets_never_reach_output_or_logs() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = Home::new();
+    let mut text = config(&home, &[tls(&d)], "");
+    text += "\n[logging]\nenabled = true\nlevel = \"trace\"\n";
+    home.write_config(&text);
+    let mut w = Watch::start_with(&home, &[("RUST_LOG", "trace")]);
+    connected(&w);
+    d.deliver(USER, "Bob <bob@example.org>", "x", "x");
+    new_mail(&w);
+    w.stop();
+    let mut everything = w.stdout_text() + &w.stderr_text();
+    for entry in std::fs::read_dir(home.log_dir()).expect("log dir written") {
+        everything += &std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    }
+    assert!(everything.contains("connected") || everything.contains("INBOX"), "logs were written");
+    assert!(!everything.contains(PASSWORD), "password leaked:\n{everything}");
+    let help = home.run(&["--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains(PASSWORD));
+}
+
+#[test]
+fn config_errors_exit_2_naming_file_line_and_key_and_reload_keeps_the_last_good_config() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = Home::new();
+    home.write_config("[keepalive]\ninterval_secs = 10\n");
+    let out = home.run(&["watch"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("{}:2:17: keepalive.interval_secs: must be between 30", home.config_path().display());
+    assert!(err.contains(&expected), "{err}");
+
+    home.write_config(&config(&home, &[tls(&d)], ""));
+    let w = Watch::start(&home);
+    connected(&w);
+    let good = std::fs::read_to_string(home.config_path()).unwrap();
+    std::fs::write(home.config_path(), good.replace("security = \"tls\"", "security = \"ssl\"")).unwrap();
+    w.signal("HUP");
+    let events = w.until_type(secs(10), "error");
+    let e = events.last().unwrap();
+    assert_eq!(e["kind"], "config");
+    assert!(e["message"].as_str().unwrap().contains(":5:12: accounts[0].security: unknown variant `ssl`"), "{e}");
+    // Still running on the last good config.
+    d.deliver(USER, "Bob <bob@example.org>", "still here", "x");
+    assert_eq!(new_mail(&w)["subject"], "still here");
+
+    let missing = Home::new();
+    let out = missing.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no config file at"));
+}
+
+#[test]
+fn broken_servers_give_clear_errors_not_hangs_or_panics() {
+    // A server that sends garbage instead of a greeting, and one that never speaks.
+    let garbage = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gport = garbage.local_addr().unwrap().port();
+    let sport = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut c in garbage.incoming().take(2).flatten() {
+            let _ = c.write_all(&[0xffu8, 0x00, b'(', b'(', b'\r', b'\n'].repeat(1000));
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let _keep = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).flatten().collect();
+        std::thread::sleep(Duration::from_secs(20));
+        drop(conns);
+    });
+    let home = Home::new();
+    home.write_config(&config(
+        &home,
+        &[plain(gport), plain(sport)],
+        "response_timeout_secs = 3",
+    ));
+    let started = Instant::now();
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("work: localhost:{gport} does not speak IMAP")), "{err}");
+    assert!(
+        err.contains(&format!("work1: localhost:{sport}: no answer within 3 s while waiting for the server greeting")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(started.elapsed() < secs(30));
+
+    // Nothing listening at all.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let home = Home::new();
+    home.write_config(&config(&home, &[plain(port)], ""));
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check the port and that the server is running"));
+}
+
+#[test]
+fn no_subcommand_explains_what_to_run() {
+    let home = Home::new();
+    let out = home.run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mailpulse watch"));
+}
