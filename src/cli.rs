@@ -51,7 +51,9 @@ pub enum Cmd {
 }
 
 pub fn config_path(cli: &Cli) -> Option<PathBuf> {
-    cli.config.clone().or_else(|| Dirs::platform().map(|d| d.config_file))
+    cli.config
+        .clone()
+        .or_else(|| Dirs::platform().map(|d| d.config_file))
 }
 
 fn load(path: Option<&Path>) -> Result<Config, String> {
@@ -59,11 +61,13 @@ fn load(path: Option<&Path>) -> Result<Config, String> {
         return Err("cannot find the home directory; pass --config PATH".into());
     };
     Config::load(path).map_err(|e| match e {
-        ConfigError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => format!(
-            "no config file at {}; copy the commented example config/mailpulse.toml there \
+        ConfigError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            format!(
+                "no config file at {}; copy the commented example config/mailpulse.toml there \
              and add your account (or pass --config PATH)",
-            path.display()
-        ),
+                path.display()
+            )
+        }
         other => other.to_string(),
     })
 }
@@ -86,11 +90,15 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
         match only {
             Some(name) => eprintln!(
                 "mailpulse: no account named {name:?} in {}",
-                config_path.map(|p| p.display().to_string()).unwrap_or_default()
+                config_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             ),
             None => eprintln!(
                 "mailpulse: no accounts in {}; add an [[accounts]] block",
-                config_path.map(|p| p.display().to_string()).unwrap_or_default()
+                config_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             ),
         }
         return ExitCode::from(EXIT_CONFIG);
@@ -162,7 +170,9 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
     if config.accounts.is_empty() {
         eprintln!(
             "mailpulse: no accounts in {}; add an [[accounts]] block",
-            config_path.map(|p| p.display().to_string()).unwrap_or_default()
+            config_path
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -179,7 +189,7 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                if let Event::NewMail { account, folder, item } = &event
+                if let Event::NewMail { account, folder, item, .. } = &event
                     && let Some(cmd) = config.account(account).and_then(|a| a.on_new_mail.as_deref())
                 {
                     crate::hooks::on_new_mail(cmd, account, folder, item);
@@ -284,8 +294,13 @@ impl Printer {
                 json!({"account": account, "folder": folder, "exists": exists, "uid_validity": uid_validity}),
                 format!("connected {account}/{folder}: {exists} messages"),
             ),
-            Event::NewMail { account, folder, item } => {
-                let mut v = json!({"account": account, "folder": folder});
+            Event::NewMail {
+                account,
+                folder,
+                uid_validity,
+                item,
+            } => {
+                let mut v = json!({"account": account, "folder": folder, "uid_validity": uid_validity});
                 merge(&mut v, item_json(item));
                 self.line("new_mail", v, format!("new_mail {account}/{folder}: {}", item_text(item)))
             }
@@ -345,7 +360,9 @@ fn item_text(item: &MailItem) -> String {
         item.uid,
         item.from,
         item.subject,
-        item.date.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
+        item.date
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| "-".into())
     )
 }
 

@@ -22,24 +22,13 @@ pub const MAX_INTERVAL_SECS: u64 = 29 * 60;
 /// The commented example shipped in `config/mailpulse.toml`.
 pub const EXAMPLE: &str = include_str!("../config/mailpulse.toml");
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub keepalive: KeepAlive,
     pub logging: Logging,
     pub notifications: Notifications,
     pub accounts: Vec<Account>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            keepalive: KeepAlive::default(),
-            logging: Logging::default(),
-            notifications: Notifications::default(),
-            accounts: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,7 +269,13 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let doc = toml_edit::Document::parse(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            invalid(path, text, span, String::new(), e.message().trim().to_owned())
+            invalid(
+                path,
+                text,
+                span,
+                String::new(),
+                e.message().trim().to_owned(),
+            )
         })?;
         let config: Config = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -346,7 +341,8 @@ impl Config {
             if a.protocol == Protocol::Ews {
                 return Err((
                     key("protocol"),
-                    "\"ews\" is not supported by this version of mailpulse yet; use \"imap\"".into(),
+                    "\"ews\" is not supported by this version of mailpulse yet; use \"imap\""
+                        .into(),
                 ));
             }
             if a.host.trim().is_empty() || a.host.chars().any(char::is_whitespace) {
@@ -364,7 +360,10 @@ impl Config {
                 return Err((key("password_command"), "must not be empty".into()));
             }
             if a.folders.is_empty() {
-                return Err((key("folders"), "name at least one folder, e.g. [\"INBOX\"]".into()));
+                return Err((
+                    key("folders"),
+                    "name at least one folder, e.g. [\"INBOX\"]".into(),
+                ));
             }
             if a.folders.iter().any(|f| f.trim().is_empty()) {
                 return Err((key("folders"), "folder names must not be empty".into()));
@@ -433,7 +432,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     };
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), fastrand::u32(..)));
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
     let result = (|| {
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -457,7 +460,13 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
-fn invalid(path: &Path, text: &str, span: Range<usize>, key: String, message: String) -> ConfigError {
+fn invalid(
+    path: &Path,
+    text: &str,
+    span: Range<usize>,
+    key: String,
+    message: String,
+) -> ConfigError {
     let (line, column) = line_col(text, span.start);
     ConfigError::Invalid {
         path: path.to_owned(),
@@ -594,7 +603,8 @@ mod tests {
         parse(text).unwrap_err().to_string()
     }
 
-    const ACCOUNT: &str = "[[accounts]]\nname = \"work\"\nhost = \"imap.example.com\"\nusername = \"alice\"\n";
+    const ACCOUNT: &str =
+        "[[accounts]]\nname = \"work\"\nhost = \"imap.example.com\"\nusername = \"alice\"\n";
 
     #[test]
     fn example_config_is_valid_and_documented() {
@@ -605,9 +615,21 @@ mod tests {
         assert_eq!(c.accounts[0].effective_port(), 993);
         // Every key of the contract appears in the example, so users can discover it.
         for key in [
-            "enabled", "interval_secs", "response_timeout_secs", "level", "show_errors",
-            "name", "protocol", "host", "port", "security", "username", "password_command",
-            "folders", "ca_file", "on_new_mail",
+            "enabled",
+            "interval_secs",
+            "response_timeout_secs",
+            "level",
+            "show_errors",
+            "name",
+            "protocol",
+            "host",
+            "port",
+            "security",
+            "username",
+            "password_command",
+            "folders",
+            "ca_file",
+            "on_new_mail",
         ] {
             assert!(EXAMPLE.contains(key), "example lacks {key}");
         }
@@ -637,21 +659,35 @@ mod tests {
     #[test]
     fn unknown_key_names_line_and_key() {
         let e = err("[keepalive]\ninterval_secs = 60\nintervall = 3\n");
-        assert!(e.starts_with("/etc/x/config.toml:3:1: keepalive.intervall: unknown field `intervall`"), "{e}");
+        assert!(
+            e.starts_with("/etc/x/config.toml:3:1: keepalive.intervall: unknown field `intervall`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn port_zero_and_unknown_security_name_their_account() {
-        let e = err(&format!("{ACCOUNT}\n[[accounts]]\nname = \"b\"\nhost = \"h\"\nusername = \"u\"\nport = 0\n"));
-        assert!(e.starts_with("/etc/x/config.toml:10:8: accounts[1].port: must be between 1 and 65535"), "{e}");
+        let e = err(&format!(
+            "{ACCOUNT}\n[[accounts]]\nname = \"b\"\nhost = \"h\"\nusername = \"u\"\nport = 0\n"
+        ));
+        assert!(
+            e.starts_with("/etc/x/config.toml:10:8: accounts[1].port: must be between 1 and 65535"),
+            "{e}"
+        );
         let e = err(&format!("{ACCOUNT}security = \"ssl\"\n"));
-        assert!(e.starts_with("/etc/x/config.toml:5:12: accounts[0].security: unknown variant `ssl`"), "{e}");
+        assert!(
+            e.starts_with("/etc/x/config.toml:5:12: accounts[0].security: unknown variant `ssl`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key() {
         let e = err("[keepalive]\ninterval_secs = \"sixty\"\n");
-        assert!(e.starts_with("/etc/x/config.toml:2:17: keepalive.interval_secs: invalid type"), "{e}");
+        assert!(
+            e.starts_with("/etc/x/config.toml:2:17: keepalive.interval_secs: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -663,9 +699,15 @@ mod tests {
     #[test]
     fn plaintext_password_is_refused_with_advice() {
         let e = err(&format!("{ACCOUNT}password = \"hunter2\"\n"));
-        assert!(e.contains("accounts[0].password: passwords are never stored"), "{e}");
+        assert!(
+            e.contains("accounts[0].password: passwords are never stored"),
+            "{e}"
+        );
         assert!(e.contains("password_command"), "{e}");
-        assert!(!e.contains("hunter2"), "the secret itself must not be echoed: {e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the secret itself must not be echoed: {e}"
+        );
     }
 
     #[test]
@@ -673,7 +715,10 @@ mod tests {
         let e = err(&format!("{ACCOUNT}{ACCOUNT}"));
         assert!(e.contains("accounts[1].name: another account"), "{e}");
         let e = err(&format!("{ACCOUNT}folders = []\n"));
-        assert!(e.contains("accounts[0].folders: name at least one folder"), "{e}");
+        assert!(
+            e.contains("accounts[0].folders: name at least one folder"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub enum Event {
     NewMail {
         account: String,
         folder: String,
+        uid_validity: u32,
         item: MailItem,
     },
     /// Mail that arrived while mailpulse was not running: one summary instead of a flood.

@@ -20,7 +20,10 @@ pub fn on_new_mail(command_line: &str, account: &str, folder: &str, item: &MailI
         .env("MAILPULSE_UID", item.uid.to_string())
         .env("MAILPULSE_FROM", &item.from)
         .env("MAILPULSE_SUBJECT", &item.subject)
-        .env("MAILPULSE_DATE", item.date.map(|d| d.to_rfc3339()).unwrap_or_default())
+        .env(
+            "MAILPULSE_DATE",
+            item.date.map(|d| d.to_rfc3339()).unwrap_or_default(),
+        )
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let account = account.to_owned();
@@ -30,7 +33,9 @@ pub fn on_new_mail(command_line: &str, account: &str, folder: &str, item: &MailI
             tokio::spawn(async move {
                 match tokio::time::timeout(HOOK_TIMEOUT, child.wait()).await {
                     Ok(Ok(status)) if status.success() => {}
-                    Ok(Ok(status)) => tracing::warn!(account = %account, "on_new_mail exited with {status}"),
+                    Ok(Ok(status)) => {
+                        tracing::warn!(account = %account, "on_new_mail exited with {status}")
+                    }
                     Ok(Err(e)) => tracing::warn!(account = %account, "on_new_mail failed: {e}"),
                     Err(_) => {
                         let _ = child.kill().await;

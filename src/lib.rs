@@ -12,3 +12,4 @@ pub mod hooks;
 pub mod logging;
 pub mod protocol;
 pub mod secret;
+pub mod toasts;

@@ -55,6 +55,9 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         },
         _ => None,
     };
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
     LogGuard { _file: guard }
 }

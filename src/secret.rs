@@ -93,7 +93,12 @@ pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
         Ok::<_, std::io::Error>((status, out, err))
     };
     let (status, out, err) = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
-        Err(_) => return Err(fail(format!("did not finish within {} s", COMMAND_TIMEOUT.as_secs()))),
+        Err(_) => {
+            return Err(fail(format!(
+                "did not finish within {} s",
+                COMMAND_TIMEOUT.as_secs()
+            )));
+        }
         Ok(Err(e)) => return Err(fail(format!("failed: {e}"))),
         Ok(Ok(r)) => r,
     };
@@ -101,10 +106,15 @@ pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
         // Its stderr is about the failure (e.g. "not in the password store"), not the secret.
         let err = String::from_utf8_lossy(&err);
         let err = err.trim();
-        let detail = if err.is_empty() { String::new() } else { format!(": {}", truncate(err, 300)) };
+        let detail = if err.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", truncate(err, 300))
+        };
         return Err(fail(format!("exited with {status}{detail}")));
     }
-    let value = String::from_utf8(out).map_err(|_| fail("printed something that is not UTF-8".into()))?;
+    let value =
+        String::from_utf8(out).map_err(|_| fail("printed something that is not UTF-8".into()))?;
     let value = value.trim_end_matches(['\r', '\n']).trim();
     if value.is_empty() {
         return Err(fail("printed nothing".into()));
@@ -131,7 +141,9 @@ mod tests {
 
     #[tokio::test]
     async fn command_output_is_trimmed() {
-        let s = password(&account(Some("printf '  s3cret pw \\n'"))).await.unwrap();
+        let s = password(&account(Some("printf '  s3cret pw \\n'")))
+            .await
+            .unwrap();
         assert_eq!(s.expose(), "s3cret pw");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
     }
@@ -141,8 +153,16 @@ mod tests {
         let e = password(&account(None)).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Secret);
         assert!(e.message.contains("set password_command"), "{e}");
-        let e = password(&account(Some("echo hunter2; echo 'no such entry' >&2; exit 3"))).await.unwrap_err();
-        assert!(e.message.contains("exited with exit status: 3: no such entry"), "{e}");
+        let e = password(&account(Some(
+            "echo hunter2; echo 'no such entry' >&2; exit 3",
+        )))
+        .await
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("exited with exit status: 3: no such entry"),
+            "{e}"
+        );
         assert!(!e.message.contains("hunter2"), "{e}");
         let e = password(&account(Some("true"))).await.unwrap_err();
         assert!(e.message.contains("printed nothing"), "{e}");

@@ -70,7 +70,11 @@ mod tests {
         let mut base = FIRST;
         for _ in 0..20 {
             let d = b.next_delay(ErrorKind::Connect);
-            assert!(d >= base / 2 && d <= base, "{d:?} outside [{:?}, {base:?}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "{d:?} outside [{:?}, {base:?}]",
+                base / 2
+            );
             base = (base * 2).min(CAP);
         }
         assert_eq!(base, CAP);

@@ -78,7 +78,11 @@ impl EngineHandle {
 }
 
 /// Start the engine on the current tokio runtime. Events arrive on the returned receiver.
-pub fn spawn(config: &Config, factory: ConnectorFactory, store: Store) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
+pub fn spawn(
+    config: &Config,
+    factory: ConnectorFactory,
+    store: Store,
+) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -130,7 +134,11 @@ struct EngineTask {
 }
 
 impl EngineTask {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut out: mpsc::UnboundedReceiver<Out>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut out: mpsc::UnboundedReceiver<Out>,
+    ) {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -188,12 +196,16 @@ impl EngineTask {
 
     fn reload(&mut self, config: Config) {
         // The connector captures the response timeout: a change restarts every session.
-        let restart_all = config.keepalive.response_timeout_secs != self.keepalive.response_timeout_secs;
+        let restart_all =
+            config.keepalive.response_timeout_secs != self.keepalive.response_timeout_secs;
         self.keepalive = config.keepalive.clone();
         self.push_settings();
         let names: Vec<String> = self.accounts.keys().cloned().collect();
         for name in names {
-            let keep = !restart_all && config.account(&name).is_some_and(|a| *a == self.accounts[&name].account);
+            let keep = !restart_all
+                && config
+                    .account(&name)
+                    .is_some_and(|a| *a == self.accounts[&name].account);
             if !keep {
                 for join in self.stop_account(&name) {
                     reap(join, self.keepalive.response_timeout());
@@ -209,7 +221,12 @@ impl EngineTask {
 
     fn start_account(&mut self, account: Account) {
         let connector = (self.factory)(&account, &self.keepalive);
-        let server = format!("{}@{}:{}", account.username, account.host, account.effective_port());
+        let server = format!(
+            "{}@{}:{}",
+            account.username,
+            account.host,
+            account.effective_port()
+        );
         let mut folders = Vec::new();
         for folder in &account.folders {
             self.next_generation += 1;
@@ -235,7 +252,8 @@ impl EngineTask {
             );
             folders.push((generation, ctl_tx, tokio::spawn(supervisor.run())));
         }
-        self.accounts.insert(account.name.clone(), RunningAccount { account, folders });
+        self.accounts
+            .insert(account.name.clone(), RunningAccount { account, folders });
     }
 
     /// Tell an account's supervisors to stop; returns their tasks to await.
@@ -278,7 +296,10 @@ impl EngineTask {
                     && self.account_state.get(&account) != Some(&worst)
                 {
                     self.account_state.insert(account.clone(), worst);
-                    self.emit(Event::Connectivity { account, state: worst });
+                    self.emit(Event::Connectivity {
+                        account,
+                        state: worst,
+                    });
                 }
             }
             Out::Failed(_, error) => {
@@ -311,7 +332,10 @@ impl EngineTask {
 fn reap(join: JoinHandle<()>, response_timeout: Duration) {
     let abort = join.abort_handle();
     tokio::spawn(async move {
-        if tokio::time::timeout(response_timeout + Duration::from_secs(2), join).await.is_err() {
+        if tokio::time::timeout(response_timeout + Duration::from_secs(2), join)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
     });

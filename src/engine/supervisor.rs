@@ -109,10 +109,12 @@ impl Supervisor {
             let failure = match unless_stopped(&mut self.ctl, open).await {
                 None => return,
                 Some(Err(e)) => e,
-                Some(Ok((session, info))) => match self.serve(session, info, &mut first_session).await {
-                    None => return,
-                    Some(e) => e,
-                },
+                Some(Ok((session, info))) => {
+                    match self.serve(session, info, &mut first_session).await {
+                        None => return,
+                        Some(e) => e,
+                    }
+                }
             };
             let delay = self.backoff.next_delay(failure.kind);
             tracing::info!(
@@ -129,16 +131,9 @@ impl Supervisor {
 
     /// Sleep for the backoff delay; "Check now" cuts it short.
     async fn pause(&mut self, delay: Duration) -> Why {
-        let wait = sleep(delay);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                _ = &mut wait => return Why::Nothing,
-                ctl = self.ctl.recv() => match ctl {
-                    Some(Ctl::CheckNow) => return Why::CheckNow,
-                    Some(Ctl::Stop) | None => return Why::Stop,
-                },
-            }
+        tokio::select! {
+            _ = sleep(delay) => Why::Nothing,
+            ctl = self.ctl.recv() => ctl_reason(ctl),
         }
     }
 
@@ -149,7 +144,10 @@ impl Supervisor {
         info: FolderInfo,
         first_session: &mut bool,
     ) -> Option<ProtoError> {
-        match self.serve_inner(session.as_mut(), info, first_session).await {
+        match self
+            .serve_inner(session.as_mut(), info, first_session)
+            .await
+        {
             Ok(()) => {
                 let rt = self.response_timeout();
                 let _ = timeout(rt, session.close()).await;
@@ -200,7 +198,12 @@ impl Supervisor {
                 self.announce_new(session, &mut seen).await?;
             } else if query {
                 let started = Instant::now();
-                let last = bounded(settings.response_timeout, "the keep-alive query", session.last_item()).await?;
+                let last = bounded(
+                    settings.response_timeout,
+                    "the keep-alive query",
+                    session.last_item(),
+                )
+                .await?;
                 self.emit(Event::KeepAlive {
                     account: self.account.clone(),
                     folder: self.folder.clone(),
@@ -279,7 +282,9 @@ impl Supervisor {
                     if first_session {
                         // Arrived while mailpulse was not running: one summary, not a flood.
                         let rt = self.response_timeout();
-                        let count = bounded(rt, "counting new messages", session.count_after(before.uid)).await?;
+                        let count =
+                            bounded(rt, "counting new messages", session.count_after(before.uid))
+                                .await?;
                         if let Some(newest_item) = last {
                             self.emit(Event::MissedMail {
                                 account: self.account.clone(),
@@ -304,12 +309,17 @@ impl Supervisor {
                 "first session for this folder; baseline UID {newest}"
             ),
         }
-        self.store.set(&self.account, &self.folder, &self.server, seen);
+        self.store
+            .set(&self.account, &self.folder, &self.server, seen);
         Ok(seen)
     }
 
     /// Announce every message above the last seen UID, once, oldest first.
-    async fn announce_new(&mut self, session: &mut dyn Session, seen: &mut Seen) -> Result<(), ProtoError> {
+    async fn announce_new(
+        &mut self,
+        session: &mut dyn Session,
+        seen: &mut Seen,
+    ) -> Result<(), ProtoError> {
         let rt = self.response_timeout();
         let mut items = bounded(rt, "fetching new messages", session.items_after(seen.uid)).await?;
         items.retain(|item| item.uid > seen.uid);
@@ -319,10 +329,12 @@ impl Supervisor {
             self.emit(Event::NewMail {
                 account: self.account.clone(),
                 folder: self.folder.clone(),
+                uid_validity: seen.uid_validity,
                 item,
             });
         }
-        self.store.set(&self.account, &self.folder, &self.server, *seen);
+        self.store
+            .set(&self.account, &self.folder, &self.server, *seen);
         Ok(())
     }
 }
@@ -357,7 +369,10 @@ async fn bounded<T>(
 }
 
 /// Race `fut` against a stop command; "Check now" while already busy is ignored.
-async fn unless_stopped<F: Future>(ctl: &mut mpsc::UnboundedReceiver<Ctl>, fut: F) -> Option<F::Output> {
+async fn unless_stopped<F: Future>(
+    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
+    fut: F,
+) -> Option<F::Output> {
     tokio::pin!(fut);
     loop {
         tokio::select! {

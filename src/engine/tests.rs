@@ -142,7 +142,9 @@ impl Session for FakeSession {
     async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError> {
         self.alive().await?;
         self.changes.borrow_and_update();
-        Ok(self.server.with(|s| s.items.iter().filter(|i| i.uid > uid).cloned().collect()))
+        Ok(self
+            .server
+            .with(|s| s.items.iter().filter(|i| i.uid > uid).cloned().collect()))
     }
     async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError> {
         Ok(self.items_after(uid).await?.len() as u32)
@@ -180,7 +182,11 @@ fn factory(server: &Server) -> ConnectorFactory {
     Arc::new(move |_: &Account, _: &KeepAlive| Arc::new(server.clone()) as Arc<dyn Connector>)
 }
 
-fn start(server: &Server, config: &Config, store: Store) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
+fn start(
+    server: &Server,
+    config: &Config,
+    store: Store,
+) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
     spawn(config, factory(server), store)
 }
 
@@ -193,7 +199,12 @@ async fn until(
     let mut seen = Vec::new();
     let deadline = Instant::now() + limit;
     loop {
-        match timeout(deadline.saturating_duration_since(Instant::now()), rx.recv()).await {
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            rx.recv(),
+        )
+        .await
+        {
             Ok(Some(e)) => {
                 let done = pred(&e);
                 seen.push(e);
@@ -211,7 +222,12 @@ async fn until(
 async fn during(rx: &mut mpsc::UnboundedReceiver<Event>, d: Duration) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + d;
-    while let Ok(Some(e)) = timeout(deadline.saturating_duration_since(Instant::now()), rx.recv()).await {
+    while let Ok(Some(e)) = timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        rx.recv(),
+    )
+    .await
+    {
         seen.push(e);
     }
     seen
@@ -249,9 +265,16 @@ fn secs(n: u64) -> Duration {
 async fn pushed_mail_is_announced_once_with_sender_and_subject() {
     let server = Server::new();
     server.deliver("old news");
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     let first = until(&mut rx, secs(5), is_connected).await;
-    assert!(new_mail_subjects(&first).is_empty(), "old mail must not be announced: {first:?}");
+    assert!(
+        new_mail_subjects(&first).is_empty(),
+        "old mail must not be announced: {first:?}"
+    );
     assert!(first.contains(&Event::Connectivity {
         account: "work".into(),
         state: Connectivity::Connecting
@@ -259,7 +282,15 @@ async fn pushed_mail_is_announced_once_with_sender_and_subject() {
 
     server.deliver("hello");
     let events = until(&mut rx, secs(2), |e| matches!(e, Event::NewMail { .. })).await;
-    let Some(Event::NewMail { account, folder, item }) = events.last() else { unreachable!() };
+    let Some(Event::NewMail {
+        account,
+        folder,
+        item,
+        ..
+    }) = events.last()
+    else {
+        unreachable!()
+    };
     assert_eq!((account.as_str(), folder.as_str()), ("work", "INBOX"));
     assert_eq!(item.from, "Bob <bob@example.org>");
     assert_eq!(item.subject, "hello");
@@ -278,19 +309,29 @@ async fn pushed_mail_is_announced_once_with_sender_and_subject() {
 #[tokio::test(start_paused = true)]
 async fn keepalive_query_runs_every_interval_and_follows_commands_at_once() {
     let server = Server::new();
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     until(&mut rx, secs(5), is_connected).await;
     let t0 = Instant::now();
     assert_eq!(server.queries(), 1, "the baseline query");
 
     let events = during(&mut rx, secs(185)).await;
-    let keepalives = events.iter().filter(|e| matches!(e, Event::KeepAlive { .. })).count();
+    let keepalives = events
+        .iter()
+        .filter(|e| matches!(e, Event::KeepAlive { .. }))
+        .count();
     assert_eq!(keepalives, 3, "60 s interval over 185 s: {events:?}");
     assert_eq!(server.queries(), 4);
     let stamps = server.with(|s| s.queries.clone());
     for (i, at) in stamps[1..].iter().enumerate() {
         let expected = t0 + secs(60 * (i as u64 + 1));
-        assert!(at.duration_since(expected) < Duration::from_millis(50), "query {i} at {at:?}, expected {expected:?}");
+        assert!(
+            at.duration_since(expected) < Duration::from_millis(50),
+            "query {i} at {at:?}, expected {expected:?}"
+        );
     }
 
     // Off: the IDLE in progress is interrupted at once and re-issued for 29 minutes, no queries.
@@ -298,7 +339,11 @@ async fn keepalive_query_runs_every_interval_and_follows_commands_at_once() {
     during(&mut rx, secs(1)).await;
     let q = server.queries();
     let events = during(&mut rx, secs(28 * 60)).await;
-    assert_eq!(server.queries(), q, "no keep-alive queries while off: {events:?}");
+    assert_eq!(
+        server.queries(),
+        q,
+        "no keep-alive queries while off: {events:?}"
+    );
     assert_eq!(server.with(|s| *s.waits.last().unwrap()), IDLE_REISSUE);
 
     // On again with a 30 s interval: an initiation at once, then every 30 s.
@@ -322,7 +367,11 @@ async fn keepalive_query_runs_every_interval_and_follows_commands_at_once() {
 #[tokio::test(start_paused = true)]
 async fn check_now_queries_at_once_and_skips_backoff() {
     let server = Server::new();
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     until(&mut rx, secs(5), is_connected).await;
     let before = Instant::now();
     engine.send(Command::CheckNow);
@@ -346,7 +395,11 @@ async fn check_now_queries_at_once_and_skips_backoff() {
 #[tokio::test(start_paused = true)]
 async fn dead_connection_is_detected_within_the_response_timeout_and_mail_is_caught_up_once() {
     let server = Server::new();
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     until(&mut rx, secs(5), is_connected).await;
     // The gateway forgets the connection: nothing is answered, pushes are lost.
     server.with(|s| s.hang = true);
@@ -367,7 +420,10 @@ async fn dead_connection_is_detected_within_the_response_timeout_and_mail_is_cau
     assert_eq!(errs[0].0, ErrorKind::Timeout);
     // The next keep-alive (at 60 s) gets no answer for 20 s.
     let detected = lost_at.elapsed();
-    assert!(detected <= secs(60) + RT + secs(1), "detected after {detected:?}");
+    assert!(
+        detected <= secs(60) + RT + secs(1),
+        "detected after {detected:?}"
+    );
     assert!(events.contains(&Event::Connectivity {
         account: "work".into(),
         state: Connectivity::Error
@@ -376,23 +432,40 @@ async fn dead_connection_is_detected_within_the_response_timeout_and_mail_is_cau
     // The path comes back: reconnect after the first backoff step (≤ 1 s) + a connect.
     server.with(|s| s.hang = false);
     let events = until(&mut rx, secs(90), is_connected).await;
-    assert_eq!(new_mail_subjects(&events), ["sent into the void"], "caught up once: {events:?}");
-    assert!(events.contains(&Event::Recovered { account: "work".into() }));
+    assert_eq!(
+        new_mail_subjects(&events),
+        ["sent into the void"],
+        "caught up once: {events:?}"
+    );
+    assert!(events.contains(&Event::Recovered {
+        account: "work".into()
+    }));
     let later = during(&mut rx, secs(600)).await;
-    assert!(new_mail_subjects(&later).is_empty(), "never twice: {later:?}");
+    assert!(
+        new_mail_subjects(&later).is_empty(),
+        "never twice: {later:?}"
+    );
     engine.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn reset_connection_reconnects_within_two_seconds_and_catches_up() {
     let server = Server::new();
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     until(&mut rx, secs(5), is_connected).await;
     server.kill_sessions();
     let t = Instant::now();
     server.deliver("during the restart");
     let events = until(&mut rx, secs(10), is_connected).await;
-    assert!(t.elapsed() <= secs(2), "reconnected after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() <= secs(2),
+        "reconnected after {:?}",
+        t.elapsed()
+    );
     assert_eq!(new_mail_subjects(&events), ["during the restart"]);
     assert_eq!(errors(&events).len(), 1, "{events:?}");
     engine.shutdown().await;
@@ -402,15 +475,32 @@ async fn reset_connection_reconnects_within_two_seconds_and_catches_up() {
 async fn wrong_password_is_reported_once_and_retried_at_most_every_ten_minutes() {
     let server = Server::new();
     server.with(|s| {
-        s.open_error = Some(ProtoError::new(ErrorKind::Auth, "imap.example.org rejected the login"))
+        s.open_error = Some(ProtoError::new(
+            ErrorKind::Auth,
+            "imap.example.org rejected the login",
+        ))
     });
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     let events = during(&mut rx, secs(3600)).await;
-    assert_eq!(errors(&events), [(ErrorKind::Auth, "imap.example.org rejected the login".to_string())]);
+    assert_eq!(
+        errors(&events),
+        [(
+            ErrorKind::Auth,
+            "imap.example.org rejected the login".to_string()
+        )]
+    );
     let opens = server.opens();
     assert!(opens.len() <= 7, "{} attempts in an hour", opens.len());
     for pair in opens.windows(2) {
-        assert!(pair[1] - pair[0] >= secs(600), "retried after {:?}", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= secs(600),
+            "retried after {:?}",
+            pair[1] - pair[0]
+        );
     }
     engine.shutdown().await;
 }
@@ -419,14 +509,21 @@ async fn wrong_password_is_reported_once_and_retried_at_most_every_ten_minutes()
 async fn connection_failures_back_off_exponentially_to_the_cap() {
     let server = Server::new();
     server.with(|s| s.open_error = Some(ProtoError::new(ErrorKind::Connect, "connection refused")));
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     let events = during(&mut rx, secs(3 * 3600)).await;
     assert_eq!(errors(&events).len(), 1, "reported once per episode");
     let opens = server.opens();
     let gaps: Vec<Duration> = opens.windows(2).map(|p| p[1] - p[0]).collect();
     assert!(gaps[0] <= secs(1), "{gaps:?}");
     assert!(gaps.iter().all(|g| *g <= backoff::CAP), "{gaps:?}");
-    assert!(gaps.iter().rev().take(5).all(|g| *g >= backoff::CAP / 2), "capped at 5 min: {gaps:?}");
+    assert!(
+        gaps.iter().rev().take(5).all(|g| *g >= backoff::CAP / 2),
+        "capped at 5 min: {gaps:?}"
+    );
     assert!(opens.len() < 60, "{} attempts in 3 hours", opens.len());
     engine.shutdown().await;
 }
@@ -460,7 +557,11 @@ async fn restart_announces_mail_that_arrived_while_off_as_one_summary() {
     // A third start with nothing new: silence.
     let (engine, mut rx) = start(&server, &cfg, Store::open(dir.path()));
     let events = until(&mut rx, secs(5), is_connected).await;
-    assert!(!events.iter().any(|e| matches!(e, Event::MissedMail { .. } | Event::NewMail { .. })));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::MissedMail { .. } | Event::NewMail { .. }))
+    );
     engine.shutdown().await;
 }
 
@@ -470,7 +571,11 @@ async fn uidvalidity_change_resets_the_baseline_without_a_flood() {
     for i in 0..5 {
         server.deliver(&format!("m{i}"));
     }
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     until(&mut rx, secs(5), is_connected).await;
     // The folder is recreated: new UIDVALIDITY, UIDs start again.
     server.with(|s| {
@@ -483,7 +588,10 @@ async fn uidvalidity_change_resets_the_baseline_without_a_flood() {
     }
     server.kill_sessions();
     let events = until(&mut rx, secs(10), is_connected).await;
-    assert!(new_mail_subjects(&events).is_empty(), "no flood: {events:?}");
+    assert!(
+        new_mail_subjects(&events).is_empty(),
+        "no flood: {events:?}"
+    );
     server.deliver("fresh");
     let events = until(&mut rx, secs(5), |e| matches!(e, Event::NewMail { .. })).await;
     assert_eq!(new_mail_subjects(&events), ["fresh"]);
@@ -494,7 +602,11 @@ async fn uidvalidity_change_resets_the_baseline_without_a_flood() {
 async fn without_push_the_engine_polls_every_interval() {
     let server = Server::new();
     server.with(|s| s.no_push = true);
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
     until(&mut rx, secs(5), is_connected).await;
     let t = Instant::now();
     server.deliver("polled");
@@ -513,7 +625,11 @@ async fn without_push_the_engine_polls_every_interval() {
 #[tokio::test(start_paused = true)]
 async fn the_worst_folder_state_is_the_account_state() {
     let server = Server::new();
-    let (engine, mut rx) = start(&server, &config(&[("work", &["INBOX", "Lists"])]), Store::in_memory());
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX", "Lists"])]),
+        Store::in_memory(),
+    );
     let events = until(&mut rx, secs(5), |e| {
         *e == Event::Connectivity {
             account: "work".into(),
@@ -522,9 +638,15 @@ async fn the_worst_folder_state_is_the_account_state() {
     })
     .await;
     let connected = events.iter().filter(|e| is_connected(e)).count();
-    assert_eq!(connected, 2, "idle is reported only when both folders are idle: {events:?}");
     assert_eq!(
-        events.iter().filter(|e| matches!(e, Event::Connectivity { .. })).count(),
+        connected, 2,
+        "idle is reported only when both folders are idle: {events:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Connectivity { .. }))
+            .count(),
         3,
         "connecting → working → idle, each once: {events:?}"
     );
@@ -546,10 +668,18 @@ async fn reload_applies_settings_and_restarts_only_changed_accounts() {
     engine.send(Command::Reload(Box::new(cfg.clone())));
     until(&mut rx, secs(5), is_connected).await;
     until(&mut rx, secs(5), is_connected).await;
-    assert_eq!(server.opens().len(), opens + 2, "only 'home' restarted, with two folders");
+    assert_eq!(
+        server.opens().len(),
+        opens + 2,
+        "only 'home' restarted, with two folders"
+    );
     let q = server.queries();
     during(&mut rx, secs(31)).await;
-    assert_eq!(server.queries(), q + 3, "three sessions, each queried once in 30 s");
+    assert_eq!(
+        server.queries(),
+        q + 3,
+        "three sessions, each queried once in 30 s"
+    );
 
     let closed = server.with(|s| s.closed);
     assert_eq!(closed, 1, "the replaced 'home' session logged out");

@@ -59,7 +59,11 @@ impl ImapConnector {
     }
 
     /// A step with the response deadline; a missed deadline names the step.
-    async fn step<T>(&self, what: &str, fut: impl Future<Output = Result<T, ProtoError>>) -> Result<T, ProtoError> {
+    async fn step<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, ProtoError>>,
+    ) -> Result<T, ProtoError> {
         timeout(self.rt(), fut).await.unwrap_or_else(|_| {
             Err(ProtoError::new(
                 ErrorKind::Timeout,
@@ -98,7 +102,10 @@ impl ImapConnector {
                     } else {
                         ""
                     };
-                    last = ProtoError::new(ErrorKind::Connect, format!("cannot connect to {host}:{port} ({addr}): {e}{hint}"));
+                    last = ProtoError::new(
+                        ErrorKind::Connect,
+                        format!("cannot connect to {host}:{port} ({addr}): {e}{hint}"),
+                    );
                 }
                 Err(_) => {
                     last = ProtoError::new(
@@ -133,12 +140,18 @@ impl ImapConnector {
         builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         if let Some(path) = &self.account.ca_file {
             let pem = std::fs::read(path).map_err(|e| {
-                ProtoError::new(ErrorKind::Tls, format!("cannot read ca_file {}: {e}", path.display()))
+                ProtoError::new(
+                    ErrorKind::Tls,
+                    format!("cannot read ca_file {}: {e}", path.display()),
+                )
             })?;
             let certs = pem_certificates(&pem).map_err(|e| {
                 ProtoError::new(
                     ErrorKind::Tls,
-                    format!("ca_file {} holds no usable PEM certificate: {e}", path.display()),
+                    format!(
+                        "ca_file {} holds no usable PEM certificate: {e}",
+                        path.display()
+                    ),
                 )
             })?;
             for cert in certs {
@@ -156,7 +169,10 @@ impl ImapConnector {
         let host = self.account.host.clone();
         let stream = self
             .step("negotiating TLS", async {
-                connector.connect(&host, tcp).await.map_err(|e| self.tls_error(e))
+                connector
+                    .connect(&host, tcp)
+                    .await
+                    .map_err(|e| self.tls_error(e))
             })
             .await?;
         Ok(Box::new(stream))
@@ -243,7 +259,10 @@ impl ImapConnector {
         drop(password);
         let caps = self
             .step("asking for capabilities", async {
-                session.capabilities().await.map_err(|e| self.imap_error(e, "asking for capabilities"))
+                session
+                    .capabilities()
+                    .await
+                    .map_err(|e| self.imap_error(e, "asking for capabilities"))
             })
             .await?;
         Ok((session, caps.has_str("IDLE")))
@@ -270,7 +289,10 @@ impl ImapConnector {
                     )),
                     other => Err(ProtoError::new(
                         ErrorKind::Protocol,
-                        format!("{endpoint} sent an unexpected greeting: {}", clip(&format!("{other:?}"))),
+                        format!(
+                            "{endpoint} sent an unexpected greeting: {}",
+                            clip(&format!("{other:?}"))
+                        ),
                     )),
                 },
                 Ok(None) => Err(ProtoError::new(
@@ -298,16 +320,31 @@ fn imap_error(endpoint: &str, e: async_imap::error::Error, what: &str) -> ProtoE
             std::io::ErrorKind::UnexpectedEof
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe => (ErrorKind::Disconnected, format!("connection lost ({io})")),
-            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => {
-                (ErrorKind::Protocol, format!("malformed reply: {}", clip(&io.to_string())))
+            | std::io::ErrorKind::BrokenPipe => {
+                (ErrorKind::Disconnected, format!("connection lost ({io})"))
             }
+            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => (
+                ErrorKind::Protocol,
+                format!("malformed reply: {}", clip(&io.to_string())),
+            ),
             _ => (ErrorKind::Disconnected, io.to_string()),
         },
-        Error::ConnectionLost => (ErrorKind::Disconnected, "the server closed the connection".into()),
-        Error::No(text) => (ErrorKind::Protocol, format!("the server refused: {}", text.trim())),
-        Error::Bad(text) => (ErrorKind::Protocol, format!("the server rejected the command: {}", text.trim())),
-        other => (ErrorKind::Protocol, format!("malformed reply: {}", clip(&other.to_string()))),
+        Error::ConnectionLost => (
+            ErrorKind::Disconnected,
+            "the server closed the connection".into(),
+        ),
+        Error::No(text) => (
+            ErrorKind::Protocol,
+            format!("the server refused: {}", text.trim()),
+        ),
+        Error::Bad(text) => (
+            ErrorKind::Protocol,
+            format!("the server rejected the command: {}", text.trim()),
+        ),
+        other => (
+            ErrorKind::Protocol,
+            format!("malformed reply: {}", clip(&other.to_string())),
+        ),
     };
     ProtoError::new(kind, format!("{endpoint}: {detail} while {what}"))
 }
@@ -328,7 +365,9 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, String> 
     let mut certs = Vec::new();
     let mut rest = text.as_ref();
     while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else { break };
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
         let block = &rest[start..start + len + END.len()];
         certs.push(native_tls::Certificate::from_pem(block.as_bytes()).map_err(|e| e.to_string())?);
         rest = &rest[start + len + END.len()..];
@@ -348,7 +387,11 @@ impl Connector for ImapConnector {
                 session.examine(folder).await.map_err(|e| match e {
                     async_imap::error::Error::No(text) => ProtoError::new(
                         ErrorKind::Folder,
-                        format!("cannot open folder {folder:?} on {}: {}", self.account.host, text.trim()),
+                        format!(
+                            "cannot open folder {folder:?} on {}: {}",
+                            self.account.host,
+                            text.trim()
+                        ),
                     ),
                     other => self.imap_error(other, "opening the folder"),
                 })
@@ -385,9 +428,12 @@ struct Imap {
 
 impl Imap {
     fn session(&mut self) -> Result<&mut ImapSession, ProtoError> {
-        self.session
-            .as_mut()
-            .ok_or_else(|| ProtoError::new(ErrorKind::Disconnected, format!("{}: the session was lost", self.endpoint)))
+        self.session.as_mut().ok_or_else(|| {
+            ProtoError::new(
+                ErrorKind::Disconnected,
+                format!("{}: the session was lost", self.endpoint),
+            )
+        })
     }
 
     fn err(&self, e: async_imap::error::Error, what: &str) -> ProtoError {
@@ -396,7 +442,9 @@ impl Imap {
 
     /// Apply the unsolicited EXISTS/EXPUNGE the server sent along with other answers.
     fn drain(&mut self) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         while let Ok(u) = session.unsolicited_responses.try_recv() {
             match u {
                 UnsolicitedResponse::Exists(n) => self.exists = n,
@@ -453,7 +501,9 @@ impl Session for Imap {
             return Ok(0);
         }
         let session = self.session()?;
-        let r = session.uid_search(format!("UID {}:*", uid.saturating_add(1))).await;
+        let r = session
+            .uid_search(format!("UID {}:*", uid.saturating_add(1)))
+            .await;
         let uids = r.map_err(|e| self.err(e, "searching new messages"))?;
         self.drain();
         Ok(uids.into_iter().filter(|u| *u > uid).count() as u32)
@@ -462,7 +512,10 @@ impl Session for Imap {
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
         let rt = self.response_timeout;
         let session = self.session.take().ok_or_else(|| {
-            ProtoError::new(ErrorKind::Disconnected, format!("{}: the session was lost", self.endpoint))
+            ProtoError::new(
+                ErrorKind::Disconnected,
+                format!("{}: the session was lost", self.endpoint),
+            )
         })?;
         let mut handle = session.idle();
         match timeout(rt, handle.init()).await {
@@ -526,7 +579,10 @@ impl Session for Imap {
                 None => {
                     return Err(ProtoError::new(
                         ErrorKind::Disconnected,
-                        format!("{}: the server closed the connection during IDLE", self.endpoint),
+                        format!(
+                            "{}: the server closed the connection during IDLE",
+                            self.endpoint
+                        ),
                     ));
                 }
             },
@@ -580,7 +636,10 @@ fn mail_item(fetch: &Fetch) -> Option<MailItem> {
 }
 
 fn format_address(a: &async_imap::imap_proto::Address<'_>) -> String {
-    let text = |b: &Option<std::borrow::Cow<'_, [u8]>>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
+    let text = |b: &Option<std::borrow::Cow<'_, [u8]>>| {
+        b.as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
     let address = match (text(&a.mailbox), text(&a.host)) {
         (Some(m), Some(h)) => format!("{m}@{h}"),
         (Some(m), None) => m,
@@ -616,6 +675,9 @@ mod tests {
     #[test]
     fn pem_bundle_yields_each_certificate_and_rejects_junk() {
         assert!(pem_certificates(b"hello").is_err());
-        assert!(pem_certificates(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
+        assert!(
+            pem_certificates(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
     }
 }
