@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod hooks;
+pub mod icons;
 pub mod logging;
 pub mod protocol;
 pub mod secret;

@@ -14,14 +14,19 @@ pub struct LogGuard {
     _file: Option<WorkerGuard>,
 }
 
-const QUIET_DEPS: &str = "async_imap=warn,imap_proto=warn";
+const QUIET_DEPS: [&str; 2] = ["async_imap=warn", "imap_proto=warn"];
+
+fn quiet(mut filter: EnvFilter) -> EnvFilter {
+    for directive in QUIET_DEPS {
+        filter = filter.add_directive(directive.parse().expect("static directive"));
+    }
+    filter
+}
 
 pub const KEEP_FILES: usize = 7;
 
 pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
-    let stderr_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn"))
-        .add_directive(QUIET_DEPS.parse().expect("static directive"));
+    let stderr_filter = quiet(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -39,8 +44,7 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
             Ok(appender) => {
                 let (writer, g) = tracing_appender::non_blocking(appender);
                 guard = Some(g);
-                let filter = EnvFilter::new(logging.level.as_str())
-                    .add_directive(QUIET_DEPS.parse().expect("static directive"));
+                let filter = quiet(EnvFilter::new(logging.level.as_str()));
                 Some(
                     tracing_subscriber::fmt::layer()
                         .with_writer(writer)
@@ -60,4 +64,12 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         .with(file)
         .try_init();
     LogGuard { _file: guard }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filters_parse() {
+        let _ = super::quiet(tracing_subscriber::EnvFilter::new("trace"));
+    }
 }

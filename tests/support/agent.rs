@@ -76,7 +76,10 @@ impl Home {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let out = child.wait_with_output().unwrap();
-                panic!("mailpulse {args:?} did not finish: {}", String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "mailpulse {args:?} did not finish: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -115,8 +118,9 @@ impl Watch {
         thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line.clone());
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("watch --json printed a non-JSON line {line:?}: {e}"));
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                    panic!("watch --json printed a non-JSON line {line:?}: {e}")
+                });
                 if tx.send(v).is_err() {
                     break;
                 }
@@ -177,7 +181,10 @@ impl Watch {
     pub fn during(&self, d: Duration) -> Vec<Value> {
         let deadline = Instant::now() + d;
         let mut seen = Vec::new();
-        while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(v) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             seen.push(v);
         }
         seen

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -55,7 +55,12 @@ impl Relay {
                             conns.push(client.try_clone().unwrap());
                             conns.push(server.try_clone().unwrap());
                         }
-                        pump(client.try_clone().unwrap(), server.try_clone().unwrap(), s.clone(), true);
+                        pump(
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            s.clone(),
+                            true,
+                        );
                         pump(server, client, s.clone(), false);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -92,7 +97,10 @@ impl Relay {
 
     /// Bytes relayed client → server and server → client.
     pub fn bytes(&self) -> (u64, u64) {
-        (self.shared.up.load(Ordering::SeqCst), self.shared.down.load(Ordering::SeqCst))
+        (
+            self.shared.up.load(Ordering::SeqCst),
+            self.shared.down.load(Ordering::SeqCst),
+        )
     }
 
     pub fn connections(&self) -> u64 {

@@ -1,0 +1,24 @@
+//! Shared support code for the integration tests.
+//!
+//! The main piece is [`Dovecot`]: a private, per-test Dovecot 2.3 instance
+//! (IMAP with STARTTLS, implicit-TLS IMAPS and LMTP, all on 127.0.0.1 with
+//! free ports) living entirely inside its own temporary directory. Nothing of
+//! the system Dovecot (`/etc/dovecot`, `/run/dovecot`, `/var/lib/dovecot`) is
+//! read or touched, so any number of instances can run in parallel.
+//!
+//! [`ImapClient`] is a tiny line-based raw IMAP client over plain TCP, for
+//! tests that need to talk to the server directly (greeting, LOGIN, IDLE, ...).
+//!
+//! Every test binary declares `mod support;`, and not all of them use every
+//! item, hence the blanket `dead_code` allowance.
+#![allow(dead_code, unused_imports)]
+
+pub mod dovecot;
+pub mod imap;
+pub mod message;
+pub mod tls;
+
+pub use dovecot::{Dovecot, DovecotOptions, free_port};
+pub use imap::ImapClient;
+pub mod agent;
+pub mod relay;
