@@ -48,6 +48,80 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Store or remove an account's password in the OS keyring.
+    Password {
+        #[command(subcommand)]
+        action: PasswordAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordAction {
+    /// Read the password from the terminal (without echo; or one line from standard input) and
+    /// store it in the keyring.
+    Set {
+        #[arg(long, value_name = "NAME")]
+        account: String,
+    },
+    /// Remove the account's password from the keyring.
+    Delete {
+        #[arg(long, value_name = "NAME")]
+        account: String,
+    },
+}
+
+/// `mailpulse password set|delete`.
+pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let name = match action {
+        PasswordAction::Set { account } | PasswordAction::Delete { account } => account,
+    };
+    let Some(account) = config.account(name) else {
+        eprintln!("mailpulse: no account named {name:?} in the config");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let result = match action {
+        PasswordAction::Set { .. } => {
+            let prompt = format!("Password for {} at {}: ", account.username, account.host);
+            match crate::credentials::read_password(&prompt) {
+                Ok(pw) if !pw.is_empty() => {
+                    crate::credentials::set_password(&account.username, &account.host, &pw)
+                        .map(|()| "stored in")
+                }
+                Ok(_) => {
+                    eprintln!("mailpulse: empty password, nothing stored");
+                    return ExitCode::from(1);
+                }
+                Err(e) => {
+                    eprintln!("mailpulse: cannot read the password: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        PasswordAction::Delete { .. } => {
+            crate::credentials::delete_password(&account.username, &account.host)
+                .map(|()| "removed from")
+        }
+    };
+    match result {
+        Ok(what) => {
+            eprintln!("Password of account {:?} {what} the keyring.", account.name);
+            if account.password_command.is_some() {
+                eprintln!("Note: this account has password_command set, which takes precedence.");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 pub fn config_path(cli: &Cli) -> Option<PathBuf> {

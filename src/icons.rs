@@ -62,7 +62,11 @@ fn badge(state: IconState) -> (Rgba, String) {
         IconState::Connected => ([0.18, 0.62, 0.30, 1.0], String::new()),
         IconState::NewMail(n) => (
             [0.10, 0.45, 0.91, 1.0],
-            if n > 9 { "9+".into() } else { n.max(1).to_string() },
+            if n > 9 {
+                "9+".into()
+            } else {
+                n.max(1).to_string()
+            },
         ),
         IconState::Error => ([0.85, 0.19, 0.15, 1.0], "!".into()),
         IconState::KeepAliveOff => ([0.50, 0.50, 0.52, 1.0], "-".into()),
@@ -81,14 +85,19 @@ pub fn render(state: IconState, size: u32) -> Vec<u8> {
     let (bx, by, br) = (0.70 * n, 0.68 * n, 0.30 * n);
     let ring = (n / 20.0).max(1.0);
     let glyph_rows: Vec<[u8; 5]> = text.chars().map(glyph).collect();
-    let cell = if glyph_rows.len() > 1 { br * 0.30 } else { br * 0.36 };
+    let cell = if glyph_rows.len() > 1 {
+        br * 0.30
+    } else {
+        br * 0.36
+    };
     let text_w = glyph_rows.len() as f32 * 4.0 * cell - cell;
     let (tx0, ty0) = (bx - text_w / 2.0, by - 2.5 * cell);
 
     let sample = |x: f32, y: f32| -> Rgba {
         let mut px = [0.0; 4];
         if x >= ex0 && x <= ex1 && y >= ey0 && y <= ey1 {
-            let inner = x >= ex0 + stroke && x <= ex1 - stroke && y >= ey0 + stroke && y <= ey1 - stroke;
+            let inner =
+                x >= ex0 + stroke && x <= ex1 - stroke && y >= ey0 + stroke && y <= ey1 - stroke;
             px = if inner { PAPER } else { OUTLINE };
             if inner {
                 // The flap: two lines from the top corners to the middle.
@@ -108,7 +117,11 @@ pub fn render(state: IconState, size: u32) -> Vec<u8> {
                 let col = ((x - tx0) / cell) as usize;
                 let row = ((y - ty0) / cell) as usize;
                 let (g, gx) = (col / 4, col % 4);
-                if gx < 3 && g < glyph_rows.len() && row < 5 && glyph_rows[g][row] & (0b100 >> gx) != 0 {
+                if gx < 3
+                    && g < glyph_rows.len()
+                    && row < 5
+                    && glyph_rows[g][row] & (0b100 >> gx) != 0
+                {
                     px = WHITE;
                 }
             }
@@ -167,7 +180,12 @@ mod tests {
                 let img = render(s, size);
                 assert_eq!(img.len(), (size * size * 4) as usize);
                 // Left of the badge's centre: badge colour, not glyph.
-                pixel(&img, size, (size as f32 * 0.50) as u32, (size as f32 * 0.68) as u32)
+                pixel(
+                    &img,
+                    size,
+                    (size as f32 * 0.50) as u32,
+                    (size as f32 * 0.68) as u32,
+                )
             };
             let colours = [
                 centre(IconState::Connected),
@@ -189,7 +207,14 @@ mod tests {
 
     #[test]
     fn unread_count_changes_the_drawing() {
-        assert_ne!(render(IconState::NewMail(1), 32), render(IconState::NewMail(2), 32));
-        assert_eq!(render(IconState::NewMail(10), 32), render(IconState::NewMail(99), 32), "9+");
+        assert_ne!(
+            render(IconState::NewMail(1), 32),
+            render(IconState::NewMail(2), 32)
+        );
+        assert_eq!(
+            render(IconState::NewMail(10), 32),
+            render(IconState::NewMail(99), 32),
+            "9+"
+        );
     }
 }

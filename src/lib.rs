@@ -4,8 +4,10 @@
 //! Data flow: [`config`] → [`engine`] (with a [`protocol`] per account) → [`event::Event`]s →
 //! the shell ([`cli`] today; the tray later). See `docs/ARCHITECTURE.md`.
 
+pub mod autostart;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod engine;
 pub mod event;
 pub mod hooks;

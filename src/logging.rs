@@ -26,7 +26,8 @@ fn quiet(mut filter: EnvFilter) -> EnvFilter {
 pub const KEEP_FILES: usize = 7;
 
 pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
-    let stderr_filter = quiet(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    let stderr_filter =
+        quiet(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)

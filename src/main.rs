@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             runtime.block_on(cli::check(config_path.as_deref(), account.as_deref(), json))
         }
         Some(Cmd::Watch { json }) => runtime.block_on(cli::watch(config_path.as_deref(), json)),
+        Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
         None => {
             eprintln!(
                 "mailpulse: the tray agent is not part of this version yet.\n\

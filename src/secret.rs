@@ -57,17 +57,11 @@ pub fn shell(command_line: &str) -> Command {
     }
 }
 
-/// The account's password, from its `password_command`.
+/// The account's password: from its `password_command` when it has one, else from the OS
+/// keyring (entry "user@host" of service "mailpulse", see [`crate::credentials`]).
 pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
     let Some(command_line) = account.password_command.as_deref() else {
-        return Err(ProtoError::new(
-            ErrorKind::Secret,
-            format!(
-                "account {:?} has no password source: set password_command in the config \
-                 (e.g. password_command = \"pass show mail/{}\")",
-                account.name, account.name
-            ),
-        ));
+        return from_keyring(account).await;
     };
     let fail = |what: String| {
         ProtoError::new(
@@ -122,6 +116,32 @@ pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
     Ok(Secret(value.to_owned()))
 }
 
+async fn from_keyring(account: &Account) -> Result<Secret, ProtoError> {
+    let (user, host) = (account.username.clone(), account.host.clone());
+    // The keyring speaks D-Bus (or the platform API) synchronously and may wait for an unlock.
+    let found = tokio::task::spawn_blocking(move || crate::credentials::get_password(&user, &host))
+        .await
+        .map_err(|e| ProtoError::new(ErrorKind::Secret, format!("keyring lookup failed: {e}")))?;
+    match found {
+        Ok(Some(password)) => Ok(Secret(password)),
+        Ok(None) => Err(ProtoError::new(
+            ErrorKind::Secret,
+            format!(
+                "no password for account {:?}: store it with `mailpulse password set --account {}` \
+                 (or in Settings), or set password_command in the config",
+                account.name, account.name
+            ),
+        )),
+        Err(e) => Err(ProtoError::new(
+            ErrorKind::Secret,
+            format!(
+                "cannot read the password of account {:?} from the keyring: {e}",
+                account.name
+            ),
+        )),
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -150,9 +170,6 @@ mod tests {
 
     #[tokio::test]
     async fn failures_say_what_to_do_and_never_echo_stdout() {
-        let e = password(&account(None)).await.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Secret);
-        assert!(e.message.contains("set password_command"), "{e}");
         let e = password(&account(Some(
             "echo hunter2; echo 'no such entry' >&2; exit 3",
         )))

@@ -209,10 +209,10 @@ fn run(command: &mut Command, package: &str) -> Output {
 fn wait_for_file(path: &Path, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     for _ in 0..1000 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.is_empty()
+        {
+            return text;
         }
         if Instant::now() > deadline {
             break;

@@ -418,7 +418,9 @@ impl Dovecot {
     /// Number of IMAP LOGIN/AUTHENTICATE attempts for `user`, successful or
     /// not, counted in the log from these lines:
     ///
-    /// * success (imap-login): `imap-login: Info: Login: user=<alice>, method=PLAIN, ...`
+    /// * success (imap-login):
+    ///   `imap-login: Info: Login: user=<alice>, method=PLAIN, rip=127.0.0.1,
+    ///   lip=127.0.0.1, mpid=1234, secured, session=<...>, lpid=1230`
     /// * wrong password (auth, from `auth_verbose`):
     ///   `auth: Info: passwd-file(alice,127.0.0.1,<SESSION>): Password mismatch`
     /// * unknown user: `auth: Info: passwd-file(bob,127.0.0.1,<SESSION>): unknown user`
@@ -543,7 +545,7 @@ impl Dovecot {
         line(&format!("ssl_key = <{}", self.tls.key_pem.display()));
         line("ssl_min_protocol = TLSv1.2");
         line(&format!("mail_location = maildir:{r}/mail/%u"));
-        // No durability needed; makes deliver_many much faster.
+        // Tests need no durability: skip the fsync per delivered message.
         line("mail_fsync = never");
         line(&format!("first_valid_uid = {}", id.mail_uid));
         line(&format!("last_valid_uid = {}", id.mail_uid));

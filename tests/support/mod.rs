@@ -9,6 +9,11 @@
 //! [`ImapClient`] is a tiny line-based raw IMAP client over plain TCP, for
 //! tests that need to talk to the server directly (greeting, LOGIN, IDLE, ...).
 //!
+//! Environment knobs: `MAILPULSE_KEEP_DOVECOT=1` keeps each instance's
+//! directory (config, logs, rawlogs, Maildirs) for debugging; `TMPDIR`
+//! chooses where those directories go; `DOVECOT_BIN`/`DOVEADM_BIN` override
+//! `/usr/sbin/dovecot` and `/usr/bin/doveadm`.
+//!
 //! Every test binary declares `mod support;`, and not all of them use every
 //! item, hence the blanket `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
