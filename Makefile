@@ -31,7 +31,7 @@ run: build
 test: test-deps
 	@mkdir -p target
 	@set -o pipefail; $(CARGO) test --locked --all-targets -- --test-threads=8 2>&1 | tee target/test.log
-	@awk '/^test result:/ { p += $$5; f += $$7 } END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
 
 lint:
 	$(CARGO) fmt --check

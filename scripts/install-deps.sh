@@ -16,8 +16,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
-  pkgs=(pkg-config libssl-dev)
-  [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin)
+  pkgs=(pkg-config libssl-dev libgtk-3-dev libwebkit2gtk-4.1-dev)
+  [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -29,11 +29,11 @@ if command -v apt-get >/dev/null 2>&1; then
     need_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
 elif command -v dnf >/dev/null 2>&1; then
-  pkgs=(pkgconf-pkg-config openssl-devel)
+  pkgs=(pkgconf-pkg-config openssl-devel gtk3-devel webkit2gtk4.1-devel)
   [ "$what" = test ] && pkgs+=(dovecot)
   need_root dnf install -y "${pkgs[@]}"
 elif command -v pacman >/dev/null 2>&1; then
-  pkgs=(pkgconf openssl)
+  pkgs=(pkgconf openssl gtk3 webkit2gtk-4.1)
   [ "$what" = test ] && pkgs+=(dovecot)
   need_root pacman -S --needed --noconfirm "${pkgs[@]}"
 elif command -v brew >/dev/null 2>&1; then

@@ -48,6 +48,13 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Open the settings window (the tray runs it as a child process).
+    #[cfg(feature = "desktop")]
+    Settings {
+        /// Open at this section ("about").
+        #[arg(long)]
+        page: Option<String>,
+    },
     /// Store or remove an account's password in the OS keyring.
     Password {
         #[command(subcommand)]

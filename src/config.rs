@@ -28,7 +28,23 @@ pub struct Config {
     pub keepalive: KeepAlive,
     pub logging: Logging,
     pub notifications: Notifications,
+    pub desktop: Desktop,
     pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Desktop {
+    /// Start the tray at login (switched on when the first account is added).
+    pub start_at_login: bool,
+}
+
+impl Default for Desktop {
+    fn default() -> Self {
+        Desktop {
+            start_at_login: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +188,12 @@ pub struct Account {
     /// A command run for every new message, with MAILPULSE_* variables in its environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_new_mail: Option<String>,
+    /// The mail client to open on a click on the tray icon or a toast (e.g. "thunderbird").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_command: Option<String>,
+    /// Or the webmail to open in the browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webmail_url: Option<String>,
     /// Only here to refuse it with a helpful message: passwords never live in the file.
     #[serde(default, skip_serializing)]
     password: Option<Refused>,
@@ -206,6 +228,8 @@ impl Account {
             folders: default_folders(),
             ca_file: None,
             on_new_mail: None,
+            open_command: None,
+            webmail_url: None,
             password: None,
         }
     }
@@ -365,6 +389,14 @@ impl Config {
                     "name at least one folder, e.g. [\"INBOX\"]".into(),
                 ));
             }
+            if let Some(url) = &a.webmail_url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err((
+                    key("webmail_url"),
+                    "must start with https:// or http://".into(),
+                ));
+            }
             if a.folders.iter().any(|f| f.trim().is_empty()) {
                 return Err((key("folders"), "folder names must not be empty".into()));
             }
@@ -419,6 +451,105 @@ impl Config {
             path: path.to_owned(),
             source,
         })
+    }
+}
+
+impl Config {
+    /// Change the file in place, keeping its comments and layout: parse it, apply `edit`,
+    /// validate the result, then write it atomically. The file is unchanged on any error.
+    pub fn edit_file(
+        path: &Path,
+        edit: impl FnOnce(&mut toml_edit::DocumentMut),
+    ) -> Result<Config, ConfigError> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+            let span = e.span().unwrap_or(0..0);
+            invalid(
+                path,
+                &text,
+                span,
+                String::new(),
+                e.message().trim().to_owned(),
+            )
+        })?;
+        edit(&mut doc);
+        let new_text = doc.to_string();
+        let config = Config::parse(&new_text, path)?;
+        write_atomic(path, new_text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(config)
+    }
+
+    /// Save this config over `path`, keeping the comments of the settings that stay (the
+    /// accounts are rewritten as a whole). Validated first; atomic; mode 0600.
+    pub fn save_merged(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.validate() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: 0,
+                column: 0,
+                key,
+                message,
+            });
+        }
+        let fresh: toml_edit::DocumentMut = self.to_toml().parse().expect("our own TOML parses");
+        Config::edit_file(path, |doc| {
+            for (key, item) in fresh.iter() {
+                match (item, doc.get_mut(key)) {
+                    (toml_edit::Item::Table(new), Some(toml_edit::Item::Table(old))) => {
+                        let stale: Vec<String> = old
+                            .iter()
+                            .map(|(k, _)| k.to_owned())
+                            .filter(|k| !new.contains_key(k))
+                            .collect();
+                        for k in stale {
+                            old.remove(&k);
+                        }
+                        for (k, v) in new.iter() {
+                            match old.get_mut(k) {
+                                Some(slot) if slot.is_value() && v.is_value() => {
+                                    // Keep the comment after the value, if any.
+                                    let suffix =
+                                        slot.as_value().and_then(|x| x.decor().suffix().cloned());
+                                    *slot = v.clone();
+                                    if let (Some(suffix), Some(value)) =
+                                        (suffix, slot.as_value_mut())
+                                    {
+                                        value.decor_mut().set_suffix(suffix);
+                                    }
+                                }
+                                _ => {
+                                    old.insert(k, v.clone());
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        doc.insert(key, item.clone());
+                    }
+                }
+            }
+            let gone: Vec<String> = doc
+                .iter()
+                .map(|(k, _)| k.to_owned())
+                .filter(|k| !fresh.contains_key(k))
+                .collect();
+            for k in gone {
+                doc.remove(&k);
+            }
+        })
+        .map(|_| ())
     }
 }
 
@@ -744,6 +875,53 @@ mod tests {
         c.keepalive.interval_secs = 5;
         assert!(c.save(&path).is_err());
         assert_eq!(Config::load(&path).unwrap().keepalive.interval_secs, 45);
+    }
+
+    #[test]
+    fn edits_keep_comments_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        fs::write(&path, EXAMPLE).unwrap();
+        let c = Config::edit_file(&path, |doc| {
+            doc["keepalive"]["enabled"] = toml_edit::value(false)
+        })
+        .unwrap();
+        assert!(!c.keepalive.enabled);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("# The \"Enable Firewall Keep-Alive\" switch."),
+            "comments kept"
+        );
+        assert!(text.contains("enabled = false"));
+        // An edit that does not validate leaves the file alone.
+        let err = Config::edit_file(&path, |doc| {
+            doc["keepalive"]["interval_secs"] = toml_edit::value(5)
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("keepalive.interval_secs"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+
+        let mut c = Config::load(&path).unwrap();
+        c.keepalive.interval_secs = 45;
+        c.accounts[0].host = "mail.example.net".into();
+        c.accounts
+            .push(Account::new("home", "imap.home.example", "bob"));
+        c.save_merged(&path).unwrap();
+        let back = Config::load(&path).unwrap();
+        assert_eq!(back, c);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("# Seconds between keep-alive queries"),
+            "comments of kept keys survive:\n{text}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
     }
 
     #[test]

@@ -158,6 +158,20 @@ pub fn render(state: IconState, size: u32) -> Vec<u8> {
     out
 }
 
+/// The icon as a PNG file's bytes.
+pub fn png(state: IconState, size: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, size, size);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().expect("PNG header into memory");
+    writer
+        .write_image_data(&render(state, size))
+        .expect("PNG data into memory");
+    writer.finish().expect("PNG end");
+    out
+}
+
 fn segment_distance(x: f32, y: f32, ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
     let (dx, dy) = (bx - ax, by - ay);
     let t = (((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)).clamp(0.0, 1.0);
@@ -202,6 +216,40 @@ mod tests {
             }
             // Corners stay transparent (no square on dark panels).
             assert_eq!(pixel(&render(IconState::Connected, size), size, 0, 0)[3], 0);
+        }
+    }
+
+    /// `assets/icons/` holds these drawings, so packagers and docs show what users see.
+    #[test]
+    fn assets_match_the_drawings() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/icons");
+        let states = [
+            IconState::Connected,
+            IconState::NewMail(3),
+            IconState::Error,
+            IconState::KeepAliveOff,
+            IconState::Connecting,
+        ];
+        for state in states {
+            for size in [16, 32, 64] {
+                let path = dir.join(format!("{}-{size}.png", state.file_stem()));
+                let png = png(state, size);
+                if std::env::var_os("UPDATE_ICONS").is_some() {
+                    std::fs::create_dir_all(&dir).unwrap();
+                    std::fs::write(&path, &png).unwrap();
+                }
+                let on_disk = std::fs::read(&path).unwrap_or_else(|_| {
+                    panic!(
+                        "{} missing: UPDATE_ICONS=1 cargo test icons",
+                        path.display()
+                    )
+                });
+                assert!(
+                    on_disk == png,
+                    "{} is out of date: UPDATE_ICONS=1 cargo test icons",
+                    path.display()
+                );
+            }
         }
     }
 

@@ -8,6 +8,8 @@ pub mod autostart;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "desktop")]
+pub mod desktop;
 pub mod engine;
 pub mod event;
 pub mod hooks;
@@ -16,3 +18,4 @@ pub mod logging;
 pub mod protocol;
 pub mod secret;
 pub mod toasts;
+pub mod tray_model;

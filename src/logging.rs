@@ -3,6 +3,7 @@
 //! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
@@ -25,6 +26,17 @@ fn quiet(mut filter: EnvFilter) -> EnvFilter {
 
 pub const KEEP_FILES: usize = 7;
 
+/// Changes the file log's level (or switches it off) while running.
+static APPLY: OnceLock<Box<dyn Fn(&Logging) + Send + Sync>> = OnceLock::new();
+
+fn file_filter(logging: &Logging) -> EnvFilter {
+    if logging.enabled {
+        quiet(EnvFilter::new(logging.level.as_str()))
+    } else {
+        EnvFilter::new("off")
+    }
+}
+
 pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
     let stderr_filter =
         quiet(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
@@ -33,38 +45,48 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         .with_target(false)
         .with_filter(stderr_filter);
 
+    // The file layer is installed whenever there is a log dir, so that logging can be switched
+    // on later without a restart; while its filter is "off" it writes nothing (the day's file
+    // is created empty).
     let mut guard = None;
-    let file = match (logging.enabled, log_dir) {
-        (true, Some(dir)) => match tracing_appender::rolling::Builder::new()
+    let file = log_dir.and_then(|dir| {
+        let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("mailpulse")
             .filename_suffix("log")
             .max_log_files(KEEP_FILES)
             .build(dir)
-        {
-            Ok(appender) => {
-                let (writer, g) = tracing_appender::non_blocking(appender);
-                guard = Some(g);
-                let filter = quiet(EnvFilter::new(logging.level.as_str()));
-                Some(
-                    tracing_subscriber::fmt::layer()
-                        .with_writer(writer)
-                        .with_ansi(false)
-                        .with_filter(filter),
-                )
-            }
-            Err(e) => {
-                eprintln!("mailpulse: cannot write logs to {}: {e}", dir.display());
-                None
-            }
-        },
-        _ => None,
-    };
+            .map_err(|e| {
+                if logging.enabled {
+                    eprintln!("mailpulse: cannot write logs to {}: {e}", dir.display());
+                }
+            })
+            .ok()?;
+        let (writer, g) = tracing_appender::non_blocking(appender);
+        guard = Some(g);
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(file_filter(logging));
+        let _ = APPLY.set(Box::new(move |l: &Logging| {
+            let _ = handle.reload(file_filter(l));
+        }));
+        Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(filter),
+        )
+    });
     let _ = tracing_subscriber::registry()
         .with(stderr)
         .with(file)
         .try_init();
     LogGuard { _file: guard }
+}
+
+/// Apply new logging settings to the running process.
+pub fn apply(logging: &Logging) {
+    if let Some(apply) = APPLY.get() {
+        apply(logging);
+    }
 }
 
 #[cfg(test)]

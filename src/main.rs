@@ -17,6 +17,26 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Watch { json }) => runtime.block_on(cli::watch(config_path.as_deref(), json)),
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
+        #[cfg(feature = "desktop")]
+        Some(Cmd::Settings { page }) => match config_path {
+            Some(path) => mailpulse::desktop::settings::run(path, page),
+            None => {
+                eprintln!("mailpulse: cannot find the home directory; pass --config PATH");
+                ExitCode::from(2)
+            }
+        },
+        #[cfg(feature = "desktop")]
+        None => match config_path {
+            Some(path) => {
+                drop(runtime);
+                mailpulse::desktop::run(path)
+            }
+            None => {
+                eprintln!("mailpulse: cannot find the home directory; pass --config PATH");
+                ExitCode::from(2)
+            }
+        },
+        #[cfg(not(feature = "desktop"))]
         None => {
             eprintln!(
                 "mailpulse: the tray agent is not part of this version yet.\n\

@@ -57,6 +57,22 @@ pub fn shell(command_line: &str) -> Command {
     }
 }
 
+/// [`shell`] for code outside the runtime.
+pub fn shell_std(command_line: &str) -> std::process::Command {
+    #[cfg(windows)]
+    {
+        let mut c = std::process::Command::new("cmd");
+        c.arg("/C").arg(command_line);
+        c
+    }
+    #[cfg(not(windows))]
+    {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(command_line);
+        c
+    }
+}
+
 /// The account's password: from its `password_command` when it has one, else from the OS
 /// keyring (entry "user@host" of service "mailpulse", see [`crate::credentials`]).
 pub async fn password(account: &Account) -> Result<Secret, ProtoError> {

@@ -54,6 +54,16 @@ pub struct ToastSettings {
     pub name_accounts: bool,
 }
 
+impl Default for ToastSettings {
+    fn default() -> Self {
+        ToastSettings {
+            show_errors: true,
+            error_grace: Duration::from_secs(300),
+            name_accounts: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Burst {
     started: Instant,

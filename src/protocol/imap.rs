@@ -39,6 +39,8 @@ pub struct ImapConnector {
     account: Account,
     keepalive: KeepAlive,
     warned_plain: AtomicBool,
+    /// A password typed into Settings but not stored yet ("Test connection").
+    password: Option<secret::Secret>,
 }
 
 impl ImapConnector {
@@ -47,7 +49,14 @@ impl ImapConnector {
             account,
             keepalive,
             warned_plain: AtomicBool::new(false),
+            password: None,
         }
+    }
+
+    /// Use this password instead of the account's password source.
+    pub fn with_password(mut self, password: secret::Secret) -> Self {
+        self.password = Some(password);
+        self
     }
 
     fn rt(&self) -> Duration {
@@ -207,7 +216,10 @@ impl ImapConnector {
 
     /// Connect and authenticate; returns the session and whether the server can IDLE.
     pub async fn login(&self) -> Result<(ImapSession, bool), ProtoError> {
-        let password = secret::password(&self.account).await?;
+        let password = match &self.password {
+            Some(p) => p.clone(),
+            None => secret::password(&self.account).await?,
+        };
         let tcp = self.tcp().await?;
         let stream: Stream = match self.account.security {
             Security::Tls => self.tls(tcp).await?,

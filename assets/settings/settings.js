@@ -1,0 +1,190 @@
+// The settings page. It talks to the Rust side with JSON messages:
+//   page → Rust: window.ipc.postMessage(JSON.stringify({op: ...}))
+//   Rust → page: mailpulse.receive({op: ...})
+// Everything is validated here for quick feedback and again in Rust before it is saved.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { config: null, stored: {}, passwords: {}, selected: -1, nextTest: 1 };
+const GENERAL = [
+  ["keepalive.enabled", "bool"], ["keepalive.interval_secs", "int"], ["keepalive.response_timeout_secs", "int"],
+  ["notifications.show_errors", "bool"], ["notifications.error_grace_secs", "int"],
+  ["logging.enabled", "bool"], ["logging.level", "str"], ["desktop.start_at_login", "bool"],
+];
+const ACCOUNT_TEXT = ["name", "host", "username", "password_command", "ca_file", "open_command", "webmail_url", "on_new_mail"];
+
+function send(msg) { window.ipc.postMessage(JSON.stringify(msg)); }
+function get(obj, path) { return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj); }
+function set(obj, path, v) { const ks = path.split("."); const last = ks.pop(); ks.reduce((o, k) => (o[k] = o[k] || {}), obj)[last] = v; }
+function status(text) { $("status").textContent = text; }
+
+function fillGeneral() {
+  for (const [id, kind] of GENERAL) {
+    const el = $(id), v = get(state.config, id);
+    if (kind === "bool") el.checked = !!v; else el.value = v;
+  }
+}
+function readGeneral() {
+  for (const [id, kind] of GENERAL) {
+    const el = $(id);
+    set(state.config, id, kind === "bool" ? el.checked : kind === "int" ? Number(el.value) : el.value);
+  }
+}
+
+function listAccounts() {
+  const list = $("account-list");
+  list.innerHTML = "";
+  state.config.accounts.forEach((a, i) => {
+    const o = document.createElement("option");
+    o.value = String(i); o.textContent = a.name || "(unnamed)";
+    list.appendChild(o);
+  });
+  if (state.selected >= state.config.accounts.length) state.selected = state.config.accounts.length - 1;
+  list.value = String(state.selected);
+  showAccount();
+}
+function showAccount() {
+  const a = state.config.accounts[state.selected];
+  $("account-editor").disabled = !a;
+  $("remove-account").disabled = !a;
+  $("test-result").textContent = "";
+  if (!a) return;
+  for (const k of ACCOUNT_TEXT) $("acct." + k).value = a[k] || "";
+  $("acct.protocol").value = a.protocol || "imap";
+  $("acct.security").value = a.security || "tls";
+  $("acct.port").value = a.port == null ? "" : a.port;
+  $("acct.folders").value = (a.folders || ["INBOX"]).join(", ");
+  const pw = $("acct.password");
+  pw.value = state.passwords[a.name] || "";
+  pw.placeholder = state.stored[a.name] ? "stored in the keyring (type to replace)" : "";
+}
+function readAccount() {
+  const a = state.config.accounts[state.selected];
+  if (!a) return;
+  const oldName = a.name;
+  for (const k of ACCOUNT_TEXT) { const v = $("acct." + k).value.trim(); a[k] = v === "" ? null : v; }
+  a.name = a.name || "";
+  a.host = a.host || "";
+  a.username = a.username || "";
+  a.protocol = $("acct.protocol").value;
+  a.security = $("acct.security").value;
+  const port = $("acct.port").value.trim();
+  a.port = port === "" ? null : Number(port);
+  a.folders = $("acct.folders").value.split(",").map((f) => f.trim()).filter((f) => f);
+  const pw = $("acct.password").value;
+  if (oldName !== a.name) { delete state.passwords[oldName]; state.stored[a.name] = state.stored[oldName]; }
+  if (pw) state.passwords[a.name] = pw; else delete state.passwords[a.name];
+  const opt = $("account-list").options[state.selected];
+  if (opt) opt.textContent = a.name || "(unnamed)";
+}
+
+function clearInvalid() {
+  document.querySelectorAll(".invalid").forEach((el) => { el.classList.remove("invalid"); el.removeAttribute("aria-invalid"); });
+  $("banner").hidden = true;
+}
+function showInvalid(key, message) {
+  let id = key;
+  const m = /^accounts\[(\d+)\]\.(\w+)$/.exec(key);
+  if (m) {
+    state.selected = Number(m[1]);
+    $("account-list").value = m[1];
+    showAccount();
+    id = "acct." + (m[2] === "password" ? "password_command" : m[2]);
+  }
+  const el = $(id);
+  $("banner").textContent = message;
+  $("banner").hidden = false;
+  if (el) { el.classList.add("invalid"); el.setAttribute("aria-invalid", "true"); el.focus(); }
+  status("Not saved.");
+}
+// Quick checks in the page; Rust checks everything again.
+function checkPage() {
+  const interval = Number($("keepalive.interval_secs").value);
+  if (!Number.isInteger(interval) || interval < 30 || interval > 1740) {
+    return ["keepalive.interval_secs", "The keep-alive interval must be a whole number of seconds from 30 to 1740."];
+  }
+  for (let i = 0; i < state.config.accounts.length; i++) {
+    const a = state.config.accounts[i];
+    if (!a.name) return [`accounts[${i}].name`, "Give the account a name."];
+    if (!a.host) return [`accounts[${i}].host`, "Enter the mail server's host name."];
+    if (!a.username) return [`accounts[${i}].username`, "Enter the user name."];
+    if (a.port != null && !(Number.isInteger(a.port) && a.port >= 1 && a.port <= 65535)) return [`accounts[${i}].port`, "The port must be 1–65535."];
+  }
+  return null;
+}
+
+function save(close) {
+  clearInvalid();
+  readGeneral();
+  readAccount();
+  const bad = checkPage();
+  if (bad) { showInvalid(bad[0], bad[1]); return; }
+  status("Saving…");
+  send({ op: "save", close, config: state.config, passwords: state.passwords });
+}
+
+const handlers = {
+  load(msg) {
+    state.config = msg.config;
+    state.stored = msg.stored || {};
+    state.selected = state.config.accounts.length ? 0 : -1;
+    $("version").textContent = msg.version;
+    $("config-path").textContent = msg.config_path;
+    $("homepage").textContent = msg.homepage;
+    fillGeneral();
+    listAccounts();
+    if (msg.error) { $("banner").textContent = msg.error; $("banner").hidden = false; }
+    if (msg.page === "about") $("about").scrollIntoView();
+    else if (!state.config.accounts.length) $("add-account").focus();
+    status("");
+  },
+  saved(msg) {
+    for (const name of Object.keys(state.passwords)) state.stored[name] = true;
+    state.passwords = {};
+    showAccount();
+    status("Saved.");
+  },
+  invalid(msg) { showInvalid(msg.key, msg.message); },
+  error(msg) { $("banner").textContent = msg.message; $("banner").hidden = false; status("Not saved."); },
+  tested(msg) {
+    const r = $("test-result");
+    r.textContent = msg.text;
+    r.className = "result " + (msg.ok ? "ok" : "fail");
+    $("test-account").disabled = false;
+  },
+};
+window.mailpulse = { receive(msg) { (handlers[msg.op] || (() => {}))(msg); } };
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("account-list").addEventListener("change", () => { readAccount(); state.selected = Number($("account-list").value); showAccount(); });
+  document.querySelectorAll("#account-editor input, #account-editor select").forEach((el) => el.addEventListener("change", readAccount));
+  $("add-account").addEventListener("click", () => {
+    readAccount();
+    const n = state.config.accounts.length + 1;
+    state.config.accounts.push({ name: n === 1 ? "mail" : "mail" + n, protocol: "imap", host: "", security: "tls", username: "", folders: ["INBOX"] });
+    state.selected = state.config.accounts.length - 1;
+    listAccounts();
+    $("acct.host").focus();
+  });
+  $("remove-account").addEventListener("click", () => {
+    const a = state.config.accounts[state.selected];
+    if (!a) return;
+    state.config.accounts.splice(state.selected, 1);
+    delete state.passwords[a.name];
+    state.selected = Math.min(state.selected, state.config.accounts.length - 1);
+    listAccounts();
+  });
+  $("test-account").addEventListener("click", () => {
+    readGeneral(); readAccount();
+    const a = state.config.accounts[state.selected];
+    if (!a) return;
+    $("test-account").disabled = true;
+    $("test-result").className = "result";
+    $("test-result").textContent = "Connecting to " + (a.host || "?") + "…";
+    send({ op: "test", account: a, password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
+  });
+  $("ok").addEventListener("click", () => save(true));
+  $("apply").addEventListener("click", () => save(false));
+  $("cancel").addEventListener("click", () => send({ op: "cancel" }));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") send({ op: "cancel" }); });
+  send({ op: "ready" });
+});

@@ -1,0 +1,293 @@
+//! The settings window: a small web page (HTML/CSS/JS under `assets/settings/`, embedded in the
+//! binary) in a WebKit view, run as a short-lived child process (`mailpulse settings`) because
+//! WebKit's ~300 MB are not given back while a process lives. The tray reloads the config when
+//! the process exits. Everything the page sends is validated again here before it is saved.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tao::dpi::LogicalSize;
+use tao::event::{Event, WindowEvent};
+use tao::event_loop::{ControlFlow, EventLoopBuilder};
+use tao::window::WindowBuilder;
+use wry::WebViewBuilder;
+
+use crate::config::{Account, Config, KeepAlive};
+use crate::protocol::Connector;
+use crate::protocol::imap::ImapConnector;
+use crate::secret::Secret;
+
+const HTML: &str = include_str!("../../assets/settings/index.html");
+const CSS: &str = include_str!("../../assets/settings/settings.css");
+const JS: &str = include_str!("../../assets/settings/settings.js");
+pub const HOMEPAGE: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The page with its style and script inlined.
+pub fn page() -> String {
+    HTML.replace("/*CSS*/", CSS).replace("/*JS*/", JS)
+}
+
+enum Reply {
+    /// A message for the page's `mailpulse.receive`.
+    Message(Value),
+    /// JavaScript to run in the page (test automation).
+    Script(String),
+    Close,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Ready,
+    Save {
+        config: Value,
+        #[serde(default)]
+        passwords: BTreeMap<String, String>,
+        #[serde(default)]
+        close: bool,
+    },
+    Test {
+        account: Value,
+        password: Option<String>,
+        keepalive: Option<Value>,
+    },
+    Cancel,
+}
+
+/// Run the window until it is closed.
+pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
+    if !super::have_display() {
+        eprintln!(
+            "mailpulse: no graphical session (DISPLAY and WAYLAND_DISPLAY are unset) for the settings window"
+        );
+        return ExitCode::from(1);
+    }
+    let event_loop = EventLoopBuilder::<Reply>::with_user_event().build();
+    let proxy = event_loop.create_proxy();
+    let window = match WindowBuilder::new()
+        .with_title("mailpulse Settings")
+        .with_inner_size(LogicalSize::new(820.0, 860.0))
+        .with_min_inner_size(LogicalSize::new(560.0, 480.0))
+        .build(&event_loop)
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("mailpulse: cannot open the settings window: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let handle = runtime.handle().clone();
+    let automation =
+        std::env::var_os("MAILPULSE_SETTINGS_SCRIPT").and_then(|p| std::fs::read_to_string(p).ok());
+    let p = proxy.clone();
+    let path = config_path.clone();
+    let builder = WebViewBuilder::new().with_html(page()).with_ipc_handler(
+        move |request: wry::http::Request<String>| {
+            let reply = |r: Reply| {
+                let _ = p.send_event(r);
+            };
+            match serde_json::from_str::<Request>(request.body()) {
+                Ok(Request::Ready) => {
+                    reply(Reply::Message(load_message(&path, page_name.as_deref())));
+                    if let Some(js) = &automation {
+                        reply(Reply::Script(js.clone()));
+                    }
+                }
+                Ok(Request::Save {
+                    config,
+                    passwords,
+                    close,
+                }) => {
+                    let answer = save(&path, config, &passwords);
+                    let saved = answer["op"] == "saved";
+                    reply(Reply::Message(answer));
+                    if saved && close {
+                        reply(Reply::Close);
+                    }
+                }
+                Ok(Request::Test {
+                    account,
+                    password,
+                    keepalive,
+                }) => {
+                    let p = p.clone();
+                    handle.spawn(async move {
+                        let answer = test_connection(account, password, keepalive).await;
+                        let _ = p.send_event(Reply::Message(answer));
+                    });
+                }
+                Ok(Request::Cancel) => reply(Reply::Close),
+                Err(e) => tracing::warn!("settings page sent an unknown message: {e}"),
+            }
+        },
+    );
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd"
+    ))]
+    let webview = {
+        use tao::platform::unix::WindowExtUnix;
+        use wry::WebViewBuilderExtUnix;
+        builder.build_gtk(window.default_vbox().expect("tao window has a vbox"))
+    };
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd"
+    )))]
+    let webview = builder.build(&window);
+    let webview = match webview {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("mailpulse: cannot show the settings page: {e}");
+            return ExitCode::from(1);
+        }
+    };
+
+    event_loop.run(move |event, _, control_flow| {
+        *control_flow = ControlFlow::Wait;
+        let _keep = (&runtime, &window);
+        match event {
+            Event::UserEvent(Reply::Message(v)) => {
+                let _ = webview.evaluate_script(&format!("mailpulse.receive({v})"));
+            }
+            Event::UserEvent(Reply::Script(js)) => {
+                let _ = webview.evaluate_script(&js);
+            }
+            Event::UserEvent(Reply::Close)
+            | Event::WindowEvent {
+                event: WindowEvent::CloseRequested,
+                ..
+            } => *control_flow = ControlFlow::Exit,
+            _ => {}
+        }
+    })
+}
+
+fn load_message(path: &Path, page: Option<&str>) -> Value {
+    let (config, error) = match Config::load(path) {
+        Ok(c) => (c, None),
+        Err(e) if !path.exists() => (
+            Config::default(),
+            Some(format!("No configuration yet ({e}); add an account.")),
+        ),
+        Err(e) => (
+            Config::default(),
+            Some(format!(
+                "The configuration file has an error; fix it there first: {e}"
+            )),
+        ),
+    };
+    let stored: BTreeMap<String, bool> = config
+        .accounts
+        .iter()
+        .map(|a| {
+            let has =
+                crate::credentials::get_password(&a.username, &a.host).is_ok_and(|p| p.is_some());
+            (a.name.clone(), has || a.password_command.is_some())
+        })
+        .collect();
+    json!({
+        "op": "load",
+        "config": config,
+        "stored": stored,
+        "error": error,
+        "page": page,
+        "version": env!("CARGO_PKG_VERSION"),
+        "homepage": HOMEPAGE,
+        "config_path": path.display().to_string(),
+    })
+}
+
+/// Validate and save what the page sent; passwords go to the keyring, never into the file.
+pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) -> Value {
+    let config: Config = match serde_json::from_value(config) {
+        Ok(c) => c,
+        Err(e) => {
+            return json!({"op": "error", "message": format!("The settings could not be read: {e}")});
+        }
+    };
+    if let Err((key, message)) = config.validate() {
+        return json!({"op": "invalid", "key": key, "message": message});
+    }
+    for (name, password) in passwords {
+        let Some(account) = config.account(name) else {
+            continue;
+        };
+        if password.is_empty() {
+            continue;
+        }
+        if let Err(e) = crate::credentials::set_password(&account.username, &account.host, password)
+        {
+            return json!({"op": "error", "message": format!("The password of {name:?} could not be stored: {e}")});
+        }
+    }
+    if let Err(e) = config.save_merged(path) {
+        return json!({"op": "error", "message": e.to_string()});
+    }
+    // Start at login follows the switch (the tray does the same when it reloads).
+    let result = if config.desktop.start_at_login && !config.accounts.is_empty() {
+        std::env::current_exe().and_then(|exe| crate::autostart::enable(&exe).map(|_| ()))
+    } else if !config.desktop.start_at_login {
+        crate::autostart::disable()
+    } else {
+        Ok(())
+    };
+    if let Err(e) = result {
+        tracing::warn!("cannot change start at login: {e}");
+    }
+    json!({"op": "saved"})
+}
+
+/// "Test connection": the last-item query, answered in words.
+pub async fn test_connection(
+    account: Value,
+    password: Option<String>,
+    keepalive: Option<Value>,
+) -> Value {
+    let fail = |text: String| json!({"op": "tested", "ok": false, "text": text});
+    let account: Account = match serde_json::from_value(account) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("The account is incomplete: {e}")),
+    };
+    let keepalive: KeepAlive = keepalive
+        .and_then(|k| serde_json::from_value(k).ok())
+        .unwrap_or_default();
+    let mut connector = ImapConnector::new(account.clone(), keepalive);
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        connector = connector.with_password(Secret::new(p));
+    }
+    let folder = account
+        .folders
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "INBOX".into());
+    let result = async {
+        let (mut session, info) = connector.open(&folder).await?;
+        let last = session.last_item().await;
+        session.close().await;
+        last.map(|l| (l, info))
+    }
+    .await;
+    match result {
+        Ok((Some(item), info)) => json!({"op": "tested", "ok": true, "text": format!(
+            "Connected. {folder} has {} messages; the newest is from {} — {}.",
+            info.exists, item.from, if item.subject.is_empty() { "(no subject)" } else { &item.subject }
+        )}),
+        Ok((None, _)) => {
+            json!({"op": "tested", "ok": true, "text": format!("Connected. {folder} is empty.")})
+        }
+        Err(e) => fail(format!("Failed: {e}")),
+    }
+}
