@@ -50,6 +50,7 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
     // is created empty).
     let mut guard = None;
     let file = log_dir.and_then(|dir| {
+        let _ = std::fs::create_dir_all(dir);
         let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("mailpulse")

@@ -265,7 +265,7 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     let w = Watch::start(&home);
     connected(&w);
     let t0 = Instant::now();
-    let base = fetch_star_count(&d);
+    let base = keepalive_queries(&d);
     assert_eq!(base, 1, "the baseline query: {:?}", d.imap_commands(USER));
 
     let events = w.during(secs(65));
@@ -282,7 +282,7 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     );
     // The server saw them: IDLE ended, the last-item query, IDLE again.
     assert_eq!(
-        fetch_star_count(&d),
+        keepalive_queries(&d),
         base + 2,
         "{:?}",
         d.imap_commands(USER)
@@ -316,22 +316,23 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     w.signal("HUP");
     w.until_type(secs(10), "reloaded");
     w.during(secs(2));
-    let after_off = fetch_star_count(&d);
+    let after_off = keepalive_queries(&d);
     let events = w.during(secs(35));
     assert!(of_type(&events, "keepalive").is_empty(), "{events:?}");
-    assert_eq!(fetch_star_count(&d), after_off);
+    assert_eq!(keepalive_queries(&d), after_off);
     // Mail is still pushed while IDLE.
     d.deliver(USER, "Bob <bob@example.org>", "still pushed", "x");
     assert_eq!(new_mail(&w)["subject"], "still pushed");
 }
 
-/// How many "last inbox item" queries the server received.
-fn fetch_star_count(d: &Dovecot) -> usize {
+/// How many "last inbox item" queries (keep-alives) the server received.
+fn keepalive_queries(d: &Dovecot) -> usize {
     d.imap_commands(USER)
         .iter()
         .filter(|c| {
-            c.to_uppercase()
-                .contains("UID FETCH * (UID FLAGS ENVELOPE INTERNALDATE)")
+            let c = c.to_uppercase();
+            // The last-item query; on an empty folder it is a NOOP.
+            c.contains("UID FETCH * (UID FLAGS ENVELOPE INTERNALDATE)") || c.ends_with(" NOOP")
         })
         .count()
 }
@@ -675,5 +676,35 @@ fn no_subcommand_explains_what_to_run() {
     assert!(
         err.contains("no graphical session") && err.contains("mailpulse watch"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_new_interval_interrupts_a_real_idle_at_once() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "interval_secs = 600");
+    let w = Watch::start(&home);
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    let before = keepalive_queries(&d);
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    std::fs::write(
+        home.config_path(),
+        text.replace("interval_secs = 600", "interval_secs = 30"),
+    )
+    .unwrap();
+    w.signal("HUP");
+    let events = w.until_type(secs(10), "keepalive");
+    assert!(of_type(&events, "error").is_empty(), "{events:?}");
+    assert_eq!(
+        keepalive_queries(&d),
+        before + 1,
+        "{:?}",
+        d.imap_commands(USER)
+    );
+    let cmds = d.imap_commands(USER);
+    assert!(
+        cmds.iter().any(|c| c.trim().eq_ignore_ascii_case("DONE")),
+        "IDLE ended with DONE: {cmds:?}"
     );
 }

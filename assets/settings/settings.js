@@ -55,7 +55,8 @@ function showAccount() {
   $("acct.folders").value = (a.folders || ["INBOX"]).join(", ");
   const pw = $("acct.password");
   pw.value = state.passwords[a.name] || "";
-  pw.placeholder = state.stored[a.name] ? "stored in the keyring (type to replace)" : "";
+  pw.placeholder = state.stored[a.name] === "command" ? "from the password command below"
+    : state.stored[a.name] ? "stored in the keyring (type to replace)" : "stored in the keyring when you save";
 }
 function readAccount() {
   const a = state.config.accounts[state.selected];
@@ -138,7 +139,7 @@ const handlers = {
     status("");
   },
   saved(msg) {
-    for (const name of Object.keys(state.passwords)) state.stored[name] = true;
+    for (const name of Object.keys(state.passwords)) state.stored[name] = "keyring";
     state.passwords = {};
     showAccount();
     status("Saved.");

@@ -205,6 +205,9 @@ pub fn run(config_path: PathBuf) -> ExitCode {
     }
 
     event_loop.run(move |event, _, control_flow| {
+        if *control_flow == ControlFlow::Exit {
+            return;
+        }
         *control_flow = match app.policy.next_deadline() {
             Some(at) => ControlFlow::WaitUntil(at.into_std()),
             None => ControlFlow::Wait,
@@ -339,6 +342,7 @@ impl App {
             UserEvent::ToastClicked(account) => self.open_client(account),
             UserEvent::OpenSettings => self.open_settings(None),
             UserEvent::SettingsClosed => {
+                tracing::info!("settings window closed; reloading the configuration");
                 self.settings_open = false;
                 self.reload();
             }
@@ -362,6 +366,16 @@ impl App {
     fn reload(&mut self) {
         match Config::load(&self.config_path) {
             Ok(config) => {
+                tracing::info!(
+                    "configuration reloaded: {} account(s), keep-alive {} every {} s",
+                    config.accounts.len(),
+                    if config.keepalive.enabled {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                    config.keepalive.interval_secs
+                );
                 let _ = self
                     .commands
                     .send(Command::Reload(Box::new(config.clone())));
@@ -377,6 +391,7 @@ impl App {
             Err(e) => {
                 // Keep running on the last good configuration.
                 let message = format!("{e} (still using the previous settings)");
+                tracing::warn!("{message}");
                 self.notify_config_error(&message);
                 self.model.general_error = Some(message);
             }

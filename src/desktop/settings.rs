@@ -156,7 +156,9 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
     };
 
     event_loop.run(move |event, _, control_flow| {
-        *control_flow = ControlFlow::Wait;
+        if *control_flow != ControlFlow::Exit {
+            *control_flow = ControlFlow::Wait;
+        }
         let _keep = (&runtime, &window);
         match event {
             Event::UserEvent(Reply::Message(v)) => {

@@ -164,6 +164,14 @@ impl EngineTask {
     }
 
     fn command(&mut self, command: Command) {
+        let name = match &command {
+            Command::SetKeepAlive(_) => "set keep-alive",
+            Command::SetInterval(_) => "set interval",
+            Command::CheckNow => "check now",
+            Command::Reload(_) => "reload",
+            Command::Quit => "quit",
+        };
+        tracing::debug!("engine command: {name}");
         match command {
             Command::SetKeepAlive(on) => {
                 self.keepalive.enabled = on;

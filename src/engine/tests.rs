@@ -689,3 +689,25 @@ async fn reload_applies_settings_and_restarts_only_changed_accounts() {
     assert_eq!(server.with(|s| s.closed), 2, "removed account logged out");
     engine.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn reload_with_a_new_interval_initiates_at_once_and_keeps_the_new_cadence() {
+    let server = Server::new();
+    let mut cfg = config(&[("work", &["INBOX"])]);
+    cfg.keepalive.interval_secs = 600;
+    let (engine, mut rx) = start(&server, &cfg, Store::in_memory());
+    until(&mut rx, secs(5), is_connected).await;
+    let q = server.queries();
+    cfg.keepalive.interval_secs = 30;
+    engine.send(Command::Reload(Box::new(cfg)));
+    during(&mut rx, secs(1)).await;
+    assert_eq!(server.queries(), q + 1, "initiated at once");
+    during(&mut rx, secs(61)).await;
+    assert_eq!(server.queries(), q + 3, "then every 30 s");
+    assert_eq!(
+        server.opens().len(),
+        1,
+        "the unchanged account was not reconnected"
+    );
+    engine.shutdown().await;
+}

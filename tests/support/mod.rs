@@ -26,4 +26,5 @@ pub mod tls;
 pub use dovecot::{Dovecot, DovecotOptions, free_port};
 pub use imap::ImapClient;
 pub mod agent;
+pub mod desktop;
 pub mod relay;

@@ -1,0 +1,427 @@
+//! The desktop agent on a real (headless) desktop: Xvfb, a private D-Bus session bus, dunst as
+//! the notification daemon and a StatusNotifierWatcher, against a private Dovecot. The tray is
+//! driven the way a panel drives it: dbusmenu `Event … clicked` and `StatusNotifierItem.Activate`.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use support::agent::{Home, secs};
+use support::desktop::Desktop;
+use support::dovecot::{Dovecot, DovecotOptions};
+use support::relay::Relay;
+
+const USER: &str = "alice";
+
+/// The tray agent (`mailpulse` without a subcommand), stopped by PID at the end.
+struct Tray {
+    child: Child,
+}
+
+impl Tray {
+    fn start(home: &Home, desktop: &Desktop) -> Tray {
+        Tray::start_with(home, desktop, &[])
+    }
+
+    fn start_with(home: &Home, desktop: &Desktop, env: &[(&str, &Path)]) -> Tray {
+        let mut cmd = home.command(&[]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        desktop.apply(&mut cmd);
+        let run = home.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        cmd.env("XDG_RUNTIME_DIR", &run)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(home.path().join("tray.log")).unwrap());
+        Tray {
+            child: cmd.spawn().expect("start the tray"),
+        }
+    }
+
+    fn exited_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Tray {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        if !self.exited_within(Duration::from_secs(10)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn config(
+    home: &Home,
+    d: &Dovecot,
+    port: u16,
+    security: &str,
+    extra_general: &str,
+    extra_account: &str,
+) -> String {
+    let pw = home.password_file("secret-pw");
+    format!(
+        "{extra_general}\n[[accounts]]\nname = \"work\"\nhost = \"localhost\"\nport = {port}\nsecurity = \"{security}\"\n\
+         username = \"{USER}\"\npassword_command = \"cat '{}'\"\nca_file = \"{}\"\n{extra_account}\n",
+        pw.display(),
+        d.ca_pem().display()
+    )
+}
+
+fn keepalive_queries(d: &Dovecot) -> usize {
+    d.imap_commands(USER)
+        .iter()
+        .filter(|c| {
+            let c = c.to_uppercase();
+            // The last-item query; on an empty folder it is a NOOP.
+            c.contains("UID FETCH * (UID FLAGS ENVELOPE INTERNALDATE)") || c.ends_with(" NOOP")
+        })
+        .count()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within {limit:?}");
+}
+
+/// Wait for a toast; on failure say what was shown and what the tray logged.
+fn expect_toast(
+    desktop: &Desktop,
+    home: &Home,
+    limit: Duration,
+    pred: impl Fn(&support::desktop::Toast) -> bool,
+) -> support::desktop::Toast {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(t) = desktop.toasts().into_iter().find(|t| pred(t)) {
+            return t;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "no matching toast within {limit:?}; toasts: {:#?}\ntray log:\n{}",
+        desktop.toasts(),
+        tray_log(home)
+    );
+}
+
+fn tray_log(home: &Home) -> String {
+    std::fs::read_to_string(home.path().join("tray.log")).unwrap_or_default()
+}
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts")
+}
+
+#[test]
+fn tray_menu_toasts_keepalive_switch_and_click() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let home = Home::new();
+    let opened = home.path().join("client-opened");
+    home.write_config(&config(
+        &home,
+        &d,
+        d.imaps_port(),
+        "tls",
+        "[keepalive]\ninterval_secs = 30\n",
+        &format!("open_command = \"touch '{}'\"", opened.display()),
+    ));
+    let mut tray = Tray::start(&home, &desktop);
+
+    // The item registers with the watcher, with its menu.
+    let item = desktop.wait_for_tray_item(secs(30));
+    let labels: Vec<String> = desktop.menu(&item).into_iter().map(|(_, l, _)| l).collect();
+    assert_eq!(
+        labels,
+        [
+            "Keep-alive",
+            "Check now",
+            "Settings…",
+            "Open log",
+            "About mailpulse",
+            "Quit"
+        ]
+    );
+    assert_eq!(
+        desktop.menu(&item)[0].2,
+        Some(1),
+        "keep-alive starts checked"
+    );
+    wait_until("the tooltip to say connected", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    // Start at login was set up with the first account.
+    let autostart = home.path().join("config/autostart/mailpulse.desktop");
+    assert!(autostart.is_file(), "no {}", autostart.display());
+
+    // A delivered mail → one toast with its sender and subject.
+    d.deliver(USER, "Bob <bob@example.org>", "lunch?", "at noon");
+    let toast = desktop.wait_for_toast(secs(30), |t| t.body == "lunch?");
+    assert_eq!(toast.summary, "Bob <bob@example.org>");
+    assert_eq!(toast.category, "email.arrived");
+    sleep(secs(1));
+    assert_eq!(
+        desktop
+            .toasts()
+            .iter()
+            .filter(|t| t.body == "lunch?")
+            .count(),
+        1
+    );
+    assert!(
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("1 new message")
+    );
+
+    // A burst → one coalesced toast (after the 2 s window of the first mail has passed).
+    sleep(secs(3));
+    for i in 1..=5 {
+        d.deliver(USER, "List <list@example.org>", &format!("digest {i}"), "x");
+    }
+    let burst = expect_toast(&desktop, &home, secs(30), |t| t.summary == "5 new messages");
+    assert!(burst.body.contains("List — digest 1"), "{burst:?}");
+    let individual = desktop
+        .toasts()
+        .into_iter()
+        .filter(|t| t.body.starts_with("digest"))
+        .count();
+    assert!(
+        individual <= 3,
+        "at most three before coalescing: {:#?}",
+        desktop.toasts()
+    );
+
+    // "Check now" initiates a query at once.
+    let before = keepalive_queries(&d);
+    desktop.click_menu(&item, "Check now");
+    wait_until("the check-now query at the server", secs(10), || {
+        keepalive_queries(&d) > before
+    });
+
+    // A second start asks this one to open Settings and exits.
+    let mut second = home.command(&[]);
+    desktop.apply(&mut second);
+    let out = second
+        .env("XDG_RUNTIME_DIR", home.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert_eq!(desktop.tray_items().len(), 1, "still one tray item");
+
+    // Keep-alive off from the menu: saved, and no more queries at the server.
+    desktop.click_menu(&item, "Keep-alive");
+    wait_until("the switch to be saved", secs(10), || {
+        std::fs::read_to_string(home.config_path())
+            .unwrap()
+            .contains("enabled = false")
+    });
+    assert_eq!(desktop.menu(&item)[0].2, Some(0));
+    sleep(secs(2));
+    let off = keepalive_queries(&d);
+    sleep(secs(35));
+    assert_eq!(
+        keepalive_queries(&d),
+        off,
+        "keep-alive queries continued after switching off"
+    );
+    assert!(
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("Keep-alive is off.")
+    );
+
+    // A left click opens the mail client.
+    desktop.activate(&item);
+    wait_until("open_command to run", secs(10), || opened.exists());
+
+    // Quit logs out and ends the process.
+    desktop.click_menu_to_quit(&item, "Quit");
+    assert!(tray.exited_within(secs(30)), "{}", tray_log(&home));
+    assert!(
+        d.imap_commands(USER)
+            .iter()
+            .any(|c| c.to_uppercase().ends_with("LOGOUT"))
+    );
+    assert!(!tray_log(&home).contains("panicked"), "{}", tray_log(&home));
+}
+
+#[test]
+fn error_toast_only_after_the_grace_period_then_restored() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let relay = Relay::start(d.imap_port());
+    let desktop = Desktop::start();
+    let home = Home::new();
+    home.write_config(&config(
+        &home,
+        &d,
+        relay.port(),
+        "plain",
+        "[notifications]\nerror_grace_secs = 5\n[desktop]\nstart_at_login = false\n",
+        "",
+    ));
+    let _tray = Tray::start(&home, &desktop);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("connected", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+
+    relay.refuse();
+    relay.cut();
+    let down = Instant::now();
+    wait_until("the tooltip to show the error", secs(15), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("no connection")
+    });
+    while down.elapsed() < secs(3) {
+        assert!(
+            !desktop
+                .toasts()
+                .iter()
+                .any(|t| t.category == "network.error"),
+            "error toast before the grace period: {:#?}",
+            desktop.toasts()
+        );
+        sleep(Duration::from_millis(200));
+    }
+    let error = desktop.wait_for_toast(secs(30), |t| t.category == "network.error");
+    assert_eq!(error.summary, "work: no connection");
+    assert!(down.elapsed() >= secs(5));
+    sleep(secs(3));
+    assert_eq!(
+        desktop
+            .toasts()
+            .iter()
+            .filter(|t| t.category == "network.error")
+            .count(),
+        1,
+        "once per episode"
+    );
+
+    // The path is back; "Check now" skips whatever backoff is pending, as a user would click it.
+    relay.forward();
+    desktop.click_menu(&item, "Check now");
+    let restored = expect_toast(&desktop, &home, secs(30), |t| {
+        t.summary == "Connection restored"
+    });
+    assert_eq!(restored.category, "network.connected");
+    assert!(
+        !home
+            .path()
+            .join("config/autostart/mailpulse.desktop")
+            .exists(),
+        "start at login was switched off"
+    );
+}
+
+#[test]
+fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let home = Home::new();
+    home.write_config(&config(
+        &home,
+        &d,
+        d.imaps_port(),
+        "tls",
+        "[keepalive]\ninterval_secs = 600\n[desktop]\nstart_at_login = false\n",
+        "",
+    ));
+    // Drive the page as a user would: change the interval field, then press OK — after a pause
+    // in which the test takes its screenshot.
+    let script = home.path().join("automation.js");
+    std::fs::write(
+        &script,
+        r#"setTimeout(() => {
+             const f = document.getElementById("keepalive.interval_secs");
+             f.value = "30";
+             f.dispatchEvent(new Event("change"));
+             setTimeout(() => document.getElementById("ok").click(), 5000);
+           }, 500);"#,
+    )
+    .unwrap();
+    let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("connected", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    let queries = keepalive_queries(&d);
+
+    desktop.click_menu(&item, "Settings…");
+    sleep(secs(4));
+    let shot = artifacts().join("settings-window.png");
+    desktop.screenshot(&shot);
+    let colours = std::process::Command::new("identify")
+        .args(["-format", "%k"])
+        .arg(&shot)
+        .output()
+        .unwrap();
+    let colours: u32 = String::from_utf8_lossy(&colours.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        colours > 50,
+        "the screenshot looks empty ({colours} colours): {}",
+        shot.display()
+    );
+
+    wait_until("the settings to be saved", secs(30), || {
+        std::fs::read_to_string(home.config_path())
+            .unwrap()
+            .contains("interval_secs = 30")
+    });
+    eprintln!("tray log:\n{}", tray_log(&home));
+    eprintln!(
+        "config:\n{}",
+        std::fs::read_to_string(home.config_path()).unwrap()
+    );
+    // The running engine picked up the new interval: a keep-alive within ~30 s, where 600 s
+    // would have meant none.
+    wait_until("a keep-alive at the new interval", secs(50), || {
+        keepalive_queries(&d) > queries
+    });
+    eprintln!("commands: {:#?}", d.imap_commands(USER));
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    assert!(
+        text.contains("password_command"),
+        "the account survived the save:\n{text}"
+    );
+    assert!(!text.contains("secret-pw"));
+}

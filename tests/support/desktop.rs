@@ -1,0 +1,442 @@
+//! A real, private desktop for tests: Xvfb on a free display, a private D-Bus session bus,
+//! dunst as the notification daemon (its `-print` output shows every toast), and a
+//! StatusNotifierWatcher (tests/desktop/sni_watcher.py) so the tray item registers as on a real
+//! panel. Every process is stopped by PID when the value is dropped, also when a test fails.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub struct Desktop {
+    pub dir: tempfile::TempDir,
+    pub display: String,
+    pub bus: String,
+    children: Vec<(String, Child)>,
+}
+
+/// One notification as dunst printed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toast {
+    pub id: u32,
+    pub summary: String,
+    pub body: String,
+    pub category: String,
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not happen within {limit:?}");
+}
+
+fn require(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found || Path::new(tool).is_file(),
+        "{tool} is missing: install the Debian package {package} (make test does)"
+    );
+}
+
+impl Desktop {
+    pub fn start() -> Desktop {
+        for (tool, pkg) in [
+            ("Xvfb", "xvfb"),
+            ("dbus-daemon", "dbus-daemon"),
+            ("dunst", "dunst"),
+            ("gdbus", "libglib2.0-bin"),
+            ("/usr/bin/python3", "python3-gi"),
+            ("import", "imagemagick"),
+        ] {
+            require(tool, pkg);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut children = Vec::new();
+
+        // Xvfb on the first free display from 60 up (low numbers may be in use).
+        let mut display = None;
+        for n in 60..160 {
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            {
+                continue;
+            }
+            let mut child = Command::new("Xvfb")
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    "1280x900x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(dir.path().join("xvfb.log")).unwrap())
+                .spawn()
+                .expect("start Xvfb");
+            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && !socket.exists()
+                && child.try_wait().unwrap().is_none()
+            {
+                sleep(Duration::from_millis(50));
+            }
+            if socket.exists() && child.try_wait().unwrap().is_none() {
+                children.push(("Xvfb".to_string(), child));
+                display = Some(format!(":{n}"));
+                break;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let display = display.expect("no free X display between :60 and :159");
+
+        // A private session bus that starts nothing by itself.
+        let bus_path = dir.path().join("bus");
+        fs::create_dir_all(dir.path().join("services")).unwrap();
+        fs::write(
+            dir.path().join("bus.conf"),
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>session</type><listen>unix:path={}</listen><servicedir>{}</servicedir>
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"#,
+                bus_path.display(),
+                dir.path().join("services").display()
+            ),
+        )
+        .unwrap();
+        let bus_child = Command::new("dbus-daemon")
+            .arg(format!(
+                "--config-file={}",
+                dir.path().join("bus.conf").display()
+            ))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("bus.log")).unwrap())
+            .spawn()
+            .expect("start dbus-daemon");
+        children.push(("dbus-daemon".to_string(), bus_child));
+        wait_for("the session bus socket", Duration::from_secs(10), || {
+            bus_path.exists()
+        });
+        let bus = format!("unix:path={}", bus_path.display());
+
+        let mut desktop = Desktop {
+            dir,
+            display,
+            bus,
+            children,
+        };
+        let watcher = desktop
+            .command("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/desktop/sni_watcher.py"))
+            .stdout(fs::File::create(desktop.path("watcher.log")).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the StatusNotifierWatcher");
+        desktop.children.push(("sni_watcher".to_string(), watcher));
+        fs::write(
+            desktop.path("dunstrc"),
+            "[global]\n    format = \"%s\\n%b\"\n",
+        )
+        .unwrap();
+        let dunst = desktop
+            .command("dunst")
+            .arg("-config")
+            .arg(desktop.path("dunstrc"))
+            .arg("-print")
+            .stdout(fs::File::create(desktop.path("dunst.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dunst");
+        desktop.children.push(("dunst".to_string(), dunst));
+        let log = desktop.path("watcher.log");
+        wait_for("the StatusNotifierWatcher", Duration::from_secs(15), || {
+            fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("WATCHER READY")
+        });
+        wait_for("dunst on the bus", Duration::from_secs(15), || {
+            desktop
+                .command("gdbus")
+                .args([
+                    "call",
+                    "--session",
+                    "--dest",
+                    "org.freedesktop.Notifications",
+                ])
+                .args(["--object-path", "/org/freedesktop/Notifications"])
+                .args([
+                    "--method",
+                    "org.freedesktop.Notifications.GetServerInformation",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        desktop
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A command inside this desktop (display, bus).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("DISPLAY", &self.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("NO_AT_BRIDGE", "1")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Put these variables into a command for a program under test.
+    pub fn apply(&self, c: &mut Command) {
+        c.env("DISPLAY", &self.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("NO_AT_BRIDGE", "1")
+            .env_remove("WAYLAND_DISPLAY");
+    }
+
+    pub fn gdbus(&self, dest: &str, path: &str, method: &str, args: &[&str]) -> String {
+        let out = self
+            .command("gdbus")
+            .args([
+                "call",
+                "--session",
+                "--timeout",
+                "10",
+                "--dest",
+                dest,
+                "--object-path",
+                path,
+                "--method",
+                method,
+                "--",
+            ])
+            .args(args)
+            .output()
+            .expect("gdbus");
+        assert!(
+            out.status.success(),
+            "gdbus {method} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Tray items the watcher has seen registering (and not yet leaving), as bus names.
+    pub fn tray_items(&self) -> Vec<String> {
+        let log = fs::read_to_string(self.path("watcher.log")).unwrap_or_default();
+        let mut items: Vec<String> = Vec::new();
+        for line in log.lines() {
+            if let Some(item) = line.strip_prefix("REGISTERED ") {
+                items.push(item.split('/').next().unwrap().to_owned());
+            } else if let Some(item) = line.strip_prefix("UNREGISTERED ") {
+                let name = item.split('/').next().unwrap();
+                items.retain(|i| i != name);
+            }
+        }
+        items
+    }
+
+    pub fn wait_for_tray_item(&self, limit: Duration) -> String {
+        let mut found = None;
+        wait_for("a tray item registering", limit, || {
+            found = self.tray_items().pop();
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// The dbusmenu layout of a tray item: (id, label, toggle-state) per entry.
+    pub fn menu(&self, item: &str) -> Vec<(u32, String, Option<i32>)> {
+        let layout = self.gdbus(
+            item,
+            "/MenuBar",
+            "com.canonical.dbusmenu.GetLayout",
+            &["0", "-1", "[]"],
+        );
+        let mut entries = Vec::new();
+        for part in layout.split("<(").skip(1) {
+            let id: u32 = part.split(',').next().unwrap().trim().parse().unwrap_or(0);
+            let label = part
+                .split("'label': <'")
+                .nth(1)
+                .map(|s| s.split("'>").next().unwrap().to_owned());
+            let toggle = part
+                .split("'toggle-state': <")
+                .nth(1)
+                .and_then(|s| s.split('>').next().unwrap().parse().ok());
+            if let Some(label) = label {
+                entries.push((id, label, toggle));
+            }
+        }
+        entries
+    }
+
+    /// Click a menu entry the way a panel does (dbusmenu `Event id "clicked"`).
+    pub fn click_menu(&self, item: &str, label: &str) {
+        let menu = self.menu(item);
+        let (id, _, _) = menu
+            .iter()
+            .find(|(_, l, _)| l == label)
+            .unwrap_or_else(|| panic!("no menu entry {label:?} in {menu:?}"));
+        self.gdbus(
+            item,
+            "/MenuBar",
+            "com.canonical.dbusmenu.Event",
+            &[&id.to_string(), "clicked", "<0>", "0"],
+        );
+    }
+
+    /// Click an entry that ends the program (it may exit before it answers the click).
+    pub fn click_menu_to_quit(&self, item: &str, label: &str) {
+        let menu = self.menu(item);
+        let (id, _, _) = menu
+            .iter()
+            .find(|(_, l, _)| l == label)
+            .expect("menu entry");
+        let out = self
+            .command("gdbus")
+            .args([
+                "call",
+                "--session",
+                "--timeout",
+                "10",
+                "--dest",
+                item,
+                "--object-path",
+                "/MenuBar",
+            ])
+            .args([
+                "--method",
+                "com.canonical.dbusmenu.Event",
+                "--",
+                &id.to_string(),
+                "clicked",
+                "<0>",
+                "0",
+            ])
+            .output()
+            .expect("gdbus");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || err.contains("NoReply"), "{err}");
+    }
+
+    /// A left click on the tray icon (`StatusNotifierItem.Activate`).
+    pub fn activate(&self, item: &str) {
+        self.gdbus(
+            item,
+            "/StatusNotifierItem",
+            "org.kde.StatusNotifierItem.Activate",
+            &["0", "0"],
+        );
+    }
+
+    pub fn tray_property(&self, item: &str, property: &str) -> String {
+        self.gdbus(
+            item,
+            "/StatusNotifierItem",
+            "org.freedesktop.DBus.Properties.Get",
+            &["org.kde.StatusNotifierItem", property],
+        )
+    }
+
+    /// Every notification dunst has received so far (updates of one id: the latest).
+    pub fn toasts(&self) -> Vec<Toast> {
+        let log = fs::read_to_string(self.path("dunst.log")).unwrap_or_default();
+        let mut out: Vec<Toast> = Vec::new();
+        for block in log.split("\n}").filter(|b| b.contains("summary:")) {
+            // Values may span lines (a body with newlines): up to the next "\t<key>:" line.
+            let field = |name: &str| {
+                let start = format!("\t{name}: ");
+                let Some(at) = block.find(&start) else {
+                    return String::new();
+                };
+                let rest = &block[at + start.len()..];
+                let end = rest.find("\n\t").unwrap_or(rest.len());
+                rest[..end].trim_matches('\'').to_owned()
+            };
+            let toast = Toast {
+                id: field("id").parse().unwrap_or(0),
+                summary: field("summary"),
+                body: field("body"),
+                category: field("category"),
+            };
+            if let Some(old) = out.iter_mut().find(|t| t.id == toast.id) {
+                *old = toast;
+            } else {
+                out.push(toast);
+            }
+        }
+        out
+    }
+
+    /// Wait until a toast matches; returns it.
+    pub fn wait_for_toast(&self, limit: Duration, pred: impl Fn(&Toast) -> bool) -> Toast {
+        let mut found = None;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(t) = self.toasts().into_iter().find(|t| pred(t)) {
+                found = Some(t);
+                break;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        found.unwrap_or_else(|| {
+            panic!(
+                "no matching toast within {limit:?}; toasts: {:#?}",
+                self.toasts()
+            )
+        })
+    }
+
+    /// How many notifications are on screen now.
+    pub fn displayed(&self) -> usize {
+        let out = self
+            .command("dunstctl")
+            .args(["count", "displayed"])
+            .output()
+            .expect("dunstctl");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// A screenshot of the whole screen.
+    pub fn screenshot(&self, to: &Path) {
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let ok = self
+            .command("import")
+            .args(["-window", "root"])
+            .arg(to)
+            .status()
+            .expect("import")
+            .success();
+        assert!(ok, "screenshot failed");
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
