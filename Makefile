@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG_DIR := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/mailpulse
 
-.PHONY: run build deps test-deps test lint clean
+.PHONY: run demo build deps test-deps test lint clean
 
 deps:
 	scripts/install-deps.sh build
@@ -14,15 +14,22 @@ test-deps:
 build: deps
 	$(CARGO) build --release --locked
 
-# Runs the agent headless (the tray arrives with the desktop shell). A first run writes the
-# commented example config for you to fill in.
+# Starts the tray agent (the first run writes a commented config and opens Settings). Without a
+# graphical session it runs headless (`mailpulse watch`) on an existing config instead.
 run: build
-	@if [ ! -f "$(CONFIG_DIR)/config.toml" ]; then \
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  exec target/release/mailpulse; \
+	elif [ -f "$(CONFIG_DIR)/config.toml" ]; then \
+	  target/release/mailpulse check && exec target/release/mailpulse watch; \
+	else \
 	  mkdir -p "$(CONFIG_DIR)" && install -m 600 config/mailpulse.toml "$(CONFIG_DIR)/config.toml" && \
-	  echo "Wrote $(CONFIG_DIR)/config.toml: put your account in it, then run 'make run' again." && exit 1; \
+	  echo "No graphical session. Wrote $(CONFIG_DIR)/config.toml: put your account in it and run 'make run' again."; \
 	fi
-	target/release/mailpulse check
-	target/release/mailpulse watch
+
+# A private Dovecot with a demo account, the tray pointed at it, a new message every 20 s.
+demo: build test-deps
+	$(CARGO) build --release --locked --example demo
+	target/release/examples/demo target/release/mailpulse
 
 # Every test: unit tests (engine on a paused clock) and integration tests against a real,
 # private Dovecot started by the tests themselves.

@@ -27,7 +27,8 @@ fn quiet(mut filter: EnvFilter) -> EnvFilter {
 pub const KEEP_FILES: usize = 7;
 
 /// Changes the file log's level (or switches it off) while running.
-static APPLY: OnceLock<Box<dyn Fn(&Logging) + Send + Sync>> = OnceLock::new();
+type Apply = Box<dyn Fn(&Logging) + Send + Sync>;
+static APPLY: OnceLock<Apply> = OnceLock::new();
 
 fn file_filter(logging: &Logging) -> EnvFilter {
     if logging.enabled {

@@ -106,7 +106,8 @@ impl Supervisor {
             let open = bounded(rt * 3 + Duration::from_secs(5), "connecting", async move {
                 connector.open(&folder).await
             });
-            let failure = match unless_stopped(&mut self.ctl, open).await {
+            let (opened, check_now) = unless_stopped(&mut self.ctl, open).await;
+            let failure = match opened {
                 None => return,
                 Some(Err(e)) => e,
                 Some(Ok((session, info))) => {
@@ -123,7 +124,8 @@ impl Supervisor {
             );
             self.set_state(Connectivity::Error);
             let _ = self.out.send(Out::Failed(self.generation, failure));
-            if self.pause(delay).await == Why::Stop {
+            // "Check now" clicked while this attempt was failing: try again at once.
+            if !check_now && self.pause(delay).await == Why::Stop {
                 return;
             }
         }
@@ -368,16 +370,21 @@ async fn bounded<T>(
     }
 }
 
-/// Race `fut` against a stop command; "Check now" while already busy is ignored.
+/// Race `fut` against a stop command (`None`). Also says whether "Check now" was asked for in
+/// the meantime, so that a failing attempt is retried at once instead of after the backoff.
 async fn unless_stopped<F: Future>(
     ctl: &mut mpsc::UnboundedReceiver<Ctl>,
     fut: F,
-) -> Option<F::Output> {
+) -> (Option<F::Output>, bool) {
     tokio::pin!(fut);
+    let mut check_now = false;
     loop {
         tokio::select! {
-            r = &mut fut => return Some(r),
-            c = ctl.recv() => if ctl_reason(c) == Why::Stop { return None },
+            r = &mut fut => return (Some(r), check_now),
+            c = ctl.recv() => match ctl_reason(c) {
+                Why::Stop => return (None, check_now),
+                _ => check_now = true,
+            },
         }
     }
 }

@@ -711,3 +711,34 @@ async fn reload_with_a_new_interval_initiates_at_once_and_keeps_the_new_cadence(
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn check_now_during_a_failing_attempt_retries_at_once() {
+    let server = Server::new();
+    server.with(|s| s.open_error = Some(ProtoError::new(ErrorKind::Connect, "refused")));
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
+    // Twenty minutes of failures: the backoff is at its cap (2.5–5 min).
+    during(&mut rx, secs(20 * 60)).await;
+    // The next attempt hangs (a silent path); "Check now" arrives in the middle of it.
+    server.with(|s| {
+        s.open_error = None;
+        s.hang = true;
+    });
+    let opens = server.opens().len();
+    while server.opens().len() == opens {
+        during(&mut rx, secs(1)).await;
+    }
+    during(&mut rx, secs(5)).await;
+    engine.send(Command::CheckNow);
+    server.with(|s| s.hang = false);
+    let t = Instant::now();
+    until(&mut rx, secs(600), is_connected).await;
+    // The hung attempt ends at its deadline (3 × 20 s + 5 s after it began), then at once,
+    // instead of after another capped backoff.
+    assert!(t.elapsed() <= secs(65), "retried after {:?}", t.elapsed());
+    engine.shutdown().await;
+}
