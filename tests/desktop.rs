@@ -17,9 +17,35 @@ use support::relay::Relay;
 
 const USER: &str = "alice";
 
-/// The tray agent (`mailpulse` without a subcommand), stopped by PID at the end.
+/// The tray agent (`mailpulse` without a subcommand), stopped by PID at the end together with
+/// any settings window it opened.
 struct Tray {
     child: Child,
+    config: PathBuf,
+}
+
+/// PIDs of processes whose command line contains `needle` (settings windows of one test).
+fn pids_with_arg(needle: &Path) -> Vec<u32> {
+    let needle = needle.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+fn settings_windows(config: &Path) -> Vec<u32> {
+    pids_with_arg(config)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split('\0').any(|a| a == "settings"))
+        })
+        .collect()
 }
 
 impl Tray {
@@ -41,6 +67,7 @@ impl Tray {
             .stderr(std::fs::File::create(home.path().join("tray.log")).unwrap());
         Tray {
             child: cmd.spawn().expect("start the tray"),
+            config: home.config_path(),
         }
     }
 
@@ -64,6 +91,11 @@ impl Drop for Tray {
         if !self.exited_within(Duration::from_secs(10)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        for pid in settings_windows(&self.config) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
         }
     }
 }
@@ -239,6 +271,9 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
     assert_eq!(desktop.tray_items().len(), 1, "still one tray item");
+    wait_until("the first instance to open Settings", secs(10), || {
+        !settings_windows(&home.config_path()).is_empty()
+    });
 
     // Keep-alive off from the menu: saved, and no more queries at the server.
     desktop.click_menu(&item, "Keep-alive");
@@ -366,12 +401,21 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
     let script = home.path().join("automation.js");
     std::fs::write(
         &script,
-        r#"setTimeout(() => {
-             const f = document.getElementById("keepalive.interval_secs");
-             f.value = "30";
-             f.dispatchEvent(new Event("change"));
-             setTimeout(() => document.getElementById("ok").click(), 5000);
-           }, 500);"#,
+        r#"(() => {
+           const $ = (id) => document.getElementById(id);
+           setTimeout(() => {
+             $("test-account").click();
+             $("test-result").scrollIntoView();
+             const waitForTest = setInterval(() => {
+               if (!$("test-result").classList.contains("ok")) return;
+               clearInterval(waitForTest);
+               const f = $("keepalive.interval_secs");
+               f.value = "30";
+               f.dispatchEvent(new Event("change"));
+               setTimeout(() => $("ok").click(), 4000);
+             }, 100);
+           }, 500);
+         })();"#,
     )
     .unwrap();
     let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
@@ -382,6 +426,7 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
             .contains("work: connected")
     });
     let queries = keepalive_queries(&d);
+    let logins = d.login_attempts(USER);
 
     desktop.click_menu(&item, "Settings…");
     sleep(secs(4));
@@ -402,6 +447,10 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
         shot.display()
     );
 
+    // "Test connection" logged in once, from the settings window.
+    wait_until("the test connection", secs(30), || {
+        d.login_attempts(USER) > logins
+    });
     wait_until("the settings to be saved", secs(30), || {
         std::fs::read_to_string(home.config_path())
             .unwrap()
@@ -424,4 +473,49 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
         "the account survived the save:\n{text}"
     );
     assert!(!text.contains("secret-pw"));
+    wait_until("the settings window to close", secs(10), || {
+        settings_windows(&home.config_path()).is_empty()
+    });
+}
+
+#[test]
+fn first_run_writes_a_commented_config_and_opens_settings() {
+    let desktop = Desktop::start();
+    let home = Home::new();
+    assert!(!home.config_path().exists());
+    let _tray = Tray::start(&home, &desktop);
+    let item = desktop.wait_for_tray_item(secs(30));
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    assert!(text.contains("# Add accounts in Settings"), "{text}");
+    assert!(
+        text.contains("[keepalive]") && text.contains("# host = \"imap.example.com\""),
+        "{text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(home.config_path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    wait_until("Settings to open", secs(10), || {
+        !settings_windows(&home.config_path()).is_empty()
+    });
+    assert!(
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("No account yet: open Settings to add one.")
+    );
+    assert!(
+        !home
+            .path()
+            .join("config/autostart/mailpulse.desktop")
+            .exists(),
+        "no start at login without an account"
+    );
 }

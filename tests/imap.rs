@@ -708,3 +708,39 @@ fn a_new_interval_interrupts_a_real_idle_at_once() {
         "IDLE ended with DONE: {cmds:?}"
     );
 }
+
+/// The settings window's "Test connection", in words, for a good and a bad password.
+#[cfg(feature = "desktop")]
+#[test]
+fn settings_test_connection_answers_in_words() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Bob <bob@example.org>", "newest", "x");
+    let account = serde_json::json!({
+        "name": "work", "protocol": "imap", "host": "localhost", "port": d.imaps_port(),
+        "security": "tls", "username": USER, "folders": ["INBOX"],
+        "ca_file": d.ca_pem(), "password_command": null,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ok = rt.block_on(mailpulse::desktop::settings::test_connection(
+        account.clone(),
+        Some(PASSWORD.into()),
+        None,
+    ));
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(
+        ok["text"],
+        "Connected. INBOX has 1 messages; the newest is from Bob <bob@example.org> — newest."
+    );
+    let bad = rt.block_on(mailpulse::desktop::settings::test_connection(
+        account,
+        Some("nope".into()),
+        None,
+    ));
+    assert_eq!(bad["ok"], false);
+    let text = bad["text"].as_str().unwrap();
+    assert!(text.contains("rejected the login of \"alice\""), "{text}");
+    assert!(!text.contains("nope"), "{text}");
+}

@@ -224,7 +224,8 @@ pub fn run(config_path: PathBuf) -> ExitCode {
                 app.notifier.send(actions);
             }
             TaoEvent::UserEvent(e) => {
-                if app.handle(e) {
+                let quit = app.handle(e);
+                if quit {
                     app.shutdown();
                     *control_flow = ControlFlow::Exit;
                 }
@@ -423,10 +424,11 @@ impl App {
                 }
                 Err(e) => tracing::warn!("cannot find our own executable: {e}"),
             }
-        } else if !self.config.desktop.start_at_login && crate::autostart::is_enabled() {
-            if let Err(e) = crate::autostart::disable() {
-                tracing::warn!("cannot switch off start at login: {e}");
-            }
+        } else if !self.config.desktop.start_at_login
+            && crate::autostart::is_enabled()
+            && let Err(e) = crate::autostart::disable()
+        {
+            tracing::warn!("cannot switch off start at login: {e}");
         }
     }
 

@@ -191,13 +191,20 @@ fn load_message(path: &Path, page: Option<&str>) -> Value {
             )),
         ),
     };
-    let stored: BTreeMap<String, bool> = config
+    // Where each account's password comes from now, so the page can say so.
+    let stored: BTreeMap<String, &str> = config
         .accounts
         .iter()
-        .map(|a| {
-            let has =
-                crate::credentials::get_password(&a.username, &a.host).is_ok_and(|p| p.is_some());
-            (a.name.clone(), has || a.password_command.is_some())
+        .filter_map(|a| {
+            if a.password_command.is_some() {
+                Some((a.name.clone(), "command"))
+            } else if crate::credentials::get_password(&a.username, &a.host)
+                .is_ok_and(|p| p.is_some())
+            {
+                Some((a.name.clone(), "keyring"))
+            } else {
+                None
+            }
         })
         .collect();
     json!({
