@@ -95,6 +95,7 @@ impl Drop for Tray {
         for pid in settings_windows(&self.config) {
             let _ = std::process::Command::new("kill")
                 .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
     }
@@ -256,6 +257,25 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     wait_until("the check-now query at the server", secs(10), || {
         keepalive_queries(&d) > before
     });
+
+    // About opens the settings window at its About section.
+    desktop.click_menu(&item, "About mailpulse");
+    let mut about = Vec::new();
+    wait_until("the About window", secs(10), || {
+        about = settings_windows(&home.config_path());
+        !about.is_empty()
+    });
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", about[0])).unwrap();
+    assert!(cmdline.contains("--page\0about"), "{cmdline:?}");
+    for pid in about {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    wait_until("the About window to close", secs(10), || {
+        settings_windows(&home.config_path()).is_empty()
+    });
+    sleep(secs(1));
 
     // A second start asks this one to open Settings and exits.
     let mut second = home.command(&[]);
