@@ -181,7 +181,7 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         d.imaps_port(),
         "tls",
         "[keepalive]\ninterval_secs = 30\n",
-        &format!("open_command = \"touch '{}'\"", opened.display()),
+        &format!("open_command = \"echo opened >> '{}'\"", opened.display()),
     ));
     let mut tray = Tray::start(&home, &desktop);
 
@@ -232,6 +232,16 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
             .tray_property(&item, "ToolTip")
             .contains("1 new message")
     );
+    // Clicking the toast opens the mail client (and counts the mail as seen).
+    desktop.click_toast();
+    wait_until("the toast click to open the mail client", secs(10), || {
+        opened.exists()
+    });
+    wait_until("the unread count to clear", secs(10), || {
+        !desktop
+            .tray_property(&item, "ToolTip")
+            .contains("new message")
+    });
 
     // A burst → one coalesced toast (after the 2 s window of the first mail has passed).
     sleep(secs(3));
@@ -270,6 +280,7 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     for pid in about {
         let _ = std::process::Command::new("kill")
             .arg(pid.to_string())
+            .stderr(Stdio::null())
             .status();
     }
     wait_until("the About window to close", secs(10), || {
@@ -319,7 +330,13 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
 
     // A left click opens the mail client.
     desktop.activate(&item);
-    wait_until("open_command to run", secs(10), || opened.exists());
+    wait_until("open_command to run again", secs(10), || {
+        std::fs::read_to_string(&opened)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
+    });
 
     // Quit logs out and ends the process.
     desktop.click_menu_to_quit(&item, "Quit");

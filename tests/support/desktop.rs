@@ -56,6 +56,7 @@ impl Desktop {
             ("gdbus", "libglib2.0-bin"),
             ("/usr/bin/python3", "python3-gi"),
             ("import", "imagemagick"),
+            ("xdotool", "xdotool"),
         ] {
             require(tool, pkg);
         }
@@ -145,9 +146,10 @@ impl Desktop {
             .spawn()
             .expect("start the StatusNotifierWatcher");
         desktop.children.push(("sni_watcher".to_string(), watcher));
+        // A left click on a notification invokes its default action, as on most desktops.
         fs::write(
             desktop.path("dunstrc"),
-            "[global]\n    format = \"%s\\n%b\"\n",
+            "[global]\n    format = \"%s\\n%b\"\n    mouse_left_click = do_action, close_current\n",
         )
         .unwrap();
         let dunst = desktop
@@ -401,6 +403,44 @@ impl Desktop {
                 self.toasts()
             )
         })
+    }
+
+    /// Click the middle of dunst's notification window with the mouse (xdotool), like a user.
+    pub fn click_toast(&self) {
+        let search = self
+            .command("xdotool")
+            .args(["search", "--class", "dunst"])
+            .output()
+            .expect("xdotool");
+        let window = String::from_utf8_lossy(&search.stdout)
+            .lines()
+            .next()
+            .map(str::to_owned);
+        let window = window.unwrap_or_else(|| panic!("no notification window on screen"));
+        let geometry = self
+            .command("xdotool")
+            .args(["getwindowgeometry", "--shell", &window])
+            .output()
+            .expect("xdotool");
+        let geometry = String::from_utf8_lossy(&geometry.stdout).into_owned();
+        let value = |key: &str| -> i64 {
+            geometry
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {geometry}"))
+        };
+        let (x, y) = (
+            value("X") + value("WIDTH") / 2,
+            value("Y") + value("HEIGHT") / 2,
+        );
+        let ok = self
+            .command("xdotool")
+            .args(["mousemove", &x.to_string(), &y.to_string(), "click", "1"])
+            .status()
+            .expect("xdotool")
+            .success();
+        assert!(ok, "xdotool click failed");
     }
 
     /// How many notifications are on screen now.
