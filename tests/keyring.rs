@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use mailpulse::credentials::{self, CredentialError};
 
+mod support;
+
 /// How long one keyring call may take before the test gives up on it (a call could wait for
 /// an unlock prompt that nobody answers).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,6 +147,50 @@ fn passwords_round_trip_through_gnome_keyring() {
         bounded("empty user", || credentials::set_password("", "h", "p")),
         Err(CredentialError::InvalidAccount { .. })
     ));
+
+    // End to end: `mailpulse password set` stores what it reads, and the agent logs in with it.
+    let dovecot = support::dovecot::Dovecot::start(support::dovecot::DovecotOptions::default());
+    let home = support::agent::Home::new();
+    home.write_config(&format!(
+        "[[accounts]]\nname = \"work\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\n\
+         username = \"alice\"\nca_file = \"{}\"\n",
+        dovecot.imaps_port(),
+        dovecot.ca_pem().display()
+    ));
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mailpulse password set --account work"),
+        "{err}"
+    );
+    let mut set = home
+        .command(&["password", "set", "--account", "work"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    set.stdin.take().unwrap().write_all(b"secret-pw\n").unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get("alice", "localhost").as_deref(), Some("secret-pw"));
+    let out = home.run(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "work: empty\n");
+    assert!(
+        home.run(&["password", "delete", "--account", "work"])
+            .status
+            .success()
+    );
+    assert_eq!(get("alice", "localhost"), None);
     // `daemons` is dropped here: both processes are killed and reaped.
 }
 
