@@ -446,6 +446,7 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
              const waitForTest = setInterval(() => {
                if (!$("test-result").classList.contains("ok")) return;
                clearInterval(waitForTest);
+               $("logging.enabled").checked = true;
                const f = $("keepalive.interval_secs");
                f.value = "30";
                f.dispatchEvent(new Event("change"));
@@ -504,6 +505,15 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
         keepalive_queries(&d) > queries
     });
     eprintln!("commands: {:#?}", d.imap_commands(USER));
+    // Logging was switched on in Settings: the running tray writes its log file from now on.
+    wait_until("the log file to be written", secs(10), || {
+        std::fs::read_dir(home.log_dir()).is_ok_and(|dir| {
+            dir.flatten().any(|f| {
+                std::fs::read_to_string(f.path())
+                    .is_ok_and(|t| t.contains("configuration reloaded"))
+            })
+        })
+    });
     let text = std::fs::read_to_string(home.config_path()).unwrap();
     assert!(
         text.contains("password_command"),

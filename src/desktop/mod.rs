@@ -367,6 +367,8 @@ impl App {
     fn reload(&mut self) {
         match Config::load(&self.config_path) {
             Ok(config) => {
+                // Logging first, so that the file log (if just switched on) records the reload.
+                crate::logging::apply(&config.logging);
                 tracing::info!(
                     "configuration reloaded: {} account(s), keep-alive {} every {} s",
                     config.accounts.len(),
@@ -387,7 +389,6 @@ impl App {
                 self.config = config;
                 self.policy.set_settings(self.toast_settings());
                 self.sync_autostart();
-                crate::logging::apply(&self.config.logging);
             }
             Err(e) => {
                 // Keep running on the last good configuration.
