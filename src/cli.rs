@@ -42,7 +42,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run the keep-alive engine without a GUI and print one line per event (SIGHUP reloads the config).
+    /// Run the keep-alive engine without a GUI and print one line per event (SIGHUP reloads the
+    /// config, SIGUSR1 checks every connection now).
     Watch {
         /// One JSON object per line, with a "type" field.
         #[arg(long)]
@@ -264,6 +265,7 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
         None => Store::in_memory(),
     };
     let (engine, mut events) = engine::spawn(&config, protocol::default_factory(), store);
+    crate::wake::spawn(engine.commands());
     let mut out = Printer { as_json };
     let mut signals = Signals::new();
     loop {
@@ -279,6 +281,7 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
             }
             signal = signals.next() => match signal {
                 Signal::Quit => break,
+                Signal::CheckNow => engine.send(Command::CheckNow),
                 Signal::Reload => match load(config_path) {
                     Ok(new) => {
                         tracing::info!("configuration reloaded");
@@ -302,14 +305,17 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
 enum Signal {
     Quit,
     Reload,
+    CheckNow,
 }
 
-/// SIGINT/SIGTERM quit (after logging out), SIGHUP reloads; Ctrl-C elsewhere.
+/// SIGINT/SIGTERM quit (after logging out), SIGHUP reloads, SIGUSR1 checks now; Ctrl-C elsewhere.
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -320,6 +326,7 @@ impl Signals {
             Signals {
                 term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
                 hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+                usr1: signal(SignalKind::user_defined1()).expect("SIGUSR1 handler"),
             }
         }
         #[cfg(not(unix))]
@@ -332,6 +339,7 @@ impl Signals {
             _ = tokio::signal::ctrl_c() => Signal::Quit,
             _ = self.term.recv() => Signal::Quit,
             _ = self.hup.recv() => Signal::Reload,
+            _ = self.usr1.recv() => Signal::CheckNow,
         }
         #[cfg(not(unix))]
         {

@@ -19,3 +19,4 @@ pub mod protocol;
 pub mod secret;
 pub mod toasts;
 pub mod tray_model;
+pub mod wake;

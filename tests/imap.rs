@@ -744,3 +744,19 @@ fn settings_test_connection_answers_in_words() {
     assert!(text.contains("rejected the login of \"alice\""), "{text}");
     assert!(!text.contains("nope"), "{text}");
 }
+
+#[test]
+fn sigusr1_checks_now() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "x", "x");
+    let home = setup(&d, tls(&d), "interval_secs = 600");
+    let w = Watch::start(&home);
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    let before = keepalive_queries(&d);
+    let asked = Instant::now();
+    w.signal("USR1");
+    w.until_type(secs(10), "keepalive");
+    assert!(asked.elapsed() < secs(10));
+    assert_eq!(keepalive_queries(&d), before + 1);
+}

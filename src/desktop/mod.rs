@@ -142,6 +142,10 @@ pub fn run(config_path: PathBuf) -> ExitCode {
         )
     };
     let commands = engine.commands();
+    {
+        let _enter = runtime.enter();
+        crate::wake::spawn(commands.clone());
+    }
     let p = proxy.clone();
     runtime.spawn(async move {
         while let Some(event) = events.recv().await {
