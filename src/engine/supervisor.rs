@@ -200,10 +200,10 @@ impl Supervisor {
                 self.announce_new(session, &mut seen).await?;
             } else if query {
                 let started = Instant::now();
-                let last = bounded(
+                let newest = bounded(
                     settings.response_timeout,
                     "the keep-alive query",
-                    session.last_item(),
+                    session.newest_uid(),
                 )
                 .await?;
                 self.emit(Event::KeepAlive {
@@ -211,7 +211,7 @@ impl Supervisor {
                     folder: self.folder.clone(),
                     round_trip: started.elapsed(),
                 });
-                if last.is_some_and(|item| item.uid > seen.uid) {
+                if newest.is_some_and(|uid| uid > seen.uid) {
                     self.announce_new(session, &mut seen).await?;
                 }
             }

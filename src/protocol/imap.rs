@@ -27,6 +27,8 @@ use crate::secret;
 
 /// Everything the last-item query and catch-up ask for. No body: nothing can be marked read.
 pub const FETCH_ITEMS: &str = "(UID FLAGS ENVELOPE INTERNALDATE)";
+/// The keep-alive asks only for the newest UID: ~40 bytes of answer instead of a whole envelope.
+pub const KEEPALIVE_ITEMS: &str = "(UID)";
 
 /// Any byte stream an IMAP session can run over (TCP, TLS over TCP).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
@@ -452,6 +454,19 @@ impl Imap {
         imap_error(&self.endpoint, e, what)
     }
 
+    /// Whether the folder is empty. `UID FETCH *` is an error on an empty folder, so then a
+    /// NOOP is the query: the same round trip, and it reports messages that just arrived.
+    async fn is_empty(&mut self) -> Result<bool, ProtoError> {
+        if self.exists > 0 {
+            return Ok(false);
+        }
+        let session = self.session()?;
+        let r = session.noop().await;
+        r.map_err(|e| self.err(e, "sending NOOP"))?;
+        self.drain();
+        Ok(self.exists == 0)
+    }
+
     /// Apply the unsolicited EXISTS/EXPUNGE the server sent along with other answers.
     fn drain(&mut self) {
         let Some(session) = self.session.as_mut() else {
@@ -466,10 +481,11 @@ impl Imap {
         }
     }
 
-    async fn fetch(&mut self, set: &str) -> Result<Vec<MailItem>, ProtoError> {
+    /// `UID FETCH set items`. With `(UID)` only, the items carry just their UID.
+    async fn fetch(&mut self, set: &str, items: &str) -> Result<Vec<MailItem>, ProtoError> {
         let session = self.session()?;
         let result = async {
-            let stream = session.uid_fetch(set, FETCH_ITEMS).await?;
+            let stream = session.uid_fetch(set, items).await?;
             stream.try_collect::<Vec<Fetch>>().await
         }
         .await;
@@ -482,26 +498,28 @@ impl Imap {
 #[async_trait]
 impl Session for Imap {
     async fn last_item(&mut self) -> Result<Option<MailItem>, ProtoError> {
-        if self.exists == 0 {
-            // `UID FETCH *` is an error on an empty folder; NOOP keeps the same traffic pattern
-            // (and tells us about messages that just arrived).
-            let session = self.session()?;
-            let r = session.noop().await;
-            r.map_err(|e| self.err(e, "sending NOOP"))?;
-            self.drain();
-            if self.exists == 0 {
-                return Ok(None);
-            }
+        if self.is_empty().await? {
+            return Ok(None);
         }
-        let items = self.fetch("*").await?;
+        let items = self.fetch("*", FETCH_ITEMS).await?;
         Ok(items.into_iter().max_by_key(|i| i.uid))
+    }
+
+    async fn newest_uid(&mut self) -> Result<Option<u32>, ProtoError> {
+        if self.is_empty().await? {
+            return Ok(None);
+        }
+        let items = self.fetch("*", KEEPALIVE_ITEMS).await?;
+        Ok(items.iter().map(|i| i.uid).max())
     }
 
     async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError> {
         if self.exists == 0 {
             return Ok(Vec::new());
         }
-        let mut items = self.fetch(&format!("{}:*", uid.saturating_add(1))).await?;
+        let mut items = self
+            .fetch(&format!("{}:*", uid.saturating_add(1)), FETCH_ITEMS)
+            .await?;
         // `n:*` also returns the last message when n is above every UID.
         items.retain(|i| i.uid > uid);
         items.sort_by_key(|i| i.uid);

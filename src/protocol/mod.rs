@@ -65,6 +65,11 @@ pub trait Session: Send {
     /// The "last inbox item" query: the newest message, `None` for an empty folder. This is
     /// the keep-alive; it costs the same on a folder of 10 or 100 000 messages.
     async fn last_item(&mut self) -> Result<Option<MailItem>, ProtoError>;
+    /// The keep-alive form of the same query: only the newest message's UID (`None` when
+    /// empty). Cheaper on the wire; the engine fetches details only when the UID moved.
+    async fn newest_uid(&mut self) -> Result<Option<u32>, ProtoError> {
+        Ok(self.last_item().await?.map(|item| item.uid))
+    }
     /// All messages with a UID above `uid`, oldest first.
     async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError>;
     /// How many messages have a UID above `uid` (cheaper than fetching them).
