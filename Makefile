@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG_DIR := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/mailpulse
 
-.PHONY: run demo build deps test-deps test lint clean
+.PHONY: run demo bench bench-smoke build deps test-deps test lint clean
 
 deps:
 	scripts/install-deps.sh build
@@ -39,6 +39,20 @@ test: test-deps
 	@mkdir -p target
 	@set -o pipefail; $(CARGO) test --locked --all-targets -- --test-threads=8 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' target/test.log
+
+# Benchmarks against floors measured in the same run (needs the test dependencies: a private
+# Dovecot, and Xvfb/dunst for the desktop figures). Prints a table, writes bench/results.json.
+# The headless build (no GTK/WebKit linked in) is measured beside the default one.
+bench: build test-deps
+	$(CARGO) build --release --locked --no-default-features --target-dir target/headless
+	$(CARGO) build --release --locked --example bench
+	target/release/examples/bench --headless target/headless/release/mailpulse target/release/mailpulse
+
+# A short smoke run of the benchmark for CI (debug build, a few deliveries).
+bench-smoke:
+	$(CARGO) build --locked --example bench
+	$(CARGO) build --locked
+	target/debug/examples/bench --quick target/debug/mailpulse
 
 lint:
 	$(CARGO) fmt --check

@@ -46,10 +46,17 @@ struct Figure {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let headless = args
+        .iter()
+        .position(|a| a == "--headless")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     let exe = PathBuf::from(
         args.iter()
-            .find(|a| !a.starts_with("--"))
-            .cloned()
+            .enumerate()
+            .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--headless"))
+            .map(|(_, a)| a.clone())
+            .next()
             .unwrap_or_else(|| "target/release/mailpulse".into()),
     );
     assert!(
@@ -68,6 +75,14 @@ fn main() {
     bytes_per_cycle(&exe, quick, &mut figures);
     eprintln!("[3/6] idle memory, CPU and wake-ups of `mailpulse watch` …");
     idle_cost(&exe, if quick { 10 } else { 300 }, 1, &mut figures);
+    if let Some(headless) = &headless {
+        eprintln!("      … and of the headless build (no GTK/WebKit linked in)");
+        let before = figures.len();
+        idle_cost(headless, if quick { 10 } else { 120 }, 1, &mut figures);
+        for f in &mut figures[before..] {
+            f.name = f.name.replace("`watch`", "headless `watch`");
+        }
+    }
     eprintln!("[4/6] scale: 10 accounts × 3 folders …");
     idle_cost(&exe, if quick { 10 } else { 60 }, 10, &mut figures);
     eprintln!("[5/6] start-up to the first connected event …");

@@ -43,6 +43,7 @@ pub struct ImapConnector {
     warned_plain: AtomicBool,
     /// A password typed into Settings but not stored yet ("Test connection").
     password: Option<secret::Secret>,
+    tls: std::sync::Mutex<Option<native_tls::TlsConnector>>,
 }
 
 impl ImapConnector {
@@ -52,6 +53,7 @@ impl ImapConnector {
             keepalive,
             warned_plain: AtomicBool::new(false),
             password: None,
+            tls: std::sync::Mutex::new(None),
         }
     }
 
@@ -146,7 +148,19 @@ impl ImapConnector {
         }
     }
 
+    /// The account's TLS settings, built once: loading the system's trust store for every
+    /// connection of every folder would cost memory and CPU for nothing.
     fn tls_connector(&self) -> Result<tokio_native_tls::TlsConnector, ProtoError> {
+        let mut cached = self.tls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cached.as_ref() {
+            return Ok(tokio_native_tls::TlsConnector::from(c.clone()));
+        }
+        let connector = self.build_tls_connector()?;
+        *cached = Some(connector.clone());
+        Ok(tokio_native_tls::TlsConnector::from(connector))
+    }
+
+    fn build_tls_connector(&self) -> Result<native_tls::TlsConnector, ProtoError> {
         let mut builder = native_tls::TlsConnector::builder();
         builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         if let Some(path) = &self.account.ca_file {
@@ -169,10 +183,9 @@ impl ImapConnector {
                 builder.add_root_certificate(cert);
             }
         }
-        let connector = builder
+        builder
             .build()
-            .map_err(|e| ProtoError::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))?;
-        Ok(tokio_native_tls::TlsConnector::from(connector))
+            .map_err(|e| ProtoError::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))
     }
 
     async fn tls(&self, tcp: TcpStream) -> Result<Stream, ProtoError> {
