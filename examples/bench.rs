@@ -6,7 +6,6 @@
 //!   --quick: a smoke run for CI (few deliveries, short idle windows, small mailbox).
 
 #[path = "../tests/support/desktop.rs"]
-#[allow(dead_code)]
 mod desktop;
 #[path = "../tests/support/dovecot.rs"]
 #[allow(dead_code)]
@@ -18,7 +17,6 @@ mod imap;
 #[allow(dead_code)]
 mod message;
 #[path = "../tests/support/relay.rs"]
-#[allow(dead_code)]
 mod relay;
 #[path = "../tests/support/tls.rs"]
 #[allow(dead_code)]
