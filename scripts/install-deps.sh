@@ -17,7 +17,7 @@ fi
 
 if command -v apt-get >/dev/null 2>&1; then
   pkgs=(pkg-config libssl-dev libgtk-3-dev libwebkit2gtk-4.1-dev)
-  [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool)
+  [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

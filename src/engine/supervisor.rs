@@ -184,7 +184,7 @@ impl Supervisor {
         loop {
             let settings = self.settings.borrow_and_update().clone();
             self.set_state(Idle);
-            let (wake, why) = self.wait(session, info.can_push, &settings).await?;
+            let (wake, why, initiated) = self.wait(session, info.can_push, &settings).await?;
             if why == Why::Stop {
                 return Ok(());
             }
@@ -199,7 +199,8 @@ impl Supervisor {
             if wake == Wake::Changed {
                 self.announce_new(session, &mut seen).await?;
             } else if query {
-                let started = Instant::now();
+                // The cycle's round trip includes ending IDLE (DONE → OK), not only the query.
+                let started = initiated;
                 let newest = bounded(
                     settings.response_timeout,
                     "the keep-alive query",
@@ -219,45 +220,53 @@ impl Supervisor {
     }
 
     /// Wait for a push, the keep-alive timer, or a command.
+    /// Also returns when the cycle was initiated (the timer fired, or the command arrived), so
+    /// that a keep-alive's round trip includes ending IDLE.
     async fn wait(
         &mut self,
         session: &mut dyn Session,
         can_push: bool,
         settings: &Settings,
-    ) -> Result<(Wake, Why), ProtoError> {
+    ) -> Result<(Wake, Why, Instant), ProtoError> {
         let mut why = Why::Nothing;
         if !can_push {
             // No IDLE: poll with the same query every interval (keep-alive on or off).
             let tick = sleep(settings.interval);
             tokio::pin!(tick);
             tokio::select! {
-                _ = &mut tick => return Ok((Wake::Timeout, why)),
+                _ = &mut tick => return Ok((Wake::Timeout, why, Instant::now())),
                 ctl = self.ctl.recv() => why = ctl_reason(ctl),
                 Ok(()) = self.settings.changed() => why = Why::Settings,
             }
-            return Ok((Wake::Interrupted, why));
+            return Ok((Wake::Interrupted, why, Instant::now()));
         }
         let max = if settings.keepalive {
             settings.interval
         } else {
             IDLE_REISSUE
         };
+        let started = Instant::now();
+        let mut initiated = started + max;
         let stop = CancellationToken::new();
         let idle = session.wait(max, &stop);
         tokio::pin!(idle);
         // Backstop: the session must have ended IDLE within a response timeout after `max`.
-        let guard = sleep(max + settings.response_timeout);
+        // Two seconds of slack, so that the session's own, more precise error (which names the
+        // server and the step) wins when IDLE cannot be ended.
+        let guard = sleep(max + settings.response_timeout + Duration::from_secs(2));
         tokio::pin!(guard);
         loop {
             tokio::select! {
-                r = &mut idle => return r.map(|wake| (wake, why)),
+                r = &mut idle => return r.map(|wake| (wake, why, initiated.min(Instant::now()))),
                 _ = &mut guard => return Err(dead(settings.response_timeout, "ending IDLE")),
                 ctl = self.ctl.recv(), if why == Why::Nothing => {
                     why = ctl_reason(ctl);
+                    initiated = Instant::now();
                     stop.cancel();
                 }
                 Ok(()) = self.settings.changed(), if why == Why::Nothing => {
                     why = Why::Settings;
+                    initiated = Instant::now();
                     stop.cancel();
                 }
             }

@@ -31,6 +31,8 @@ struct ServerState {
     queries: Vec<Instant>,
     waits: Vec<Duration>,
     closed: usize,
+    /// How long ending a wait takes (IMAP: DONE → OK).
+    done_delay: Duration,
 }
 
 /// An in-memory mail server with one folder per test.
@@ -157,6 +159,7 @@ impl Session for FakeSession {
             _ = stop.cancelled() => Wake::Interrupted,
             _ = self.changes.changed() => Wake::Changed,
         };
+        sleep(self.server.with(|s| s.done_delay)).await;
         self.alive().await?;
         Ok(wake)
     }
@@ -418,10 +421,11 @@ async fn dead_connection_is_detected_within_the_response_timeout_and_mail_is_cau
     let errs = errors(&events);
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].0, ErrorKind::Timeout);
-    // The next keep-alive (at 60 s) gets no answer for 20 s.
+    // The next keep-alive (at 60 s) gets no answer for 20 s; this fake session has no deadline
+    // of its own, so the engine's backstop (2 s later than a real session's) finds it.
     let detected = lost_at.elapsed();
     assert!(
-        detected <= secs(60) + RT + secs(1),
+        detected <= secs(60) + RT + secs(3),
         "detected after {detected:?}"
     );
     assert!(events.contains(&Event::Connectivity {
@@ -740,5 +744,24 @@ async fn check_now_during_a_failing_attempt_retries_at_once() {
     // The hung attempt ends at its deadline (3 × 20 s + 5 s after it began), then at once,
     // instead of after another capped backoff.
     assert!(t.elapsed() <= secs(65), "retried after {:?}", t.elapsed());
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_keepalive_round_trip_includes_ending_idle() {
+    let server = Server::new();
+    server.with(|s| s.done_delay = Duration::from_millis(700));
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
+    until(&mut rx, secs(5), is_connected).await;
+    let events = until(&mut rx, secs(70), |e| matches!(e, Event::KeepAlive { .. })).await;
+    let Some(Event::KeepAlive { round_trip, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert!(*round_trip >= Duration::from_millis(700), "{round_trip:?}");
+    assert!(*round_trip < Duration::from_secs(1), "{round_trip:?}");
     engine.shutdown().await;
 }

@@ -136,10 +136,19 @@ impl ImapConnector {
 
     /// TCP keep-alive as a second line of defence: the kernel probes a connection that has been
     /// silent for about one keep-alive interval, so a dead peer is found even while IDLE.
+    ///
+    /// With keep-alive switched off, the probes start only after the 29-minute re-IDLE, so that
+    /// "off" really sends nothing a gateway would count as activity (the socket keeps the value
+    /// it was opened with until it reconnects).
     fn tune(&self, tcp: &TcpStream) {
         let _ = tcp.set_nodelay(true);
+        let quiet = if self.keepalive.enabled {
+            self.keepalive.interval()
+        } else {
+            crate::engine::IDLE_REISSUE
+        };
         let params = socket2::TcpKeepalive::new()
-            .with_time(self.keepalive.interval() + Duration::from_secs(5))
+            .with_time(quiet + Duration::from_secs(5))
             .with_interval(Duration::from_secs(10));
         #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
         let params = params.with_retries(3);
