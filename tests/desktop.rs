@@ -184,7 +184,24 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         "[keepalive]\ninterval_secs = 30\n",
         &format!("open_command = \"echo opened >> '{}'\"", opened.display()),
     ));
-    let mut tray = Tray::start(&home, &desktop);
+    // "Open log" hands the log folder to the desktop's opener (xdg-open); there is no file
+    // manager on this headless desktop, so the first xdg-open on PATH records what it was given.
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opener_log = home.path().join("xdg-open.log");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opener_log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut tray = Tray::start_with(&home, &desktop, &[("PATH", Path::new(&path))]);
 
     // The item registers with the watcher, with its menu.
     let item = desktop.wait_for_tray_item(secs(30));
@@ -261,6 +278,14 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         "at most three before coalescing: {:#?}",
         desktop.toasts()
     );
+
+    // "Open log" opens the log folder.
+    desktop.click_menu(&item, "Open log");
+    wait_until("the log folder to be opened", secs(10), || {
+        std::fs::read_to_string(&opener_log)
+            .is_ok_and(|t| t.trim() == home.log_dir().display().to_string())
+    });
+    assert!(home.log_dir().is_dir());
 
     // "Check now" initiates a query at once.
     let before = keepalive_queries(&d);
