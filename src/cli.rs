@@ -265,7 +265,9 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
         None => Store::in_memory(),
     };
     let (engine, mut events) = engine::spawn(&config, protocol::default_factory(), store);
-    crate::wake::spawn(engine.commands());
+    if config.keepalive.check_on_wake {
+        crate::wake::spawn(engine.commands());
+    }
     let mut out = Printer { as_json };
     let mut signals = Signals::new();
     loop {

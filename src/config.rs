@@ -56,6 +56,9 @@ pub struct KeepAlive {
     pub interval_secs: u64,
     /// A keep-alive (or any) answer later than this means the connection is dead.
     pub response_timeout_secs: u64,
+    /// Check every connection at once when the network changes or the machine resumes
+    /// (read at start).
+    pub check_on_wake: bool,
 }
 
 impl Default for KeepAlive {
@@ -64,6 +67,7 @@ impl Default for KeepAlive {
             enabled: true,
             interval_secs: 60,
             response_timeout_secs: 20,
+            check_on_wake: true,
         }
     }
 }

@@ -14,6 +14,8 @@ use crate::event::Command;
 /// Changes arrive in bursts (a link coming up adds addresses and routes): wait this long for
 /// the burst to end, then initiate once.
 pub const SETTLE: Duration = Duration::from_millis(500);
+/// Suspends shorter than this are ignored.
+pub const MIN_SUSPEND: Duration = Duration::from_secs(30);
 /// How often the suspend detector looks at the clocks.
 pub const SUSPEND_CHECK: Duration = Duration::from_secs(60);
 
@@ -94,7 +96,9 @@ mod linux {
         loop {
             tick.tick().await;
             let now = suspended_so_far();
-            if now.saturating_sub(before) > Duration::from_secs(2) {
+            // Short gaps are a paused virtual machine or a blip; a real suspend is long enough
+            // for gateways to have forgotten the connection.
+            if now.saturating_sub(before) > MIN_SUSPEND {
                 tracing::info!(
                     "resumed after {} s of suspend: checking every connection now",
                     (now - before).as_secs()

@@ -181,7 +181,7 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         &d,
         d.imaps_port(),
         "tls",
-        "[keepalive]\ninterval_secs = 30\n",
+        "[keepalive]\ninterval_secs = 30\ncheck_on_wake = false\n",
         &format!("open_command = \"echo opened >> '{}'\"", opened.display()),
     ));
     // "Open log" hands the log folder to the desktop's opener (xdg-open); there is no file
@@ -456,7 +456,7 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
         &d,
         d.imaps_port(),
         "tls",
-        "[keepalive]\ninterval_secs = 600\n[desktop]\nstart_at_login = false\n",
+        "[keepalive]\ninterval_secs = 600\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n",
         "",
     ));
     // Drive the page as a user would: change the interval field, then press OK — after a pause

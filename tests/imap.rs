@@ -26,7 +26,8 @@ struct Account<'a> {
 }
 
 fn config(home: &Home, accounts: &[Account<'_>], keepalive: &str) -> String {
-    let mut text = format!("[keepalive]\n{keepalive}\n\n");
+    // Keep-alive counts are exact here; a paused test VM must not add a "resume" check.
+    let mut text = format!("[keepalive]\ncheck_on_wake = false\n{keepalive}\n\n");
     for (i, a) in accounts.iter().enumerate() {
         let pw = home.path().join(format!("password-{i}"));
         std::fs::write(&pw, a.password).unwrap();

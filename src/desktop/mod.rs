@@ -142,7 +142,7 @@ pub fn run(config_path: PathBuf) -> ExitCode {
         )
     };
     let commands = engine.commands();
-    {
+    if config.keepalive.check_on_wake {
         let _enter = runtime.enter();
         crate::wake::spawn(commands.clone());
     }
