@@ -406,17 +406,20 @@ impl Desktop {
     }
 
     /// Click the middle of dunst's notification window with the mouse (xdotool), like a user.
-    pub fn click_toast(&self) {
+    /// Returns false when no notification window is visible (yet).
+    pub fn click_toast(&self) -> bool {
         let search = self
             .command("xdotool")
-            .args(["search", "--class", "dunst"])
+            .args(["search", "--onlyvisible", "--class", "dunst"])
             .output()
             .expect("xdotool");
         let window = String::from_utf8_lossy(&search.stdout)
             .lines()
             .next()
             .map(str::to_owned);
-        let window = window.unwrap_or_else(|| panic!("no notification window on screen"));
+        let Some(window) = window else {
+            return false;
+        };
         let geometry = self
             .command("xdotool")
             .args(["getwindowgeometry", "--shell", &window])
@@ -441,6 +444,7 @@ impl Desktop {
             .expect("xdotool")
             .success();
         assert!(ok, "xdotool click failed");
+        true
     }
 
     /// How many notifications are on screen now.
