@@ -440,17 +440,22 @@ impl Config {
         toml::to_string_pretty(self).expect("a Config always serialises")
     }
 
-    /// Validate, then write atomically (temp file, fsync, rename) with mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        if let Err((key, message)) = self.validate() {
-            return Err(ConfigError::Invalid {
+    /// [`validate`](Self::validate) as a [`ConfigError`] about `path` (for in-memory configs
+    /// about to be saved there: no line to point at).
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        self.validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
                 path: path.to_owned(),
                 line: 0,
                 column: 0,
                 key,
                 message,
-            });
-        }
+            })
+    }
+
+    /// Validate, then write atomically (temp file, fsync, rename) with mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        self.check(path)?;
         write_atomic(path, self.to_toml().as_bytes()).map_err(|source| ConfigError::Write {
             path: path.to_owned(),
             source,
@@ -498,15 +503,7 @@ impl Config {
     /// Save this config over `path`, keeping the comments of the settings that stay (the
     /// accounts are rewritten as a whole). Validated first; atomic; mode 0600.
     pub fn save_merged(&self, path: &Path) -> Result<(), ConfigError> {
-        if let Err((key, message)) = self.validate() {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                line: 0,
-                column: 0,
-                key,
-                message,
-            });
-        }
+        self.check(path)?;
         let fresh: toml_edit::DocumentMut = self.to_toml().parse().expect("our own TOML parses");
         Config::edit_file(path, |doc| {
             for (key, item) in fresh.iter() {

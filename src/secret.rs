@@ -43,18 +43,7 @@ impl fmt::Display for Secret {
 /// A shell command line run the platform's way (`sh -c` / `cmd /C`), so that pipes work in
 /// `password_command` and `on_new_mail`.
 pub fn shell(command_line: &str) -> Command {
-    #[cfg(windows)]
-    {
-        let mut c = Command::new("cmd");
-        c.arg("/C").arg(command_line);
-        c
-    }
-    #[cfg(not(windows))]
-    {
-        let mut c = Command::new("sh");
-        c.arg("-c").arg(command_line);
-        c
-    }
+    Command::from(shell_std(command_line))
 }
 
 /// [`shell`] for code outside the runtime.

@@ -118,18 +118,6 @@ fn config(
     )
 }
 
-fn keepalive_queries(d: &Dovecot) -> usize {
-    d.imap_commands(USER)
-        .iter()
-        .filter(|c| {
-            let c = c.to_uppercase();
-            // The last-item query (the keep-alive asks only for the UID); on an empty folder
-            // it is a NOOP.
-            c.contains("UID FETCH * (UID") || c.ends_with(" NOOP")
-        })
-        .count()
-}
-
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -302,10 +290,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     assert!(home.log_dir().is_dir());
 
     // "Check now" initiates a query at once.
-    let before = keepalive_queries(&d);
+    let before = d.keepalive_queries(USER);
     desktop.click_menu(&item, "Check now");
     wait_until("the check-now query at the server", secs(10), || {
-        keepalive_queries(&d) > before
+        d.keepalive_queries(USER) > before
     });
 
     // About opens the settings window at its About section.
@@ -355,10 +343,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     });
     assert_eq!(desktop.menu(&item)[0].2, Some(0));
     sleep(secs(2));
-    let off = keepalive_queries(&d);
+    let off = d.keepalive_queries(USER);
     sleep(secs(35));
     assert_eq!(
-        keepalive_queries(&d),
+        d.keepalive_queries(USER),
         off,
         "keep-alive queries continued after switching off"
     );
@@ -503,7 +491,7 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
             .tray_property(&item, "ToolTip")
             .contains("work: connected")
     });
-    let queries = keepalive_queries(&d);
+    let queries = d.keepalive_queries(USER);
     let logins = d.login_attempts(USER);
 
     desktop.click_menu(&item, "Settings…");
@@ -542,7 +530,7 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
     // The running engine picked up the new interval: a keep-alive within ~30 s, where 600 s
     // would have meant none.
     wait_until("a keep-alive at the new interval", secs(50), || {
-        keepalive_queries(&d) > queries
+        d.keepalive_queries(USER) > queries
     });
     eprintln!("commands: {:#?}", d.imap_commands(USER));
     // Logging was switched on in Settings: the running tray writes its log file from now on.

@@ -266,7 +266,7 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     let w = Watch::start(&home);
     connected(&w);
     let t0 = Instant::now();
-    let base = keepalive_queries(&d);
+    let base = d.keepalive_queries(USER);
     assert_eq!(base, 1, "the baseline query: {:?}", d.imap_commands(USER));
 
     let events = w.during(secs(65));
@@ -283,7 +283,7 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     );
     // The server saw them: IDLE ended, the last-item query, IDLE again.
     assert_eq!(
-        keepalive_queries(&d),
+        d.keepalive_queries(USER),
         base + 2,
         "{:?}",
         d.imap_commands(USER)
@@ -317,26 +317,13 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     w.signal("HUP");
     w.until_type(secs(10), "reloaded");
     w.during(secs(2));
-    let after_off = keepalive_queries(&d);
+    let after_off = d.keepalive_queries(USER);
     let events = w.during(secs(35));
     assert!(of_type(&events, "keepalive").is_empty(), "{events:?}");
-    assert_eq!(keepalive_queries(&d), after_off);
+    assert_eq!(d.keepalive_queries(USER), after_off);
     // Mail is still pushed while IDLE.
     d.deliver(USER, "Bob <bob@example.org>", "still pushed", "x");
     assert_eq!(new_mail(&w)["subject"], "still pushed");
-}
-
-/// How many "last inbox item" queries (keep-alives) the server received.
-fn keepalive_queries(d: &Dovecot) -> usize {
-    d.imap_commands(USER)
-        .iter()
-        .filter(|c| {
-            let c = c.to_uppercase();
-            // The last-item query (the keep-alive asks only for the UID); on an empty folder
-            // it is a NOOP.
-            c.contains("UID FETCH * (UID") || c.ends_with(" NOOP")
-        })
-        .count()
 }
 
 #[test]
@@ -688,7 +675,7 @@ fn a_new_interval_interrupts_a_real_idle_at_once() {
     let w = Watch::start(&home);
     connected(&w);
     w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
-    let before = keepalive_queries(&d);
+    let before = d.keepalive_queries(USER);
     let text = std::fs::read_to_string(home.config_path()).unwrap();
     std::fs::write(
         home.config_path(),
@@ -699,7 +686,7 @@ fn a_new_interval_interrupts_a_real_idle_at_once() {
     let events = w.until_type(secs(10), "keepalive");
     assert!(of_type(&events, "error").is_empty(), "{events:?}");
     assert_eq!(
-        keepalive_queries(&d),
+        d.keepalive_queries(USER),
         before + 1,
         "{:?}",
         d.imap_commands(USER)
@@ -755,10 +742,10 @@ fn sigusr1_checks_now() {
     let w = Watch::start(&home);
     connected(&w);
     w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
-    let before = keepalive_queries(&d);
+    let before = d.keepalive_queries(USER);
     let asked = Instant::now();
     w.signal("USR1");
     w.until_type(secs(10), "keepalive");
     assert!(asked.elapsed() < secs(10));
-    assert_eq!(keepalive_queries(&d), before + 1);
+    assert_eq!(d.keepalive_queries(USER), before + 1);
 }

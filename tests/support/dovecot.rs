@@ -411,6 +411,18 @@ impl Dovecot {
     }
 
     /// Where rawlog files of `user`'s IMAP sessions go.
+    /// How many "last inbox item" queries (keep-alives) `user`'s clients sent: `UID FETCH *`
+    /// in either form (the keep-alive asks only for the UID), or NOOP on an empty folder.
+    pub fn keepalive_queries(&self, user: &str) -> usize {
+        self.imap_commands(user)
+            .iter()
+            .filter(|c| {
+                let c = c.to_uppercase();
+                c.contains("UID FETCH * (UID") || c.ends_with(" NOOP")
+            })
+            .count()
+    }
+
     pub fn rawlog_dir(&self, user: &str) -> PathBuf {
         self.root.join("rawlog").join(user)
     }
