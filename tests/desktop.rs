@@ -87,6 +87,7 @@ impl Drop for Tray {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         if !self.exited_within(Duration::from_secs(10)) {
             let _ = self.child.kill();
@@ -418,7 +419,7 @@ fn error_toast_only_after_the_grace_period_then_restored() {
         );
         sleep(Duration::from_millis(200));
     }
-    let error = desktop.wait_for_toast(secs(30), |t| t.category == "network.error");
+    let error = expect_toast(&desktop, &home, secs(30), |t| t.category == "network.error");
     assert_eq!(error.summary, "work: no connection");
     assert!(down.elapsed() >= secs(5));
     sleep(secs(3));

@@ -15,6 +15,8 @@ pub struct Desktop {
     pub display: String,
     pub bus: String,
     children: Vec<(String, Child)>,
+    /// Xvfb's stdout; kept open so a late write cannot kill it with SIGPIPE.
+    _xvfb_out: std::io::PipeReader,
 }
 
 /// One notification as dunst printed it.
@@ -63,44 +65,37 @@ impl Desktop {
         let dir = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
 
-        // Xvfb on the first free display from 60 up (low numbers may be in use).
-        let mut display = None;
-        for n in 60..160 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
-                continue;
-            }
-            let mut child = Command::new("Xvfb")
-                .args([
-                    &format!(":{n}"),
-                    "-screen",
-                    "0",
-                    "1280x900x24",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(dir.path().join("xvfb.log")).unwrap())
-                .spawn()
-                .expect("start Xvfb");
-            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline
-                && !socket.exists()
-                && child.try_wait().unwrap().is_none()
-            {
-                sleep(Duration::from_millis(50));
-            }
-            if socket.exists() && child.try_wait().unwrap().is_none() {
-                children.push(("Xvfb".to_string(), child));
-                display = Some(format!(":{n}"));
-                break;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        // Xvfb picks a free display itself (-displayfd: atomic against other servers and other
+        // tests, and it replaces stale lock files) and writes its number to our pipe.
+        let (pipe, writer) = std::io::pipe().expect("pipe");
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x900x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(writer)
+            .stderr(fs::File::create(dir.path().join("xvfb.log")).unwrap())
+            .spawn()
+            .expect("start Xvfb");
+        let mut number = String::new();
+        // Blocks until Xvfb listens (it writes the number then) or exits (end of file).
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&pipe), &mut number);
+        let number = number.trim().to_owned();
+        if number.is_empty() || xvfb.try_wait().unwrap().is_some() {
+            let _ = xvfb.kill();
+            let _ = xvfb.wait();
+            panic!(
+                "Xvfb did not start: {}",
+                fs::read_to_string(dir.path().join("xvfb.log")).unwrap_or_default()
+            );
         }
-        let display = display.expect("no free X display between :60 and :159");
+        children.push(("Xvfb".to_string(), xvfb));
+        let display = format!(":{number}");
 
         // A private session bus that starts nothing by itself.
         let bus_path = dir.path().join("bus");
@@ -137,6 +132,7 @@ impl Desktop {
             display,
             bus,
             children,
+            _xvfb_out: pipe,
         };
         let watcher = desktop
             .command("/usr/bin/python3")
@@ -478,7 +474,16 @@ impl Desktop {
 
 impl Drop for Desktop {
     fn drop(&mut self) {
+        // SIGTERM first, so Xvfb removes its lock file and socket; SIGKILL whatever lingers.
         for (_, child) in self.children.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .arg(child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+                sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
