@@ -749,3 +749,81 @@ fn sigusr1_checks_now() {
     assert!(asked.elapsed() < secs(10));
     assert_eq!(d.keepalive_queries(USER), before + 1);
 }
+
+/// Scenario 6 of the NAT issue, mid-session: the server (or something on the path) answers the
+/// last-item query with 1 MB of garbage, or stops half-way through the answer and keeps the
+/// connection open. Each → one clear error and the matching state, no panic, no session stuck
+/// past its response timeout, retries with backoff (not hammering), and recovery once the
+/// server behaves again.
+#[test]
+fn garbage_or_a_stall_mid_session_is_an_error_with_backoff_not_a_hang() {
+    let d = Dovecot::start(DovecotOptions::default());
+    // The last-item query is `UID FETCH *` only when the folder has a message.
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let run = |garbage: bool| {
+        let relay = Relay::start(d.imap_port());
+        if garbage {
+            relay.garbage_mid_session();
+        } else {
+            relay.stall_mid_response();
+        }
+        let home = setup(&d, plain(relay.port()), "response_timeout_secs = 3");
+        let mut w = Watch::start(&home);
+        let started = Instant::now();
+        let first = w.until_type(secs(30), "error").pop().unwrap();
+        let found_after = started.elapsed();
+        // Watch the retries for a while: backoff 1, 2, 4, 8 s (jittered) → a handful of
+        // attempts, each ending in the same error, which is reported once.
+        let mut seen = w.during(secs(20));
+        let attempts = relay.connections();
+        assert!(
+            (3..=7).contains(&attempts),
+            "retries with backoff: {attempts} connections in ~20 s\n{}",
+            w.stderr_text()
+        );
+        assert!(
+            of_type(&seen, "error").is_empty(),
+            "reported once: {seen:?}"
+        );
+        let states: Vec<_> = of_type(&seen, "state")
+            .iter()
+            .map(|v| v["state"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            states.contains(&"error".to_owned())
+                && states
+                    .iter()
+                    .all(|s| ["connecting", "working", "error"].contains(&s.as_str())),
+            "each retry fails again, and the agent never claims to be idle: {states:?}"
+        );
+        // The server behaves again; Check now skips the pending backoff.
+        relay.forward();
+        w.signal("USR1");
+        seen.extend(w.until_type(secs(30), "recovered"));
+        if of_type(&seen, "connected").is_empty() {
+            seen.extend(w.until_type(secs(10), "connected"));
+        }
+        let stderr = w.stderr_text();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(w.stop(), "the agent ends cleanly");
+        (first, found_after, stderr)
+    };
+    let (garbage, _, stderr) = run(true);
+    assert_eq!(garbage["kind"], "protocol", "{garbage}\n{stderr}");
+    let message = garbage["message"].as_str().unwrap();
+    assert!(
+        message.contains("localhost:") && message.len() < 400,
+        "names the server, and is not a megabyte long: {message}"
+    );
+    let (stall, found_after, stderr) = run(false);
+    assert_eq!(stall["kind"], "timeout", "{stall}\n{stderr}");
+    let message = stall["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("localhost:") && message.contains(": no answer within 3 s"),
+        "names the server and the deadline: {stall}"
+    );
+    assert!(
+        found_after < secs(15),
+        "found within the response timeout: {found_after:?}"
+    );
+}

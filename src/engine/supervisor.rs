@@ -79,6 +79,15 @@ impl Supervisor {
         }
     }
 
+    /// `host:port`, for messages that must say which server did not answer.
+    fn endpoint(&self) -> String {
+        let server = self.server.as_str();
+        server
+            .rsplit_once('@')
+            .map_or(server, |(_, e)| e)
+            .to_owned()
+    }
+
     fn response_timeout(&self) -> Duration {
         self.settings.borrow().response_timeout
     }
@@ -103,9 +112,12 @@ impl Supervisor {
             let connector = self.connector.clone();
             let folder = self.folder.clone();
             // Each protocol step has its own `rt` timeout inside `open`; this is the backstop.
-            let open = bounded(rt * 3 + Duration::from_secs(5), "connecting", async move {
-                connector.open(&folder).await
-            });
+            let open = bounded(
+                self.endpoint(),
+                rt * 3 + Duration::from_secs(5),
+                "connecting",
+                async move { connector.open(&folder).await },
+            );
             let (opened, check_now) = unless_stopped(&mut self.ctl, open).await;
             let failure = match opened {
                 None => return,
@@ -169,7 +181,13 @@ impl Supervisor {
         use Connectivity::*;
         self.set_state(Working);
         let rt = self.response_timeout();
-        let last = bounded(rt, "the last-item query", session.last_item()).await?;
+        let last = bounded(
+            self.endpoint(),
+            rt,
+            "the last-item query",
+            session.last_item(),
+        )
+        .await?;
         let mut seen = self.baseline(session, info, last, *first_session).await?;
         *first_session = false;
         self.backoff.reset();
@@ -202,6 +220,7 @@ impl Supervisor {
                 // The cycle's round trip includes ending IDLE (DONE → OK), not only the query.
                 let started = initiated;
                 let newest = bounded(
+                    self.endpoint(),
                     settings.response_timeout,
                     "the keep-alive query",
                     session.newest_uid(),
@@ -258,7 +277,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 r = &mut idle => return r.map(|wake| (wake, why, initiated.min(Instant::now()))),
-                _ = &mut guard => return Err(dead(settings.response_timeout, "ending IDLE")),
+                _ = &mut guard => return Err(dead(&self.endpoint(), settings.response_timeout, "ending IDLE")),
                 ctl = self.ctl.recv(), if why == Why::Nothing => {
                     why = ctl_reason(ctl);
                     initiated = Instant::now();
@@ -293,9 +312,13 @@ impl Supervisor {
                     if first_session {
                         // Arrived while mailpulse was not running: one summary, not a flood.
                         let rt = self.response_timeout();
-                        let count =
-                            bounded(rt, "counting new messages", session.count_after(before.uid))
-                                .await?;
+                        let count = bounded(
+                            self.endpoint(),
+                            rt,
+                            "counting new messages",
+                            session.count_after(before.uid),
+                        )
+                        .await?;
                         if let Some(newest_item) = last {
                             self.emit(Event::MissedMail {
                                 account: self.account.clone(),
@@ -332,7 +355,13 @@ impl Supervisor {
         seen: &mut Seen,
     ) -> Result<(), ProtoError> {
         let rt = self.response_timeout();
-        let mut items = bounded(rt, "fetching new messages", session.items_after(seen.uid)).await?;
+        let mut items = bounded(
+            self.endpoint(),
+            rt,
+            "fetching new messages",
+            session.items_after(seen.uid),
+        )
+        .await?;
         items.retain(|item| item.uid > seen.uid);
         items.sort_by_key(|item| item.uid);
         for item in items {
@@ -357,11 +386,11 @@ fn ctl_reason(ctl: Option<Ctl>) -> Why {
     }
 }
 
-fn dead(rt: Duration, what: &str) -> ProtoError {
+fn dead(endpoint: &str, rt: Duration, what: &str) -> ProtoError {
     ProtoError::new(
         ErrorKind::Timeout,
         format!(
-            "no answer from the server within {} s ({what}): the connection is dead",
+            "{endpoint}: no answer within {} s ({what}): the connection is dead",
             rt.as_secs()
         ),
     )
@@ -369,13 +398,14 @@ fn dead(rt: Duration, what: &str) -> ProtoError {
 
 /// Run a protocol step with a deadline; a missed deadline is a dead connection.
 async fn bounded<T>(
+    endpoint: String,
     limit: Duration,
     what: &str,
     fut: impl Future<Output = Result<T, ProtoError>>,
 ) -> Result<T, ProtoError> {
     match timeout(limit, fut).await {
         Ok(r) => r,
-        Err(_) => Err(dead(limit, what)),
+        Err(_) => Err(dead(&endpoint, limit, what)),
     }
 }
 

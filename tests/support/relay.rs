@@ -13,6 +13,14 @@ use std::time::Duration;
 const FORWARD: u8 = 0;
 const REFUSE: u8 = 1;
 const BLACKHOLE: u8 = 2;
+/// Once the client has sent [`TRIGGER`] on a connection, the server's next bytes are replaced
+/// by 1 MB of garbage (a broken server or a middlebox mangling the stream mid-session).
+const GARBAGE: u8 = 3;
+/// Once the client has sent [`TRIGGER`], half of the server's next chunk is forwarded and then
+/// nothing more: a server that stalls in the middle of a response, connection left open.
+const STALL: u8 = 4;
+/// The last-item query, sent on every connection once the folder is open.
+const TRIGGER: &[u8] = b"UID FETCH *";
 
 #[derive(Default)]
 struct Shared {
@@ -50,6 +58,7 @@ impl Relay {
                         let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                             continue;
                         };
+                        let triggered = Arc::new(AtomicBool::new(false));
                         {
                             let mut conns = s.conns.lock().unwrap();
                             conns.push(client.try_clone().unwrap());
@@ -60,8 +69,9 @@ impl Relay {
                             server.try_clone().unwrap(),
                             s.clone(),
                             true,
+                            triggered.clone(),
                         );
-                        pump(server, client, s.clone(), false);
+                        pump(server, client, s.clone(), false, triggered);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -91,6 +101,16 @@ impl Relay {
         self.shared.mode.store(BLACKHOLE, Ordering::SeqCst);
     }
 
+    /// From now on, every connection gets 1 MB of garbage in answer to its last-item query.
+    pub fn garbage_mid_session(&self) {
+        self.shared.mode.store(GARBAGE, Ordering::SeqCst);
+    }
+
+    /// From now on, every connection's answer to its last-item query stops half-way.
+    pub fn stall_mid_response(&self) {
+        self.shared.mode.store(STALL, Ordering::SeqCst);
+    }
+
     pub fn forward(&self) {
         self.shared.mode.store(FORWARD, Ordering::SeqCst);
     }
@@ -115,20 +135,47 @@ impl Drop for Relay {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, s: Arc<Shared>, upstream: bool) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    s: Arc<Shared>,
+    upstream: bool,
+    triggered: Arc<AtomicBool>,
+) {
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
+        let mut stalled = false;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if s.mode.load(Ordering::SeqCst) == BLACKHOLE {
+            let mode = s.mode.load(Ordering::SeqCst);
+            if mode == BLACKHOLE || stalled {
                 continue;
             }
+            let mut chunk = &buf[..n];
+            if upstream && buf[..n].windows(TRIGGER.len()).any(|w| w == TRIGGER) {
+                triggered.store(true, Ordering::SeqCst);
+            }
+            if !upstream && triggered.load(Ordering::SeqCst) {
+                if mode == GARBAGE {
+                    let garbage = b"\xff\x00)(}{\r\n* 7 FETCH (((\x01\x02".repeat(1 << 20 >> 4);
+                    s.down.fetch_add(garbage.len() as u64, Ordering::SeqCst);
+                    if to.write_all(&garbage).is_err() {
+                        break;
+                    }
+                    stalled = true;
+                    continue;
+                }
+                if mode == STALL {
+                    chunk = &buf[..n / 2];
+                    stalled = true;
+                }
+            }
             let counter = if upstream { &s.up } else { &s.down };
-            counter.fetch_add(n as u64, Ordering::SeqCst);
-            if to.write_all(&buf[..n]).is_err() {
+            counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            if to.write_all(chunk).is_err() {
                 break;
             }
         }
