@@ -18,7 +18,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use netns::{GatewayMode, Testbed, in_netns};
+use netns::{GatewayMode, Isolated, Testbed, in_netns};
 use serde_json::Value;
 use support::agent::{Home, Watch, of_type, secs, subjects};
 use support::dovecot::{Dovecot, DovecotOptions};
@@ -554,4 +554,194 @@ fn keepalive_cycle_bytes_do_not_grow_with_the_mailbox() {
         "server bytes per cycle: {down_s} vs {down_l}"
     );
     assert!(up_s + down_s < 2_000, "a tiny cycle: {up_s} + {down_s} B");
+}
+
+/// Scenario 6: a host name that does not resolve (a typo, or a laptop without DNS). The agent
+/// runs in a namespace without any route, so the resolver fails at once and no query leaves
+/// the test's own namespaces. `check` says what to fix; `watch` reports it once, keeps retrying
+/// with backoff, and never claims to be connected.
+#[test]
+fn a_name_that_does_not_resolve_is_one_clear_error_and_slow_retries() {
+    let ns = Isolated::new();
+    let home = Home::new();
+    let pw = home.password_file(PASSWORD);
+    home.write_config(&format!(
+        "[keepalive]\n{NO_WAKE}\nresponse_timeout_secs = 5\n\n[[accounts]]\nname = \"work\"\n\
+         host = \"imap.does-not-exist.invalid\"\nusername = \"{USER}\"\n\
+         password_command = \"cat '{}'\"\n",
+        pw.display()
+    ));
+    let started = Instant::now();
+    let out = ns.run(|| home.run(&["check"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("cannot resolve imap.does-not-exist.invalid")
+            && err.contains("check the host name"),
+        "{err}"
+    );
+    assert!(started.elapsed() < secs(30), "{:?}", started.elapsed());
+
+    let mut w = ns.run(|| Watch::start(&home));
+    let first = w.until_type(secs(30), "error");
+    let error = first.last().unwrap();
+    assert_eq!(error["kind"], "resolve", "{error}");
+    let more = w.during(secs(20));
+    let attempts = of_type(&more, "state")
+        .iter()
+        .filter(|v| v["state"] == "connecting")
+        .count();
+    // Backoff 1, 2, 4, 8 s (jittered) between attempts: a handful in 20 s, not hundreds.
+    assert!(
+        (2..=6).contains(&attempts),
+        "{attempts} attempts in 20 s: {more:?}"
+    );
+    assert!(
+        of_type(&more, "error").is_empty(),
+        "reported once: {more:?}"
+    );
+    assert!(of_type(&first, "connected").is_empty() && of_type(&more, "connected").is_empty());
+    assert!(!w.stderr_text().contains("panicked"), "{}", w.stderr_text());
+    assert!(w.stop(), "the agent ends cleanly");
+}
+
+/// Scenario 5: the link is down for 3 minutes — long enough for the backoff to have grown to
+/// minutes. When the path returns, the network-change notification (rtnetlink in the client
+/// namespace) makes the agent try at once instead of sleeping through a working network:
+/// connected again within 2 s, the mail delivered meanwhile announced once.
+#[test]
+fn link_down_for_3_min_reconnects_within_2_s_of_the_link_returning() {
+    let d = dovecot();
+    let before = d.flags_snapshot(USER);
+    let tb = Testbed::new(600, GatewayMode::Drop);
+    tb.serve(d.imap_port());
+    // Network-change checks on (the point of this test); a paused VM may add a harmless check.
+    let home = home_for(
+        &tb,
+        "enabled = true\ninterval_secs = 30\nresponse_timeout_secs = 5\ncheck_on_wake = true",
+    );
+    let config = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&config.replace(&format!("{NO_WAKE}\n"), ""));
+    let mut a = Agent::start(&tb, &home);
+    a.connect();
+    tb.link_down();
+    let subject = "delivered during the 3-minute outage";
+    d.deliver(USER, "Bob <bob@example.org>", subject, "hello");
+    let outage = a.during(secs(180));
+    assert!(subjects(&outage).is_empty(), "{outage:?}");
+    assert!(
+        !a.errors().is_empty(),
+        "the outage was noticed: {}",
+        a.transcript()
+    );
+    let attempts = of_type(&outage, "state")
+        .iter()
+        .filter(|v| v["state"] == "connecting")
+        .count();
+    // Backoff, not hammering: 1, 2, 4, … s plus each attempt's own timeout.
+    assert!(
+        attempts <= 12,
+        "{attempts} attempts in 3 min: {}",
+        a.transcript()
+    );
+
+    tb.link_up();
+    let up = Instant::now();
+    a.until_type(secs(60), "connected");
+    let reconnect = up.elapsed();
+    a.reconnected();
+    a.during(secs(3));
+    eprintln!(
+        "figure: link down 3 min ({attempts} attempts meanwhile): connected again {:.2} s after \
+         the link returned",
+        reconnect.as_secs_f64()
+    );
+    assert!(
+        reconnect <= secs(2),
+        "reconnected after {reconnect:?}\n{}",
+        a.transcript()
+    );
+    assert_eq!(a.count(subject), 1, "announced once: {}", a.transcript());
+    assert_eq!(subjects(&a.log).len(), 1, "{}", a.transcript());
+    assert_eq!(a.state(), "idle");
+    a.w.stop();
+    assert_flags_untouched(&d, &before);
+}
+
+/// Scenario 5: the server restarts behind the gateway. The agent notices the closed
+/// connection, retries with backoff while the server is down, reconnects through a new
+/// mapping, and announces the mail delivered right after the restart once.
+#[test]
+fn server_restart_behind_the_gateway_reconnects_and_catches_up_once() {
+    let mut d = dovecot();
+    let before = d.flags_snapshot(USER);
+    let tb = Testbed::new(600, GatewayMode::Drop);
+    tb.serve(d.imap_port());
+    let home = home_for(
+        &tb,
+        "enabled = true\ninterval_secs = 30\nresponse_timeout_secs = 5",
+    );
+    let mut a = Agent::start(&tb, &home);
+    a.connect();
+    d.stop();
+    let errors = a.until_type(secs(30), "error");
+    assert_eq!(
+        errors.last().unwrap()["kind"],
+        "disconnected",
+        "{}",
+        a.transcript()
+    );
+    a.during(secs(5));
+    d.restart();
+    let subject = "right after the restart";
+    d.deliver(USER, "Bob <bob@example.org>", subject, "hello");
+    a.until(secs(60), |v| v["type"] == "new_mail");
+    a.reconnected();
+    a.during(secs(3));
+    assert_eq!(a.count(subject), 1, "announced once: {}", a.transcript());
+    assert_eq!(subjects(&a.log).len(), 1, "{}", a.transcript());
+    assert_eq!(of_type(&a.log, "connected").len(), 2, "{}", a.transcript());
+    assert_eq!(a.state(), "idle");
+    assert!(mapping(&tb).is_some(), "{}", tb.conntrack_entries());
+    a.w.stop();
+    assert_flags_untouched(&d, &before);
+}
+
+/// Dovecot's own `* OK Still here` during IDLE is server-initiated traffic over the client's
+/// connection: when it comes more often than the gateway forgets (here every 30 s against a
+/// 45 s NAT timeout), it keeps the mapping alive even with mailpulse's keep-alive off. The
+/// default (every 2 min) is longer than many gateways' timeouts, which is why mailpulse does
+/// not rely on it.
+#[test]
+fn dovecot_still_here_notifications_keep_a_short_nat_mapping_alive() {
+    const NAT: u64 = 45;
+    let d = Dovecot::start(DovecotOptions {
+        idle_notify_interval_secs: 30,
+        ..DovecotOptions::default()
+    });
+    let tb = Testbed::new(NAT as u32, GatewayMode::Drop);
+    tb.serve(d.imap_port());
+    let home = home_for(&tb, "enabled = false\ninterval_secs = 600");
+    let mut a = Agent::start(&tb, &home);
+    a.connect();
+    let (_, pushed_before) = tb.server_bytes();
+    let quiet = a.during(secs(3 * NAT));
+    assert!(quiet.is_empty(), "nothing to say while idle: {quiet:?}");
+    let (_, pushed) = tb.server_bytes();
+    assert!(pushed > pushed_before, "the server spoke in IDLE");
+    assert!(
+        mapping(&tb).is_some(),
+        "mapping kept: {}",
+        tb.conntrack_entries()
+    );
+    let latency = a.deliver_and_wait(&d, "kept alive by the server", secs(20));
+    assert!(latency <= secs(2), "{latency:?}");
+    assert_eq!(a.count("kept alive by the server"), 1);
+    assert!(a.errors().is_empty(), "{}", a.transcript());
+    eprintln!(
+        "figure: keep-alive off, Dovecot 'Still here' every 30 s, NAT {NAT} s: mail after {} s \
+         quiet announced in {:.2} s",
+        3 * NAT,
+        latency.as_secs_f64()
+    );
 }

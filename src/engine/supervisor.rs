@@ -118,16 +118,23 @@ impl Supervisor {
                 "connecting",
                 async move { connector.open(&folder).await },
             );
-            let (opened, check_now) = unless_stopped(&mut self.ctl, open).await;
-            let failure = match opened {
-                None => return,
-                Some(Err(e)) => e,
-                Some(Ok((session, info))) => {
-                    match self.serve(session, info, &mut first_session).await {
-                        None => return,
-                        Some(e) => e,
-                    }
+            let (opened, check_now) = match attempt(&mut self.ctl, open).await {
+                Attempt::Stopped => return,
+                Attempt::Restart => {
+                    tracing::info!(
+                        account = %self.account, folder = %self.folder,
+                        "check now: abandoning the connection attempt in progress, starting afresh"
+                    );
+                    continue;
                 }
+                Attempt::Finished(r, check_now) => (r, check_now),
+            };
+            let failure = match opened {
+                Err(e) => e,
+                Ok((session, info)) => match self.serve(session, info, &mut first_session).await {
+                    None => return,
+                    Some(e) => e,
+                },
             };
             let delay = self.backoff.next_delay(failure.kind);
             tracing::info!(
@@ -409,19 +416,31 @@ async fn bounded<T>(
     }
 }
 
-/// Race `fut` against a stop command (`None`). Also says whether "Check now" was asked for in
-/// the meantime, so that a failing attempt is retried at once instead of after the backoff.
-async fn unless_stopped<F: Future>(
-    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
-    fut: F,
-) -> (Option<F::Output>, bool) {
+/// A connection attempt older than this is abandoned when "Check now" (or a network change,
+/// or a resume) arrives: it was most likely started on the old network and would only end at
+/// its deadline. A younger one is let finish, so that a burst of commands cannot keep
+/// restarting it.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+enum Attempt<T> {
+    /// The attempt ended; `true` when "Check now" arrived meanwhile (retry at once on failure).
+    Finished(T, bool),
+    Stopped,
+    /// "Check now" arrived after [`RESTART_AFTER`]: start a new attempt at once.
+    Restart,
+}
+
+/// Race a connection attempt against the command channel.
+async fn attempt<F: Future>(ctl: &mut mpsc::UnboundedReceiver<Ctl>, fut: F) -> Attempt<F::Output> {
     tokio::pin!(fut);
+    let begun = Instant::now();
     let mut check_now = false;
     loop {
         tokio::select! {
-            r = &mut fut => return (Some(r), check_now),
+            r = &mut fut => return Attempt::Finished(r, check_now),
             c = ctl.recv() => match ctl_reason(c) {
-                Why::Stop => return (None, check_now),
+                Why::Stop => return Attempt::Stopped,
+                _ if begun.elapsed() >= RESTART_AFTER => return Attempt::Restart,
                 _ => check_now = true,
             },
         }

@@ -594,3 +594,34 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: Arc<Shared>, upstream: bool) 
         let _ = from.shutdown(Shutdown::Both);
     });
 }
+
+/// A network namespace with nothing but loopback: no route anywhere, so a DNS query to the
+/// machine's nameserver fails at once instead of leaving the test's own namespaces.
+pub struct Isolated {
+    name: String,
+}
+
+impl Isolated {
+    pub fn new() -> Isolated {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ns = Isolated {
+            name: format!("{PREFIX}{}-iso{n}", std::process::id()),
+        };
+        must("ip", &["netns", "add", &ns.name]);
+        must("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace (see [`in_netns`]).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        in_netns(&self.name, f)
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        kill_processes_in(&self.name);
+        attempt("ip", &["netns", "del", &self.name]);
+    }
+}
