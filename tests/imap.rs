@@ -827,3 +827,43 @@ fn garbage_or_a_stall_mid_session_is_an_error_with_backoff_not_a_hang() {
         "found within the response timeout: {found_after:?}"
     );
 }
+
+/// Event-triggered initiation on resume: logind's `PrepareForSleep(false)` on the system bus
+/// makes the agent send its keep-alive query at once (a connection that died during the
+/// suspend is found within the response timeout, not at the next timer). Going to sleep
+/// (`PrepareForSleep(true)`) sends nothing.
+#[test]
+fn resume_from_suspend_checks_the_connection_at_once() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let mut logind = support::logind::FakeLogind::start();
+    let home = Home::new();
+    let text = config(&home, &[tls(&d)], "interval_secs = 600");
+    home.write_config(&text.replace("check_on_wake = false", "check_on_wake = true"));
+    let w = Watch::start_with(
+        &home,
+        &[
+            ("DBUS_SYSTEM_BUS_ADDRESS", &logind.address),
+            ("RUST_LOG", "mailpulse=info"),
+        ],
+    );
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    let before = d.keepalive_queries(USER);
+
+    logind.sleep();
+    let asleep = w.during(secs(3));
+    assert!(of_type(&asleep, "keepalive").is_empty(), "{asleep:?}");
+    assert_eq!(d.keepalive_queries(USER), before);
+
+    logind.resume();
+    let resumed = Instant::now();
+    w.until_type(secs(10), "keepalive");
+    assert!(resumed.elapsed() < secs(5), "{:?}", resumed.elapsed());
+    assert_eq!(d.keepalive_queries(USER), before + 1, "{}", w.stderr_text());
+    assert!(
+        w.stderr_text().contains("resumed from suspend (logind)"),
+        "{}",
+        w.stderr_text()
+    );
+}

@@ -27,4 +27,5 @@ pub use dovecot::{Dovecot, DovecotOptions, free_port};
 pub use imap::ImapClient;
 pub mod agent;
 pub mod desktop;
+pub mod logind;
 pub mod relay;
