@@ -52,7 +52,10 @@ fn main() {
     let exe = PathBuf::from(
         args.iter()
             .enumerate()
-            .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--headless"))
+            .filter(|(i, a)| {
+                !a.starts_with("--")
+                    && (*i == 0 || (args[i - 1] != "--headless" && args[i - 1] != "--only"))
+            })
             .map(|(_, a)| a.clone())
             .next()
             .unwrap_or_else(|| "target/release/mailpulse".into()),
@@ -64,16 +67,29 @@ fn main() {
     );
     let mut figures = Vec::new();
     let deliveries = if quick { 5 } else { 50 };
+    // `--only idle,scale` runs just those sections (for profiling one figure).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let run = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
 
     eprintln!(
         "[1/6] delivery → event latency over {deliveries} deliveries, with a bare IDLE client as the floor …"
     );
-    latency(&exe, deliveries, &mut figures);
+    if run("latency") {
+        latency(&exe, deliveries, &mut figures);
+    }
     eprintln!("[2/6] bytes on the wire per keep-alive cycle …");
-    bytes_per_cycle(&exe, quick, &mut figures);
+    if run("bytes") {
+        bytes_per_cycle(&exe, quick, &mut figures);
+    }
     eprintln!("[3/6] idle memory, CPU and wake-ups of `mailpulse watch` …");
-    idle_cost(&exe, if quick { 10 } else { 300 }, 1, &mut figures);
-    if let Some(headless) = &headless {
+    if run("idle") {
+        idle_cost(&exe, if quick { 10 } else { 300 }, 1, &mut figures);
+    }
+    if let Some(headless) = headless.as_ref().filter(|_| run("headless")) {
         eprintln!("      … and of the headless build (no GTK/WebKit linked in)");
         let before = figures.len();
         idle_cost(headless, if quick { 10 } else { 120 }, 1, &mut figures);
@@ -82,11 +98,17 @@ fn main() {
         }
     }
     eprintln!("[4/6] scale: 10 accounts × 3 folders …");
-    idle_cost(&exe, if quick { 10 } else { 60 }, 10, &mut figures);
+    if run("scale") {
+        idle_cost(&exe, if quick { 10 } else { 60 }, 10, &mut figures);
+    }
     eprintln!("[5/6] start-up to the first connected event …");
-    startup(&exe, &mut figures);
+    if run("startup") {
+        startup(&exe, &mut figures);
+    }
     eprintln!("[6/6] desktop: delivery → toast, tray memory, start-up to tray …");
-    desktop_figures(&exe, quick, &mut figures);
+    if run("desktop") {
+        desktop_figures(&exe, quick, &mut figures);
+    }
 
     print_table(&figures);
     write_json(&figures, quick);
@@ -458,6 +480,60 @@ fn read_proc(pid: u32) -> Proc {
     }
 }
 
+/// Where the memory is: RSS and private memory per mapping (file, or [heap]/[stack]/anonymous),
+/// largest first. `MAILPULSE_BENCH_SMAPS=1 make bench` prints it for each idle figure.
+fn print_smaps(pid: u32) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by_name: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut name = String::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let path = line.split_whitespace().nth(5).unwrap_or("[anonymous]");
+            name = path.to_owned();
+            continue;
+        }
+        let kib = fields
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let entry = by_name.entry(name.clone()).or_default();
+        match first {
+            "Rss:" => entry.0 += kib,
+            "Private_Clean:" | "Private_Dirty:" => entry.1 += kib,
+            _ => {}
+        }
+    }
+    let mut rows: Vec<_> = by_name.into_iter().collect();
+    rows.sort_by_key(|(_, (rss, _))| std::cmp::Reverse(*rss));
+    eprintln!("      RSS KiB  private KiB  mapping");
+    for (name, (rss, private)) in rows.iter().take(15) {
+        eprintln!("      {rss:7}  {private:11}  {name}");
+    }
+}
+
+/// `openssl s_client` with a verified TLS session to the server's IMAPS port, idle for 5 s:
+/// what any process using the system's OpenSSL for one session costs at least.
+fn openssl_floor(d: &Dovecot) -> Option<Proc> {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(format!("127.0.0.1:{}", d.imaps_port()))
+        .arg("-CAfile")
+        .arg(d.ca_pem())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    sleep(Duration::from_secs(5));
+    let alive = matches!(child.try_wait(), Ok(None));
+    let p = alive.then(|| read_proc(child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    p
+}
+
 fn idle_cost(exe: &Path, window_secs: u64, accounts: usize, figures: &mut Vec<Figure>) {
     let users: Vec<(String, String)> = (0..accounts)
         .map(|i| (format!("user{i}"), "secret-pw".to_string()))
@@ -508,12 +584,18 @@ fn idle_cost(exe: &Path, window_secs: u64, accounts: usize, figures: &mut Vec<Fi
     let t0 = Instant::now();
     sleep(Duration::from_secs(window_secs));
     let after = read_proc(w.pid());
+    if std::env::var_os("MAILPULSE_BENCH_SMAPS").is_some() {
+        print_smaps(w.pid());
+    }
     let elapsed = t0.elapsed().as_secs_f64();
     let hz = 100.0; // USER_HZ on Linux
     let cpu_s = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / hz;
     let per_hour = cpu_s * 3600.0 / elapsed;
     let ctx_per_min =
         after.ctx_switches.saturating_sub(before.ctx_switches) as f64 * 60.0 / elapsed;
+    // The floor for memory: the system's own TLS client (C, the same OpenSSL) holding the same
+    // kind of verified IMAPS session idle.
+    let floor = (accounts == 1).then(|| openssl_floor(&d)).flatten();
     let label = if accounts == 1 {
         "1 account".to_string()
     } else {
@@ -526,7 +608,14 @@ fn idle_cost(exe: &Path, window_secs: u64, accounts: usize, figures: &mut Vec<Fi
             after.rss_kib as f64 / 1024.0,
             after.private_kib as f64 / 1024.0
         ),
-        floor: "—".into(),
+        floor: match floor {
+            Some(f) => format!(
+                "`openssl s_client` on the same session: RSS {:.1} MB, private {:.1} MB",
+                f.rss_kib as f64 / 1024.0,
+                f.private_kib as f64 / 1024.0
+            ),
+            None => "—".into(),
+        },
         target: if accounts == 1 {
             "RSS ≤ 10 MB".into()
         } else {
@@ -689,6 +778,9 @@ fn desktop_figures(exe: &Path, quick: bool, figures: &mut Vec<Figure>) {
     });
     sleep(Duration::from_secs(if quick { 5 } else { 60 }));
     let p = read_proc(tray.id());
+    if std::env::var_os("MAILPULSE_BENCH_SMAPS").is_some() {
+        print_smaps(tray.id());
+    }
     figures.push(Figure {
         name: "idle memory of the tray (settings closed)".into(),
         value: format!(

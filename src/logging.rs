@@ -64,7 +64,13 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
                 }
             })
             .ok()?;
-        let (writer, g) = tracing_appender::non_blocking(appender);
+        // The default queue holds 128 000 lines and is allocated (and touched) up front: 4 MB
+        // of an idle agent's memory. A mail agent logs a few lines a minute; when a burst
+        // overflows this queue, lines are dropped rather than blocking the engine.
+        let (writer, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(1024)
+            .lossy(true)
+            .finish(appender);
         guard = Some(g);
         let (filter, handle) = tracing_subscriber::reload::Layer::new(file_filter(logging));
         let _ = APPLY.set(Box::new(move |l: &Logging| {

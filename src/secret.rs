@@ -58,7 +58,20 @@ pub fn shell_std(command_line: &str) -> std::process::Command {
     {
         let mut c = std::process::Command::new("sh");
         c.arg("-c").arg(command_line);
+        restore_child_env(&mut c);
         c
+    }
+}
+
+/// Set when the tray switched GDK's OpenGL off for itself (see `desktop::run`): the programs
+/// it starts (mail client, settings window, hooks) must not inherit that.
+pub static GDK_GL_SET_BY_US: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Undo the tray's own environment tweaks for a program it starts.
+pub fn restore_child_env(c: &mut std::process::Command) {
+    if GDK_GL_SET_BY_US.load(std::sync::atomic::Ordering::Relaxed) {
+        c.env_remove("GDK_GL");
     }
 }
 

@@ -171,7 +171,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         d.imaps_port(),
         "tls",
         "[keepalive]\ninterval_secs = 30\ncheck_on_wake = false\n",
-        &format!("open_command = \"echo opened >> '{}'\"", opened.display()),
+        &format!(
+            "open_command = \"echo opened GDK_GL=${{GDK_GL-unset}} >> '{}'\"",
+            opened.display()
+        ),
     ));
     // "Open log" hands the log folder to the desktop's opener (xdg-open); there is no file
     // manager on this headless desktop, so the first xdg-open on PATH records what it was given.
@@ -181,7 +184,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     let opener = bin.join("xdg-open");
     std::fs::write(
         &opener,
-        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opener_log.display()),
+        format!(
+            "#!/bin/sh\necho \"$1\" GDK_GL=${{GDK_GL-unset}} >> '{}'\n",
+            opener_log.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -286,8 +292,15 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     desktop.click_menu(&item, "Open log");
     wait_until("the log folder to be opened", secs(10), || {
         std::fs::read_to_string(&opener_log)
-            .is_ok_and(|t| t.trim() == home.log_dir().display().to_string())
+            .is_ok_and(|t| t.trim() == format!("{} GDK_GL=unset", home.log_dir().display()))
     });
+    // The tray switched GDK's GL off for itself (no GL driver mapped, tens of MB saved), and
+    // not for the programs it starts (checked above and with the mail client below).
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", tray.child.id())).unwrap();
+    assert!(
+        !maps.contains("_dri.so") && !maps.contains("libLLVM"),
+        "a GL driver is loaded"
+    );
     assert!(home.log_dir().is_dir());
 
     // "Check now" initiates a query at once.
@@ -366,6 +379,13 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
             .count()
             == 2
     });
+    assert!(
+        std::fs::read_to_string(&opened)
+            .unwrap()
+            .lines()
+            .all(|l| l == "opened GDK_GL=unset"),
+        "the mail client gets the user's environment"
+    );
 
     // Quit logs out and ends the process.
     desktop.click_menu_to_quit(&item, "Quit");
