@@ -156,7 +156,9 @@ pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) ->
     };
     let label = account.name.clone();
     match sign_in_account(&account, !no_browser, move |url| {
-        println!("To sign in to account {label:?}, open this address in your browser:\n\n  {url}\n");
+        println!(
+            "To sign in to account {label:?}, open this address in your browser:\n\n  {url}\n"
+        );
         if !no_browser {
             println!("(mailpulse tried to open it in your browser.)");
         }

@@ -374,7 +374,10 @@ fn validate_auth(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (Strin
     if let Some(cmd) = &o.client_secret_command
         && cmd.trim().is_empty()
     {
-        return Err((key("oauth.client_secret_command"), "must not be empty".into()));
+        return Err((
+            key("oauth.client_secret_command"),
+            "must not be empty".into(),
+        ));
     }
     if let Some(t) = &o.tenant {
         if o.provider != OAuthProvider::Microsoft {
@@ -383,8 +386,15 @@ fn validate_auth(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (Strin
                 "only used with provider = \"microsoft\"".into(),
             ));
         }
-        if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) {
-            return Err((key("oauth.tenant"), format!("{t:?} is not a tenant name or id")));
+        if t.is_empty()
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+        {
+            return Err((
+                key("oauth.tenant"),
+                format!("{t:?} is not a tenant name or id"),
+            ));
         }
     }
     for (name, url) in [
@@ -1151,37 +1161,66 @@ mod tests {
     fn oauth_mistakes_name_line_and_key() {
         let e = err(&format!("{ACCOUNT}auth = \"xoauth2\"\n"));
         assert!(
-            e.starts_with("/etc/x/config.toml:5:8: accounts[0].auth: auth = \"xoauth2\" needs a token source"),
+            e.starts_with(
+                "/etc/x/config.toml:5:8: accounts[0].auth: auth = \"xoauth2\" needs a token source"
+            ),
             "{e}"
         );
         let e = err(&format!("{ACCOUNT}auth = \"kerberos\"\n"));
-        assert!(e.contains(":5:8: accounts[0].auth: unknown variant `kerberos`"), "{e}");
+        assert!(
+            e.contains(":5:8: accounts[0].auth: unknown variant `kerberos`"),
+            "{e}"
+        );
         let e = err(&format!("{ACCOUNT}[accounts.oauth]\nclient_id = \"x\"\n"));
-        assert!(e.contains("accounts[0].oauth: OAuth2 settings need auth"), "{e}");
+        assert!(
+            e.contains("accounts[0].oauth: OAuth2 settings need auth"),
+            "{e}"
+        );
         let head = format!("{ACCOUNT}auth = \"xoauth2\"\n[accounts.oauth]\n");
         let e = err(&format!("{head}client_id = \"\"\n"));
-        assert!(e.contains(":7:13: accounts[0].oauth.client_id: must not be empty"), "{e}");
-        let e = err(&format!("{head}client_id = \"x\"\nclient_secret = \"GOCSPX-s3cr3t\"\n"));
+        assert!(
+            e.contains(":7:13: accounts[0].oauth.client_id: must not be empty"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}client_id = \"x\"\nclient_secret = \"GOCSPX-s3cr3t\"\n"
+        ));
         assert!(
             e.contains(":8:17: accounts[0].oauth.client_secret: secrets are never stored"),
             "{e}"
         );
         assert!(!e.contains("s3cr3t"), "the secret is not echoed: {e}");
-        let e = err(&format!("{head}client_id = \"x\"\nprovider = \"generic\"\n"));
+        let e = err(&format!(
+            "{head}client_id = \"x\"\nprovider = \"generic\"\n"
+        ));
         assert!(
-            e.contains("accounts[0].oauth.authorization_url: is required with provider = \"generic\""),
+            e.contains(
+                "accounts[0].oauth.authorization_url: is required with provider = \"generic\""
+            ),
             "{e}"
         );
         let e = err(&format!(
             "{head}client_id = \"x\"\ntoken_url = \"http://idp.example/token\"\n"
         ));
-        assert!(e.contains(":8:13: accounts[0].oauth.token_url: must start with https://"), "{e}");
+        assert!(
+            e.contains(":8:13: accounts[0].oauth.token_url: must start with https://"),
+            "{e}"
+        );
         let e = err(&format!("{head}client_id = \"x\"\ntenant = \"common\"\n"));
-        assert!(e.contains("accounts[0].oauth.tenant: only used with provider = \"microsoft\""), "{e}");
+        assert!(
+            e.contains("accounts[0].oauth.tenant: only used with provider = \"microsoft\""),
+            "{e}"
+        );
         let e = err(&format!("{head}client_id = \"x\"\nscopes = []\n"));
-        assert!(e.contains("accounts[0].oauth.scopes: name at least one scope"), "{e}");
+        assert!(
+            e.contains("accounts[0].oauth.scopes: name at least one scope"),
+            "{e}"
+        );
         let e = err(&format!("{head}client_id = \"x\"\nprovidr = \"google\"\n"));
-        assert!(e.contains(":8:1: accounts[0].oauth.providr: unknown field"), "{e}");
+        assert!(
+            e.contains(":8:1: accounts[0].oauth.providr: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

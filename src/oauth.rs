@@ -24,7 +24,8 @@ use crate::event::ErrorKind;
 use crate::protocol::ProtoError;
 use crate::secret::{self, Secret};
 
-/// An access token that expires within this margin is refreshed before it is used.
+/// An access token that expires within this margin (or a quarter of its lifetime, if that is
+/// shorter) is refreshed before it is used.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// How long one request to the token endpoint may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -486,6 +487,7 @@ fn respond(stream: &mut TcpStream, status: u16, text: &str) {
 /// [`REFRESH_MARGIN`], and whenever the server refused it).
 pub struct TokenSource {
     account: Account,
+    /// The access token and when to renew it.
     cache: tokio::sync::Mutex<Option<(Secret, SystemTime)>>,
 }
 
@@ -506,17 +508,17 @@ impl TokenSource {
         // One refresh at a time: the folders of an account connect together.
         let mut cache = self.cache.lock().await;
         if !fresh
-            && let Some((token, expires)) = cache.as_ref()
-            && *expires > SystemTime::now() + REFRESH_MARGIN
+            && let Some((token, renew_at)) = cache.as_ref()
+            && *renew_at > SystemTime::now()
         {
             return Ok(token.clone());
         }
         *cache = None;
         let o = self.account.oauth.as_ref().expect("checked above");
         let client_secret = match &o.client_secret_command {
-            Some(cmd) => {
-                Some(secret::command_secret(&self.account.name, "client_secret_command", cmd).await?)
-            }
+            Some(cmd) => Some(
+                secret::command_secret(&self.account.name, "client_secret_command", cmd).await?,
+            ),
             None => None,
         };
         let account = self.account.clone();
@@ -553,12 +555,18 @@ impl TokenSource {
         })
         .await
         .map_err(|e| ProtoError::new(ErrorKind::Secret, format!("token refresh failed: {e}")))??;
+        let lifetime = tokens
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        // Renew a minute before expiry (a quarter of the lifetime for short-lived tokens).
+        let renew_at = tokens.expires_at - REFRESH_MARGIN.min(lifetime / 4);
         tracing::debug!(
             account = %self.account.name,
-            valid_secs = tokens.expires_at.duration_since(SystemTime::now()).map(|d| d.as_secs()).unwrap_or(0),
+            valid_secs = lifetime.as_secs(),
             "access token refreshed"
         );
-        *cache = Some((tokens.access_token.clone(), tokens.expires_at));
+        *cache = Some((tokens.access_token.clone(), renew_at));
         Ok(tokens.access_token)
     }
 }
@@ -634,7 +642,9 @@ mod tests {
         );
         assert!(m.scopes.contains(&"offline_access".to_string()));
         assert_eq!(m.redirect_host, "localhost");
-        o.scopes = Some(vec!["https://outlook.office365.com/EWS.AccessAsUser.All".into()]);
+        o.scopes = Some(vec![
+            "https://outlook.office365.com/EWS.AccessAsUser.All".into(),
+        ]);
         assert_eq!(endpoints(&o).scopes.len(), 1);
     }
 }

@@ -377,7 +377,11 @@ impl ImapConnector {
                             "{} does not accept AUTHENTICATE {mechanism} ({}); try auth = \"{}\"",
                             self.endpoint(),
                             text.trim(),
-                            if mechanism == "XOAUTH2" { "oauthbearer" } else { "xoauth2" }
+                            if mechanism == "XOAUTH2" {
+                                "oauthbearer"
+                            } else {
+                                "xoauth2"
+                            }
                         ),
                     ));
                 }
