@@ -964,6 +964,15 @@ mod tests {
             "folders",
             "ca_file",
             "on_new_mail",
+            "auth",
+            "[accounts.oauth]",
+            "provider",
+            "client_id",
+            "client_secret_command",
+            "tenant",
+            "authorization_url",
+            "token_url",
+            "scopes",
         ] {
             assert!(EXAMPLE.contains(key), "example lacks {key}");
         }

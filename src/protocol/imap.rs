@@ -1,5 +1,5 @@
 //! IMAP over `async-imap`: connect (TCP with a deadline, implicit TLS or STARTTLS, verified
-//! certificates), LOGIN, read-only `EXAMINE`, the last-item query `UID FETCH *`, and IDLE that can
+//! certificates), LOGIN or SASL XOAUTH2/OAUTHBEARER (see [`crate::oauth`]), read-only `EXAMINE`, the last-item query `UID FETCH *`, and IDLE that can
 //! be interrupted cleanly with DONE.
 //!
 //! The agent never changes the mailbox: the folder is opened with EXAMINE, and nothing but
