@@ -9,6 +9,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -377,4 +378,141 @@ fn password_command_tokens_work_with_xoauth2_and_oauthbearer() {
         stderr.contains("rejected the OAuth2 token of \"alice\""),
         "{stderr}"
     );
+}
+
+#[cfg(feature = "desktop")]
+#[test]
+fn the_settings_window_signs_in_with_its_button() {
+    use support::desktop::Desktop;
+
+    let keyring = Daemons::with_keyring();
+    let idp = Idp::start(CLIENT_ID);
+    let d = dovecot(&idp);
+    let desktop = Desktop::start();
+    let home = Home::new();
+    // A password account; the page turns it into an OAuth2 one, as a user would.
+    let pw = home.password_file("unused");
+    home.write_config(&config(
+        &d,
+        "password",
+        &format!("password_command = \"cat '{}'\"", pw.display()),
+        "",
+    ));
+    // The desktop's opener (xdg-open) is a stand-in that records the address it was given; the
+    // test then plays the browser.
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = home.path().join("opened.txt");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = home.path().join("automation.js");
+    std::fs::write(
+        &script,
+        format!(
+            r#"(() => {{
+              const $ = (id) => document.getElementById(id);
+              const set = (id, v) => {{ const el = $(id); el.value = v; el.dispatchEvent(new Event("change")); }};
+              setTimeout(() => {{
+                set("acct.auth", "xoauth2");
+                set("acct.password_command", "");
+                set("acct.oauth.provider", "generic");
+                set("acct.oauth.client_id", "{CLIENT_ID}");
+                set("acct.oauth.authorization_url", "{}");
+                set("acct.oauth.token_url", "{}");
+                set("acct.oauth.scopes", "imap offline_access");
+                $("sign-in").click();
+                const wait = setInterval(() => {{
+                  if (!$("signin-result").classList.contains("ok")) return;
+                  clearInterval(wait);
+                  $("signin-result").scrollIntoView();
+                  setTimeout(() => $("ok").click(), 4000);
+                }}, 100);
+              }}, 500);
+            }})();"#,
+            idp.url("/authorize"),
+            idp.url("/token")
+        ),
+    )
+    .unwrap();
+    let mut cmd = home.command(&["settings"]);
+    desktop.apply(&mut cmd);
+    let run = home.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = home.path().join("settings.log");
+    let child = cmd
+        .env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus_address)
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("PATH", path)
+        .env("MAILPULSE_SETTINGS_SCRIPT", &script)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start mailpulse settings");
+    let settings_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The button opened the browser on the authorization address.
+    let deadline = Instant::now() + secs(60);
+    let url = loop {
+        if let Some(line) = std::fs::read_to_string(&opened)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+        {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sign-in button opened no browser; settings log:\n{}",
+            settings_log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(url.starts_with(&idp.url("/authorize?")), "{url}");
+    let (status, page) = browse(&url);
+    assert_eq!(status, 200, "{page}");
+    thread::sleep(secs(2));
+    let shot =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/settings-signed-in.png");
+    desktop.screenshot(&shot);
+
+    // The page showed the result and pressed OK: the window closes, the account is saved.
+    let (ok, _, _) = finish(child);
+    assert!(ok, "settings exited with an error:\n{}", settings_log());
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    assert!(text.contains("auth = \"xoauth2\""), "{text}");
+    assert!(
+        text.contains(&format!("client_id = \"{CLIENT_ID}\"")),
+        "{text}"
+    );
+    assert_eq!(
+        keyring.search_items(&[
+            ("service", "mailpulse"),
+            ("username", "oauth2:alice@localhost")
+        ]),
+        1
+    );
+    assert_no_secret(&idp, "the settings log", &settings_log());
+
+    // And the saved account works.
+    let out = home
+        .command(&["check"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus_address)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(logins(&d, "XOAUTH2"), 1, "{}", d.log());
 }
