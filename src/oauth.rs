@@ -499,17 +499,18 @@ impl TokenSource {
         }
     }
 
-    /// A token valid for at least [`REFRESH_MARGIN`]; `fresh` forces a new one (after the server
-    /// refused the last one).
-    pub async fn token(&self, fresh: bool) -> Result<Secret, ProtoError> {
+    /// A token valid for at least [`REFRESH_MARGIN`]. `refused` is a token the server just
+    /// refused: never return it again (another folder of the account may already have renewed
+    /// it, then that newer token is returned without asking the provider again).
+    pub async fn token(&self, refused: Option<&Secret>) -> Result<Secret, ProtoError> {
         if self.account.password_command.is_some() || self.account.oauth.is_none() {
             return secret::password(&self.account).await;
         }
         // One refresh at a time: the folders of an account connect together.
         let mut cache = self.cache.lock().await;
-        if !fresh
-            && let Some((token, renew_at)) = cache.as_ref()
+        if let Some((token, renew_at)) = cache.as_ref()
             && *renew_at > SystemTime::now()
+            && Some(token) != refused
         {
             return Ok(token.clone());
         }

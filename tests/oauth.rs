@@ -235,29 +235,48 @@ fn a_refused_token_is_renewed_and_retried_once_with_oauthbearer() {
     let idp = Idp::start(CLIENT_ID);
     let mut d = dovecot(&idp);
     let home = Home::new();
+    // Two folders, two connections, one account: they share the access token.
+    d.doveadm(&["mailbox", "create", "-u", USER, "Lists"]);
     home.write_config(&config(
         &d,
         "oauthbearer",
-        "",
+        "folders = [\"INBOX\", \"Lists\"]",
         &oauth_table(&idp, CLIENT_ID),
     ));
     let s = sign_in(&home, Some(&bus));
     assert!(s.success, "{}\n{}", s.stdout, s.stderr);
 
     let w = Watch::start_with(&home, &[("DBUS_SESSION_BUS_ADDRESS", &bus)]);
-    w.until_type(secs(30), "connected");
-    assert_eq!(idp.refresh_grants(), 1);
-    // The provider drops its access tokens (the refresh token stays good), the connection
-    // drops: the cached token, still valid by its clock, is refused, renewed, and retried.
+    let connected = |limit| {
+        let folders = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let seen = w.until(limit, |v| {
+            let mut folders = folders.borrow_mut();
+            if v["type"] == "connected" {
+                folders.insert(v["folder"].as_str().unwrap_or_default().to_owned());
+            }
+            folders.len() == 2
+        });
+        assert!(
+            of_type(&seen, "error").iter().all(|e| e["kind"] != "auth"),
+            "{seen:?}"
+        );
+    };
+    connected(secs(30));
+    assert_eq!(idp.refresh_grants(), 1, "one token for both folders");
+    assert_eq!(idp.introspections(), (2, 2));
+    // The provider drops its access tokens (the refresh token stays good), the connections
+    // drop: the cached token, still valid by its clock, is refused, renewed once for both
+    // folders, and retried on the same connection.
     idp.revoke_access_tokens();
     d.restart();
-    let seen = w.until_type(secs(60), "connected");
+    connected(secs(60));
+    assert_eq!(idp.refresh_grants(), 2, "renewed once, not once per folder");
+    let (all, active) = idp.introspections();
     assert!(
-        of_type(&seen, "error").iter().all(|e| e["kind"] != "auth"),
-        "{seen:?}"
+        (1..=2).contains(&(all - active)) && active == 4,
+        "the cached token was tried and refused first: {all} introspections, {active} active"
     );
-    assert_eq!(idp.refresh_grants(), 2);
-    assert_eq!(logins(&d, "OAUTHBEARER"), 2, "{}", d.log());
+    assert_eq!(logins(&d, "OAUTHBEARER"), 4, "{}", d.log());
 }
 
 #[test]

@@ -248,7 +248,7 @@ impl ImapConnector {
         // token that expired during a long IDLE or a suspend never breaks a reconnect).
         let secret = match &self.password {
             Some(p) => p.clone(),
-            None if self.account.auth.is_oauth() => self.tokens.token(false).await?,
+            None if self.account.auth.is_oauth() => self.tokens.token(None).await?,
             None => secret::password(&self.account).await?,
         };
         let tcp = self.tcp().await?;
@@ -357,7 +357,7 @@ impl ImapConnector {
                         clip(text.trim())
                     );
                     client = back;
-                    token = self.tokens.token(true).await?;
+                    token = self.tokens.token(Some(&token)).await?;
                 }
                 Err((async_imap::error::Error::No(text), _)) => {
                     return Err(ProtoError::new(
