@@ -9,7 +9,6 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -500,8 +499,8 @@ fn the_settings_window_signs_in_with_its_button() {
     let (status, page) = browse(&url);
     assert_eq!(status, 200, "{page}");
     thread::sleep(secs(2));
-    let shot =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/settings-signed-in.png");
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts/settings-signed-in.png");
     desktop.screenshot(&shot);
 
     // The page showed the result and pressed OK: the window closes, the account is saved.
