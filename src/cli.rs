@@ -65,6 +65,11 @@ pub enum Cmd {
         #[arg(long)]
         no_browser: bool,
     },
+    /// Forget an account's OAuth2 sign-in (its refresh token in the OS keyring).
+    Signout {
+        #[arg(long, value_name = "NAME")]
+        account: String,
+    },
     /// Store or remove an account's password in the OS keyring.
     Password {
         #[command(subcommand)]
@@ -173,6 +178,36 @@ pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) ->
         Err(message) => {
             eprintln!("mailpulse: {message}");
             ExitCode::from(EXIT_CONNECT)
+        }
+    }
+}
+
+/// `mailpulse signout`.
+pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(account) = config.account(name) else {
+        eprintln!("mailpulse: no account named {name:?} in the config");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match crate::credentials::delete_refresh_token(&account.username, &account.host) {
+        Ok(()) => {
+            println!(
+                "Signed out: the sign-in of account {:?} is no longer in the keyring. To take \
+                 back mailpulse's access at the provider as well, remove it in your account's \
+                 security settings.",
+                account.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            ExitCode::from(1)
         }
     }
 }

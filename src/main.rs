@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             account,
             no_browser,
         }) => runtime.block_on(cli::signin(config_path.as_deref(), &account, no_browser)),
+        Some(Cmd::Signout { account }) => cli::signout(config_path.as_deref(), &account),
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
         #[cfg(feature = "desktop")]
         Some(Cmd::Settings { page }) => match config_path {

@@ -287,6 +287,12 @@ pub fn sign_in(
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .map_err(|err| OAuthError::Other(format!("cannot listen on 127.0.0.1: {err}")))?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    // A browser may resolve `localhost` to ::1 first: listen there too, on the same port,
+    // where the machine has IPv6 loopback (best effort; 127.0.0.1 is always there).
+    let v6 = (e.redirect_host == "localhost")
+        .then(|| TcpListener::bind(("::1", port)).ok())
+        .flatten();
+    let listeners: Vec<&TcpListener> = std::iter::once(&listener).chain(v6.as_ref()).collect();
     let redirect_uri = format!("http://{}:{port}/", e.redirect_host);
     let verifier = random_b64(32);
     let state = random_b64(16);
@@ -313,7 +319,7 @@ pub fn sign_in(
     show_url(url.as_str());
     tracing::info!(account = %account.name, port, "waiting for the browser's sign-in redirect");
 
-    let (mut stream, code) = wait_for_redirect(&listener, &state, wait)?;
+    let (mut stream, code) = wait_for_redirect(&listeners, &state, wait)?;
     let exchanged = match code {
         Err(err) => Err(err),
         Ok(code) => {
@@ -363,28 +369,36 @@ pub fn sign_in(
 /// Accept connections until one carries the redirect (`code` or `error`) with our `state`. Other
 /// requests (a browser's `/favicon.ico`) get a 404; the wait is bounded by `wait`.
 fn wait_for_redirect(
-    listener: &TcpListener,
+    listeners: &[&TcpListener],
     state: &Secret,
     wait: Duration,
 ) -> Result<(TcpStream, Result<Secret, OAuthError>), OAuthError> {
     let deadline = Instant::now() + wait;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| OAuthError::Other(format!("loopback listener: {e}")))?;
+    for l in listeners {
+        l.set_nonblocking(true)
+            .map_err(|e| OAuthError::Other(format!("loopback listener: {e}")))?;
+    }
     loop {
-        let (mut stream, _peer): (TcpStream, SocketAddr) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return Err(OAuthError::Other(format!(
-                        "no answer from the browser within {} s; run the sign-in again",
-                        wait.as_secs()
-                    )));
+        let mut accepted = None;
+        for l in listeners {
+            match l.accept() {
+                Ok(c) => {
+                    accepted = Some(c);
+                    break;
                 }
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(OAuthError::Other(format!("loopback listener: {e}"))),
             }
-            Err(e) => return Err(OAuthError::Other(format!("loopback listener: {e}"))),
+        }
+        let Some((mut stream, _peer)): Option<(TcpStream, SocketAddr)> = accepted else {
+            if Instant::now() >= deadline {
+                return Err(OAuthError::Other(format!(
+                    "no answer from the browser within {} s; run the sign-in again",
+                    wait.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
         };
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -611,6 +625,63 @@ mod tests {
         let v = random_b64(32);
         assert_eq!(v.expose().len(), 43, "RFC 7636: 43..128 characters");
         assert_ne!(v, random_b64(32));
+    }
+
+    /// A browser's request to the loopback listener; returns what the listener answered.
+    fn browser(addr: SocketAddr, target: &str) -> std::thread::JoinHandle<String> {
+        let target = target.to_owned();
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+            answer
+        })
+    }
+
+    #[test]
+    fn the_redirect_listener_takes_the_code_with_our_state_only() {
+        let v4 = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let v6 = TcpListener::bind(("::1", port)).ok();
+        let listeners: Vec<&TcpListener> = std::iter::once(&v4).chain(v6.as_ref()).collect();
+        let state = Secret::new("st4te".into());
+        let wait = Duration::from_secs(20);
+        // A favicon request is answered 404 and the wait goes on; then the redirect arrives
+        // (over IPv6 where the machine has it, as a browser resolving `localhost` may).
+        let favicon = browser(v4.local_addr().unwrap(), "/favicon.ico");
+        let addr = v6
+            .as_ref()
+            .map_or(v4.local_addr().unwrap(), |l| l.local_addr().unwrap());
+        let redirect = browser(addr, "/?code=c0de%2B1&state=st4te");
+        let (mut stream, code) = wait_for_redirect(&listeners, &state, wait).unwrap();
+        respond(&mut stream, 200, "ok <b>");
+        drop(stream);
+        assert_eq!(code.unwrap().expose(), "c0de+1");
+        assert!(favicon.join().unwrap().starts_with("HTTP/1.1 404"));
+        let page = redirect.join().unwrap();
+        assert!(
+            page.starts_with("HTTP/1.1 200") && page.contains("ok &lt;b&gt;"),
+            "{page}"
+        );
+
+        // Another sign-in's answer (wrong state) is refused; a denial is told in words.
+        let b = browser(v4.local_addr().unwrap(), "/?code=x&state=other");
+        let (_s, code) = wait_for_redirect(&listeners, &state, wait).unwrap();
+        assert!(code.unwrap_err().to_string().contains("state mismatch"));
+        drop(_s);
+        b.join().unwrap();
+        let b = browser(
+            v4.local_addr().unwrap(),
+            "/?error=access_denied&state=st4te",
+        );
+        let (_s, code) = wait_for_redirect(&listeners, &state, wait).unwrap();
+        assert_eq!(code.unwrap_err(), OAuthError::Denied);
+        drop(_s);
+        b.join().unwrap();
+        // Nobody comes back: a bounded wait.
+        let e = wait_for_redirect(&listeners, &state, Duration::from_millis(200)).unwrap_err();
+        assert!(e.to_string().contains("no answer from the browser"), "{e}");
     }
 
     #[test]

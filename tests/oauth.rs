@@ -225,6 +225,26 @@ fn sign_in_then_idle_survives_token_expiry_and_reconnects_with_a_refreshed_token
         "trace log written: {log}"
     );
     assert_no_secret(&idp, "the log file", &log);
+
+    // Signing out removes the keyring entry.
+    let out = home
+        .command(&["signout", "--account", "work"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Signed out"));
+    assert_eq!(
+        keyring.search_items(&[
+            ("service", "mailpulse"),
+            ("username", "oauth2:alice@localhost")
+        ]),
+        0
+    );
 }
 
 #[test]
