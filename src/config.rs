@@ -1167,6 +1167,27 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_oauth_block_works_when_uncommented() {
+        let mut text = String::new();
+        let mut in_oauth = false;
+        for line in EXAMPLE.lines() {
+            in_oauth |= line == "# [accounts.oauth]";
+            let uncomment = line == "# auth = \"password\""
+                || (in_oauth
+                    && !line.starts_with("# tenant")
+                    && (line == "# [accounts.oauth]" || line.contains(" = ")));
+            let line = if uncomment { &line[2..] } else { line };
+            text += &line.replace("auth = \"password\"", "auth = \"xoauth2\"");
+            text.push('\n');
+        }
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let o = c.accounts[0].oauth.as_ref().expect("the oauth table");
+        assert_eq!(c.accounts[0].auth, AuthMethod::Xoauth2);
+        assert_eq!(o.provider, OAuthProvider::Google);
+        assert!(o.client_secret_command.is_some() && o.scopes.is_some());
+    }
+
+    #[test]
     fn oauth_mistakes_name_line_and_key() {
         let e = err(&format!("{ACCOUNT}auth = \"xoauth2\"\n"));
         assert!(
