@@ -262,7 +262,8 @@ pub async fn sign_in_account(
             Ok(format!(
                 "Signed in: account {:?} ({} at {}) can now connect with {}. The sign-in is kept \
                  in the keyring (entry {:?} of service {:?}); the agent refreshes its access \
-                 tokens by itself.{note}",
+                 tokens by itself. A running mailpulse uses it at its next retry, or at once \
+                 with Check now in the tray menu.{note}",
                 account.name,
                 account.username,
                 account.host,
