@@ -306,6 +306,18 @@ fn a_revoked_sign_in_is_reported_once_and_asks_to_sign_in_again() {
     let d = dovecot(&idp);
     let home = Home::new();
     home.write_config(&config(&d, "xoauth2", "", &oauth_table(&idp, CLIENT_ID)));
+    // Not signed in yet: said in words, with what to run.
+    let out = home
+        .command(&["check"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("account \"work\" is not signed in: run `mailpulse signin --account work`"),
+        "{stderr}"
+    );
     let s = sign_in(&home, Some(&bus));
     assert!(s.success, "{}\n{}", s.stdout, s.stderr);
     idp.revoke_all();
