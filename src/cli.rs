@@ -56,6 +56,20 @@ pub enum Cmd {
         #[arg(long)]
         page: Option<String>,
     },
+    /// Sign in to an OAuth2 account (auth = "xoauth2" or "oauthbearer" with [accounts.oauth]) in
+    /// the browser; the sign-in (a refresh token) is kept in the OS keyring.
+    Signin {
+        #[arg(long, value_name = "NAME")]
+        account: String,
+        /// Only print the address to open, do not start the browser (e.g. on another machine).
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Forget an account's OAuth2 sign-in (its refresh token in the OS keyring).
+    Signout {
+        #[arg(long, value_name = "NAME")]
+        account: String,
+    },
     /// Store or remove an account's password in the OS keyring.
     Password {
         #[command(subcommand)]
@@ -129,6 +143,136 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
             eprintln!("mailpulse: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `mailpulse signin`.
+pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(account) = config.account(name).cloned() else {
+        eprintln!("mailpulse: no account named {name:?} in the config");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let label = account.name.clone();
+    match sign_in_account(&account, !no_browser, move |url| {
+        println!(
+            "To sign in to account {label:?}, open this address in your browser:\n\n  {url}\n"
+        );
+        if !no_browser {
+            println!("(mailpulse tried to open it in your browser.)");
+        }
+        let _ = std::io::stdout().flush();
+    })
+    .await
+    {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("mailpulse: {message}");
+            ExitCode::from(EXIT_CONNECT)
+        }
+    }
+}
+
+/// `mailpulse signout`.
+pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(account) = config.account(name) else {
+        eprintln!("mailpulse: no account named {name:?} in the config");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match crate::credentials::delete_refresh_token(&account.username, &account.host) {
+        Ok(()) => {
+            println!(
+                "Signed out: the sign-in of account {:?} is no longer in the keyring. To take \
+                 back mailpulse's access at the provider as well, remove it in your account's \
+                 security settings.",
+                account.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The sign-in of one account, for the command line and Settings: checks the account's
+/// settings, gets the client secret from its command, opens the browser (when `open`) and tells
+/// the result in words.
+pub async fn sign_in_account(
+    account: &crate::config::Account,
+    open: bool,
+    mut show: impl FnMut(&str) + Send + 'static,
+) -> Result<String, String> {
+    let Some(oauth) = account.oauth.clone() else {
+        return Err(format!(
+            "account {:?} has no [accounts.oauth] settings: set auth = \"xoauth2\" (or \
+             \"oauthbearer\") and an [accounts.oauth] table with provider and client_id",
+            account.name
+        ));
+    };
+    let client_secret = match &oauth.client_secret_command {
+        Some(cmd) => Some(
+            crate::secret::command_secret(&account.name, "client_secret_command", cmd)
+                .await
+                .map_err(|e| e.message)?,
+        ),
+        None => None,
+    };
+    let acct = account.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        crate::oauth::sign_in(
+            &acct,
+            client_secret.as_ref(),
+            &mut |url| {
+                show(url);
+                if open && let Err(e) = crate::hooks::open_with_desktop(url) {
+                    tracing::warn!("cannot open the browser: {e}");
+                }
+            },
+            crate::oauth::SIGNIN_TIMEOUT,
+        )
+    })
+    .await
+    .map_err(|e| format!("the sign-in failed: {e}"))?;
+    match result {
+        Ok(done) => {
+            tracing::info!(account = %account.name, "signed in");
+            let note = if account.password_command.is_some() {
+                "\nNote: this account has password_command set, which takes precedence."
+            } else {
+                ""
+            };
+            Ok(format!(
+                "Signed in: account {:?} ({} at {}) can now connect with {}. The sign-in is kept \
+                 in the keyring (entry {:?} of service {:?}); the agent refreshes its access \
+                 tokens by itself. A running mailpulse uses it at its next retry, or at once \
+                 with Check now in the tray menu.{note}",
+                account.name,
+                account.username,
+                account.host,
+                account.auth.as_str().to_uppercase(),
+                done.keyring_entry,
+                crate::credentials::SERVICE,
+            ))
+        }
+        Err(e) => Err(format!("sign-in of account {:?} failed: {e}", account.name)),
     }
 }
 

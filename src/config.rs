@@ -169,6 +169,75 @@ impl fmt::Display for Security {
     }
 }
 
+/// How an account authenticates to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// IMAP `LOGIN` with a password.
+    #[default]
+    Password,
+    /// SASL XOAUTH2 (Google's and Microsoft's) with an OAuth2 access token.
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth2 access token.
+    Oauthbearer,
+}
+
+impl AuthMethod {
+    pub fn is_oauth(self) -> bool {
+        self != AuthMethod::Password
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::Xoauth2 => "xoauth2",
+            AuthMethod::Oauthbearer => "oauthbearer",
+        }
+    }
+}
+
+/// Whose OAuth2 endpoints and scopes to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthProvider {
+    /// Gmail / Google Workspace.
+    #[default]
+    Google,
+    /// Microsoft 365 / Outlook.com (Microsoft identity platform v2).
+    Microsoft,
+    /// Any other provider: `authorization_url`, `token_url` and `scopes` are required.
+    Generic,
+}
+
+/// `[accounts.oauth]`: the built-in sign-in (`mailpulse signin`). Never holds a secret: the
+/// client secret (where a provider wants one) comes from `client_secret_command`, the refresh
+/// token lives in the OS keyring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth {
+    #[serde(default)]
+    pub provider: OAuthProvider,
+    /// The client (application) id registered with the provider.
+    pub client_id: String,
+    /// A command printing the client secret (Google's desktop clients have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_command: Option<String>,
+    /// Microsoft only: the tenant ("common", "organizations", "consumers", or a tenant id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Overrides the preset's authorization endpoint (required for "generic").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    /// Overrides the preset's token endpoint (required for "generic").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// Overrides the preset's scopes (required for "generic").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Only here to refuse it: secrets never live in the file.
+    #[serde(default, skip_serializing)]
+    client_secret: Option<Refused>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
@@ -181,7 +250,15 @@ pub struct Account {
     #[serde(default)]
     pub security: Security,
     pub username: String,
-    /// A command whose standard output (trimmed) is the password.
+    /// "password" (LOGIN), "xoauth2" or "oauthbearer" (SASL with an OAuth2 access token).
+    #[serde(default, skip_serializing_if = "is_password")]
+    pub auth: AuthMethod,
+    /// The built-in OAuth2 sign-in; with `auth = "xoauth2"`/`"oauthbearer"` and no
+    /// `password_command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuth>,
+    /// A command whose standard output (trimmed) is the password (or, with an OAuth2 `auth`,
+    /// an access token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
     #[serde(default = "default_folders")]
@@ -214,6 +291,10 @@ impl<'de> Deserialize<'de> for Refused {
     }
 }
 
+fn is_password(a: &AuthMethod) -> bool {
+    *a == AuthMethod::Password
+}
+
 fn default_folders() -> Vec<String> {
     vec!["INBOX".to_owned()]
 }
@@ -228,6 +309,8 @@ impl Account {
             port: None,
             security: Security::Tls,
             username: username.to_owned(),
+            auth: AuthMethod::Password,
+            oauth: None,
             password_command: None,
             folders: default_folders(),
             ca_file: None,
@@ -244,6 +327,124 @@ impl Account {
             Security::Tls => 993,
             Security::Starttls | Security::Plain => 143,
         })
+    }
+}
+
+/// The `auth` and `[accounts.oauth]` checks of one account.
+fn validate_auth(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+    let Some(o) = &a.oauth else {
+        if a.auth.is_oauth() && a.password_command.is_none() {
+            return Err((
+                key("auth"),
+                format!(
+                    "auth = \"{}\" needs a token source: either an [accounts.oauth] table \
+                     (provider and client_id, then `mailpulse signin --account {}`), or a \
+                     password_command that prints an access token",
+                    a.auth.as_str(),
+                    a.name
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    if !a.auth.is_oauth() {
+        return Err((
+            key("oauth"),
+            "OAuth2 settings need auth = \"xoauth2\" or auth = \"oauthbearer\" (this account \
+             logs in with a password)"
+                .into(),
+        ));
+    }
+    if o.client_secret.is_some() {
+        return Err((
+            key("oauth.client_secret"),
+            "secrets are never stored in the config file: remove this line and set \
+             client_secret_command (e.g. client_secret_command = \"pass show mail/client-secret\")"
+                .into(),
+        ));
+    }
+    if o.client_id.trim().is_empty() {
+        return Err((
+            key("oauth.client_id"),
+            "must not be empty: register an application with your provider (see the README) and \
+             put its client id here"
+                .into(),
+        ));
+    }
+    if let Some(cmd) = &o.client_secret_command
+        && cmd.trim().is_empty()
+    {
+        return Err((
+            key("oauth.client_secret_command"),
+            "must not be empty".into(),
+        ));
+    }
+    if let Some(t) = &o.tenant {
+        if o.provider != OAuthProvider::Microsoft {
+            return Err((
+                key("oauth.tenant"),
+                "only used with provider = \"microsoft\"".into(),
+            ));
+        }
+        if t.is_empty()
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+        {
+            return Err((
+                key("oauth.tenant"),
+                format!("{t:?} is not a tenant name or id"),
+            ));
+        }
+    }
+    for (name, url) in [
+        ("authorization_url", &o.authorization_url),
+        ("token_url", &o.token_url),
+    ] {
+        match url {
+            None if o.provider == OAuthProvider::Generic => {
+                return Err((
+                    key(&format!("oauth.{name}")),
+                    "is required with provider = \"generic\"".into(),
+                ));
+            }
+            None => {}
+            Some(u) => {
+                if let Err(m) = check_endpoint(u) {
+                    return Err((key(&format!("oauth.{name}")), m));
+                }
+            }
+        }
+    }
+    match &o.scopes {
+        None if o.provider == OAuthProvider::Generic => {
+            return Err((
+                key("oauth.scopes"),
+                "is required with provider = \"generic\" (e.g. [\"imap\", \"offline_access\"])"
+                    .into(),
+            ));
+        }
+        Some(s) if s.is_empty() || s.iter().any(|x| x.is_empty() || x.contains(' ')) => {
+            return Err((
+                key("oauth.scopes"),
+                "name at least one scope, each without spaces".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An OAuth2 endpoint must be https, except on this machine (RFC 8252 loopback, tests).
+fn check_endpoint(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL ({e})"))?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "must start with https:// (plain http only for 127.0.0.1 or localhost): {u}"
+        )),
     }
 }
 
@@ -387,6 +588,7 @@ impl Config {
             {
                 return Err((key("password_command"), "must not be empty".into()));
             }
+            validate_auth(a, &key)?;
             if a.folders.is_empty() {
                 return Err((
                     key("folders"),
@@ -762,6 +964,15 @@ mod tests {
             "folders",
             "ca_file",
             "on_new_mail",
+            "auth",
+            "[accounts.oauth]",
+            "provider",
+            "client_id",
+            "client_secret_command",
+            "tenant",
+            "authorization_url",
+            "token_url",
+            "scopes",
         ] {
             assert!(EXAMPLE.contains(key), "example lacks {key}");
         }
@@ -923,6 +1134,123 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn oauth_accounts_parse_and_round_trip() {
+        let c = parse(&format!(
+            "{ACCOUNT}auth = \"xoauth2\"\n[accounts.oauth]\nprovider = \"microsoft\"\n\
+             client_id = \"abc\"\ntenant = \"organizations\"\n"
+        ))
+        .unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.auth, AuthMethod::Xoauth2);
+        let o = a.oauth.as_ref().unwrap();
+        assert_eq!(o.provider, OAuthProvider::Microsoft);
+        assert_eq!(o.client_id, "abc");
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        // A password account writes no auth key at all.
+        assert!(!parse(ACCOUNT).unwrap().to_toml().contains("auth"));
+        // password_command alone is a token source.
+        let c = parse(&format!(
+            "{ACCOUNT}auth = \"oauthbearer\"\npassword_command = \"oama access a@b\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.accounts[0].auth, AuthMethod::Oauthbearer);
+        // A generic provider with its endpoints (http only on loopback).
+        parse(&format!(
+            "{ACCOUNT}auth = \"oauthbearer\"\n[accounts.oauth]\nprovider = \"generic\"\n\
+             client_id = \"x\"\nauthorization_url = \"http://127.0.0.1:8080/auth\"\n\
+             token_url = \"https://idp.example/token\"\nscopes = [\"imap\"]\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_examples_oauth_block_works_when_uncommented() {
+        let mut text = String::new();
+        let mut in_oauth = false;
+        for line in EXAMPLE.lines() {
+            in_oauth |= line == "# [accounts.oauth]";
+            let uncomment = line == "# auth = \"password\""
+                || (in_oauth
+                    && !line.starts_with("# tenant")
+                    && (line == "# [accounts.oauth]" || line.contains(" = ")));
+            let line = if uncomment { &line[2..] } else { line };
+            text += &line.replace("auth = \"password\"", "auth = \"xoauth2\"");
+            text.push('\n');
+        }
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let o = c.accounts[0].oauth.as_ref().expect("the oauth table");
+        assert_eq!(c.accounts[0].auth, AuthMethod::Xoauth2);
+        assert_eq!(o.provider, OAuthProvider::Google);
+        assert!(o.client_secret_command.is_some() && o.scopes.is_some());
+    }
+
+    #[test]
+    fn oauth_mistakes_name_line_and_key() {
+        let e = err(&format!("{ACCOUNT}auth = \"xoauth2\"\n"));
+        assert!(
+            e.starts_with(
+                "/etc/x/config.toml:5:8: accounts[0].auth: auth = \"xoauth2\" needs a token source"
+            ),
+            "{e}"
+        );
+        let e = err(&format!("{ACCOUNT}auth = \"kerberos\"\n"));
+        assert!(
+            e.contains(":5:8: accounts[0].auth: unknown variant `kerberos`"),
+            "{e}"
+        );
+        let e = err(&format!("{ACCOUNT}[accounts.oauth]\nclient_id = \"x\"\n"));
+        assert!(
+            e.contains("accounts[0].oauth: OAuth2 settings need auth"),
+            "{e}"
+        );
+        let head = format!("{ACCOUNT}auth = \"xoauth2\"\n[accounts.oauth]\n");
+        let e = err(&format!("{head}client_id = \"\"\n"));
+        assert!(
+            e.contains(":7:13: accounts[0].oauth.client_id: must not be empty"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}client_id = \"x\"\nclient_secret = \"GOCSPX-s3cr3t\"\n"
+        ));
+        assert!(
+            e.contains(":8:17: accounts[0].oauth.client_secret: secrets are never stored"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "the secret is not echoed: {e}");
+        let e = err(&format!(
+            "{head}client_id = \"x\"\nprovider = \"generic\"\n"
+        ));
+        assert!(
+            e.contains(
+                "accounts[0].oauth.authorization_url: is required with provider = \"generic\""
+            ),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}client_id = \"x\"\ntoken_url = \"http://idp.example/token\"\n"
+        ));
+        assert!(
+            e.contains(":8:13: accounts[0].oauth.token_url: must start with https://"),
+            "{e}"
+        );
+        let e = err(&format!("{head}client_id = \"x\"\ntenant = \"common\"\n"));
+        assert!(
+            e.contains("accounts[0].oauth.tenant: only used with provider = \"microsoft\""),
+            "{e}"
+        );
+        let e = err(&format!("{head}client_id = \"x\"\nscopes = []\n"));
+        assert!(
+            e.contains("accounts[0].oauth.scopes: name at least one scope"),
+            "{e}"
+        );
+        let e = err(&format!("{head}client_id = \"x\"\nprovidr = \"google\"\n"));
+        assert!(
+            e.contains(":8:1: accounts[0].oauth.providr: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

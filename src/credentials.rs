@@ -211,9 +211,52 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     Ok(line)
 }
 
+/// The keyring user name of an account's OAuth2 refresh token: `"oauth2:{username}@{host}"`,
+/// beside (never instead of) its password entry.
+pub fn refresh_token_key(username: &str, host: &str) -> String {
+    format!("oauth2:{username}@{host}")
+}
+
+/// The stored OAuth2 refresh token of `username` at `host`, or `Ok(None)` (not signed in).
+pub fn get_refresh_token(username: &str, host: &str) -> Result<Option<String>, CredentialError> {
+    let (account, entry) = entry_named(username, host, refresh_token_key(username, host))?;
+    match entry.get_password() {
+        Ok(token) => Ok(Some(token)),
+        Err(KeyringError::NoEntry) => Ok(None),
+        Err(e) => Err(map_error(&account, e)),
+    }
+}
+
+/// Store (or replace) the OAuth2 refresh token of `username` at `host`.
+pub fn set_refresh_token(username: &str, host: &str, token: &str) -> Result<(), CredentialError> {
+    let (account, entry) = entry_named(username, host, refresh_token_key(username, host))?;
+    entry
+        .set_password(token)
+        .map_err(|e| map_error(&account, e))?;
+    tracing::debug!(account = %account, "refresh token stored in the keyring");
+    Ok(())
+}
+
+/// Forget the OAuth2 refresh token of `username` at `host`; `Ok(())` when there was none.
+pub fn delete_refresh_token(username: &str, host: &str) -> Result<(), CredentialError> {
+    let (account, entry) = entry_named(username, host, refresh_token_key(username, host))?;
+    match entry.delete_credential() {
+        Ok(()) | Err(KeyringError::NoEntry) => Ok(()),
+        Err(e) => Err(map_error(&account, e)),
+    }
+}
+
 /// The keyring entry of an account, in a freshly opened platform store.
 fn entry(username: &str, host: &str) -> Result<(String, Entry), CredentialError> {
-    let account = account_key(username, host);
+    entry_named(username, host, account_key(username, host))
+}
+
+/// The keyring entry `account` (a key made from `username` and `host`).
+fn entry_named(
+    username: &str,
+    host: &str,
+    account: String,
+) -> Result<(String, Entry), CredentialError> {
     let invalid = |reason: &str| CredentialError::InvalidAccount {
         account: account.clone(),
         reason: reason.to_owned(),

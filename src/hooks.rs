@@ -46,3 +46,17 @@ pub fn on_new_mail(command_line: &str, account: &str, folder: &str, item: &MailI
         }
     }
 }
+
+/// Open a folder or URL with the desktop's default handler (`xdg-open`, `open`, `explorer`): the
+/// tray's "Open log", a click on a toast, and the browser of `mailpulse signin`.
+pub fn open_with_desktop(target: &str) -> std::io::Result<()> {
+    #[cfg(target_os = "macos")]
+    let program = "open";
+    #[cfg(windows)]
+    let program = "explorer";
+    #[cfg(not(any(target_os = "macos", windows)))]
+    let program = "xdg-open";
+    let mut cmd = std::process::Command::new(program);
+    crate::secret::restore_child_env(&mut cmd);
+    cmd.arg(target).stdin(Stdio::null()).spawn().map(drop)
+}

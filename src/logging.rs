@@ -1,6 +1,7 @@
 //! Logging with `tracing`: warnings and errors on stderr (more with `RUST_LOG`), and, when the
 //! config enables it, a daily rolling file in the platform's log directory (7 files kept).
-//! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic.
+//! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic, and
+//! ureq's the OAuth2 token requests.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,7 +16,12 @@ pub struct LogGuard {
     _file: Option<WorkerGuard>,
 }
 
-const QUIET_DEPS: [&str; 2] = ["async_imap=warn", "imap_proto=warn"];
+const QUIET_DEPS: [&str; 4] = [
+    "async_imap=warn",
+    "imap_proto=warn",
+    "ureq=warn",
+    "ureq_proto=warn",
+];
 
 fn quiet(mut filter: EnvFilter) -> EnvFilter {
     for directive in QUIET_DEPS {

@@ -16,6 +16,11 @@ fn main() -> ExitCode {
             runtime.block_on(cli::check(config_path.as_deref(), account.as_deref(), json))
         }
         Some(Cmd::Watch { json }) => runtime.block_on(cli::watch(config_path.as_deref(), json)),
+        Some(Cmd::Signin {
+            account,
+            no_browser,
+        }) => runtime.block_on(cli::signin(config_path.as_deref(), &account, no_browser)),
+        Some(Cmd::Signout { account }) => cli::signout(config_path.as_deref(), &account),
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
         #[cfg(feature = "desktop")]
         Some(Cmd::Settings { page }) => match config_path {

@@ -81,10 +81,20 @@ pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
     let Some(command_line) = account.password_command.as_deref() else {
         return from_keyring(account).await;
     };
+    command_secret(&account.name, "password_command", command_line).await
+}
+
+/// Run a secret-printing command (`key` of account `account` in messages) and return what it
+/// printed on standard output, trimmed.
+pub async fn command_secret(
+    account: &str,
+    key: &str,
+    command_line: &str,
+) -> Result<Secret, ProtoError> {
     let fail = |what: String| {
         ProtoError::new(
             ErrorKind::Secret,
-            format!("password_command of account {:?} {what}", account.name),
+            format!("{key} of account {account:?} {what}"),
         )
     };
     let mut child = shell(command_line)

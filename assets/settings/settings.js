@@ -10,6 +10,8 @@ const GENERAL = [
   ["notifications.show_errors", "bool"], ["notifications.error_grace_secs", "int"],
   ["logging.enabled", "bool"], ["logging.level", "str"], ["desktop.start_at_login", "bool"],
 ];
+const OAUTH_TEXT = ["client_id", "client_secret_command", "tenant", "authorization_url", "token_url"];
+const PROVIDER_NAMES = { google: "Google", microsoft: "Microsoft", generic: "your provider" };
 const ACCOUNT_TEXT = ["name", "host", "username", "password_command", "ca_file", "open_command", "webmail_url", "on_new_mail"];
 
 function send(msg) { window.ipc.postMessage(JSON.stringify(msg)); }
@@ -53,10 +55,30 @@ function showAccount() {
   $("acct.security").value = a.security || "tls";
   $("acct.port").value = a.port == null ? "" : a.port;
   $("acct.folders").value = (a.folders || ["INBOX"]).join(", ");
+  const o = a.oauth || {};
+  $("acct.auth").value = a.auth || "password";
+  $("acct.oauth.provider").value = o.provider || "google";
+  for (const k of OAUTH_TEXT) $("acct.oauth." + k).value = o[k] || "";
+  $("acct.oauth.scopes").value = (o.scopes || []).join(" ");
+  $("signin-result").textContent = state.stored[a.name] === "signed_in" ? "Signed in (kept in the keyring)." : "";
+  $("signin-result").className = "result oauth";
+  showAuth();
   const pw = $("acct.password");
   pw.value = state.passwords[a.name] || "";
   pw.placeholder = state.stored[a.name] === "command" ? "from the password command below"
     : state.stored[a.name] ? "stored in the keyring (type to replace)" : "stored in the keyring when you save";
+}
+// Show the fields of the chosen sign-in method (and provider).
+function showAuth() {
+  const oauth = $("acct.auth").value !== "password";
+  const provider = $("acct.oauth.provider").value;
+  document.querySelectorAll(".oauth").forEach((el) => {
+    el.hidden = !oauth || (el.classList.contains("generic") && provider !== "generic")
+      || (el.classList.contains("microsoft") && provider !== "microsoft");
+  });
+  document.querySelectorAll(".password-only").forEach((el) => { el.hidden = oauth; });
+  $("password-command-label").textContent = oauth ? "…or access token command" : "…or password command";
+  $("sign-in").textContent = "Sign in with " + PROVIDER_NAMES[provider] + "…";
 }
 function readAccount() {
   const a = state.config.accounts[state.selected];
@@ -71,6 +93,18 @@ function readAccount() {
   const port = $("acct.port").value.trim();
   a.port = port === "" ? null : Number(port);
   a.folders = $("acct.folders").value.split(",").map((f) => f.trim()).filter((f) => f);
+  a.auth = $("acct.auth").value;
+  const clientId = $("acct.oauth.client_id").value.trim();
+  if (a.auth === "password" || (!clientId && a.password_command)) {
+    a.oauth = null;
+  } else {
+    const o = { provider: $("acct.oauth.provider").value, client_id: clientId };
+    for (const k of OAUTH_TEXT.slice(1)) { const v = $("acct.oauth." + k).value.trim(); o[k] = v === "" ? null : v; }
+    const scopes = $("acct.oauth.scopes").value.split(/\s+/).filter((x) => x);
+    o.scopes = scopes.length ? scopes : null;
+    if (o.provider !== "microsoft") o.tenant = null;
+    a.oauth = o;
+  }
   const pw = $("acct.password").value;
   if (oldName !== a.name) { delete state.passwords[oldName]; state.stored[a.name] = state.stored[oldName]; }
   if (pw) state.passwords[a.name] = pw; else delete state.passwords[a.name];
@@ -84,7 +118,7 @@ function clearInvalid() {
 }
 function showInvalid(key, message) {
   let id = key;
-  const m = /^accounts\[(\d+)\]\.(\w+)$/.exec(key);
+  const m = /^accounts\[(\d+)\]\.([\w.]+)$/.exec(key);
   if (m) {
     state.selected = Number(m[1]);
     $("account-list").value = m[1];
@@ -146,6 +180,18 @@ const handlers = {
   },
   invalid(msg) { showInvalid(msg.key, msg.message); },
   error(msg) { $("banner").textContent = msg.message; $("banner").hidden = false; status("Not saved."); },
+  signin_url(msg) {
+    const r = $("signin-result");
+    r.className = "result oauth";
+    r.textContent = "Waiting for you to sign in in the browser. If it did not open, open this address: " + msg.url;
+  },
+  signed_in(msg) {
+    const r = $("signin-result");
+    r.textContent = msg.text;
+    r.className = "result oauth " + (msg.ok ? "ok" : "fail");
+    if (msg.ok) state.stored[msg.account] = "signed_in";
+    $("sign-in").disabled = false;
+  },
   tested(msg) {
     const r = $("test-result");
     r.textContent = msg.text;
@@ -182,6 +228,18 @@ document.addEventListener("DOMContentLoaded", () => {
     $("test-result").className = "result";
     $("test-result").textContent = "Connecting to " + (a.host || "?") + "…";
     send({ op: "test", account: a, password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
+  });
+  $("acct.auth").addEventListener("change", showAuth);
+  $("acct.oauth.provider").addEventListener("change", showAuth);
+  $("sign-in").addEventListener("click", () => {
+    clearInvalid(); readGeneral(); readAccount();
+    const a = state.config.accounts[state.selected];
+    if (!a) return;
+    if (!a.oauth || !a.oauth.client_id) { showInvalid(`accounts[${state.selected}].oauth.client_id`, "Enter the client id of your app registration first (see the README)."); return; }
+    $("sign-in").disabled = true;
+    $("signin-result").className = "result oauth";
+    $("signin-result").textContent = "Opening your browser…";
+    send({ op: "signin", account: a });
   });
   $("ok").addEventListener("click", () => save(true));
   $("apply").addEventListener("click", () => save(false));

@@ -525,15 +525,7 @@ fn write_app_icon(dir: &Path) -> Option<String> {
 
 /// Open a folder or URL with the desktop's default handler.
 fn open_thing(target: &str) {
-    #[cfg(target_os = "macos")]
-    let program = "open";
-    #[cfg(windows)]
-    let program = "explorer";
-    #[cfg(not(any(target_os = "macos", windows)))]
-    let program = "xdg-open";
-    let mut cmd = std::process::Command::new(program);
-    crate::secret::restore_child_env(&mut cmd);
-    if let Err(e) = cmd.arg(target).spawn() {
+    if let Err(e) = crate::hooks::open_with_desktop(target) {
         tracing::warn!("cannot open {target}: {e}");
     }
 }

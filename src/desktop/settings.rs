@@ -54,6 +54,10 @@ enum Request {
         password: Option<String>,
         keepalive: Option<Value>,
     },
+    /// "Sign in with …": the OAuth2 sign-in of this (possibly unsaved) account.
+    Signin {
+        account: Value,
+    },
     Cancel,
 }
 
@@ -121,6 +125,13 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                     let p = p.clone();
                     handle.spawn(async move {
                         let answer = test_connection(account, password, keepalive).await;
+                        let _ = p.send_event(Reply::Message(answer));
+                    });
+                }
+                Ok(Request::Signin { account }) => {
+                    let p = p.clone();
+                    handle.spawn(async move {
+                        let answer = sign_in(account, p.clone()).await;
                         let _ = p.send_event(Reply::Message(answer));
                     });
                 }
@@ -198,6 +209,10 @@ fn load_message(path: &Path, page: Option<&str>) -> Value {
         .filter_map(|a| {
             if a.password_command.is_some() {
                 Some((a.name.clone(), "command"))
+            } else if a.auth.is_oauth() {
+                crate::credentials::get_refresh_token(&a.username, &a.host)
+                    .is_ok_and(|t| t.is_some())
+                    .then(|| (a.name.clone(), "signed_in"))
             } else if crate::credentials::get_password(&a.username, &a.host)
                 .is_ok_and(|p| p.is_some())
             {
@@ -257,6 +272,33 @@ pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) ->
         tracing::warn!("cannot change start at login: {e}");
     }
     json!({"op": "saved"})
+}
+
+/// "Sign in with …": the same flow as `mailpulse signin` (the browser opened by the desktop's
+/// opener), its address and then its result shown in the page.
+async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) -> Value {
+    let fail = |name: &str, text: String| json!({"op": "signed_in", "ok": false, "account": name, "text": text});
+    let account: Account = match serde_json::from_value(account) {
+        Ok(a) => a,
+        Err(e) => return fail("", format!("The account is incomplete: {e}")),
+    };
+    let check = Config {
+        accounts: vec![account.clone()],
+        ..Config::default()
+    };
+    if let Err((key, message)) = check.validate() {
+        let key = key.trim_start_matches("accounts[0].");
+        return fail(&account.name, format!("{key}: {message}"));
+    }
+    let name = account.name.clone();
+    let result = crate::cli::sign_in_account(&account, true, move |url| {
+        let _ = proxy.send_event(Reply::Message(json!({"op": "signin_url", "url": url})));
+    })
+    .await;
+    match result {
+        Ok(text) => json!({"op": "signed_in", "ok": true, "account": name, "text": text}),
+        Err(text) => fail(&name, text),
+    }
 }
 
 /// "Test connection": the last-item query, answered in words.

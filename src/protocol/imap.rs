@@ -1,5 +1,5 @@
 //! IMAP over `async-imap`: connect (TCP with a deadline, implicit TLS or STARTTLS, verified
-//! certificates), LOGIN, read-only `EXAMINE`, the last-item query `UID FETCH *`, and IDLE that can
+//! certificates), LOGIN or SASL XOAUTH2/OAUTHBEARER (see [`crate::oauth`]), read-only `EXAMINE`, the last-item query `UID FETCH *`, and IDLE that can
 //! be interrupted cleanly with DONE.
 //!
 //! The agent never changes the mailbox: the folder is opened with EXAMINE, and nothing but
@@ -21,7 +21,7 @@ use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::{Connector, FolderInfo, ProtoError, Session, Wake};
-use crate::config::{Account, KeepAlive, Security};
+use crate::config::{Account, AuthMethod, KeepAlive, Security};
 use crate::event::{ErrorKind, MailItem};
 use crate::secret;
 
@@ -43,12 +43,15 @@ pub struct ImapConnector {
     warned_plain: AtomicBool,
     /// A password typed into Settings but not stored yet ("Test connection").
     password: Option<secret::Secret>,
+    /// Access tokens for `auth = "xoauth2"`/`"oauthbearer"`, shared by the account's folders.
+    tokens: crate::oauth::TokenSource,
     tls: std::sync::Mutex<Option<native_tls::TlsConnector>>,
 }
 
 impl ImapConnector {
     pub fn new(account: Account, keepalive: KeepAlive) -> Self {
         ImapConnector {
+            tokens: crate::oauth::TokenSource::new(account.clone()),
             account,
             keepalive,
             warned_plain: AtomicBool::new(false),
@@ -240,8 +243,12 @@ impl ImapConnector {
 
     /// Connect and authenticate; returns the session and whether the server can IDLE.
     pub async fn login(&self) -> Result<(ImapSession, bool), ProtoError> {
-        let password = match &self.password {
+        // The secret first (a missing one needs no connection): the password, or an access
+        // token that is valid for at least a minute (refreshed here, on every connect, so a
+        // token that expired during a long IDLE or a suspend never breaks a reconnect).
+        let secret = match &self.password {
             Some(p) => p.clone(),
+            None if self.account.auth.is_oauth() => self.tokens.token(None).await?,
             None => secret::password(&self.account).await?,
         };
         let tcp = self.tcp().await?;
@@ -277,8 +284,11 @@ impl ImapConnector {
             self.greeting(&mut client).await?;
         }
         let user = self.account.username.as_str();
-        let mut session = self
-            .step("logging in", async {
+        let mut session = if self.account.auth.is_oauth() {
+            self.authenticate(client, secret).await?
+        } else {
+            let password = secret;
+            self.step("logging in", async {
                 client.login(user, password.expose()).await.map_err(|(e, _)| match e {
                     async_imap::error::Error::No(text) => ProtoError::new(
                         ErrorKind::Auth,
@@ -291,8 +301,8 @@ impl ImapConnector {
                     other => self.imap_error(other, "logging in"),
                 })
             })
-            .await?;
-        drop(password);
+            .await?
+        };
         let caps = self
             .step("asking for capabilities", async {
                 session
@@ -302,6 +312,83 @@ impl ImapConnector {
             })
             .await?;
         Ok((session, caps.has_str("IDLE")))
+    }
+
+    /// SASL XOAUTH2 or OAUTHBEARER with `token`; when the server refuses it, once more with a
+    /// freshly obtained token (refreshed, or `password_command` run again) on the same connection.
+    async fn authenticate(
+        &self,
+        mut client: async_imap::Client<Stream>,
+        mut token: secret::Secret,
+    ) -> Result<ImapSession, ProtoError> {
+        let user = self.account.username.as_str();
+        let (mechanism, on_error) = crate::oauth::mechanism(self.account.auth);
+        for attempt in 0..2 {
+            let response = match self.account.auth {
+                AuthMethod::Oauthbearer => crate::oauth::oauthbearer(
+                    user,
+                    &self.account.host,
+                    self.account.effective_port(),
+                    &token,
+                ),
+                _ => crate::oauth::xoauth2(user, &token),
+            };
+            let sasl = Sasl {
+                first: Some(response),
+                on_error,
+            };
+            let result = self
+                .step("authenticating", async {
+                    Ok(client.authenticate(mechanism, sasl).await)
+                })
+                .await?;
+            match result {
+                Ok(session) => {
+                    tracing::debug!(account = %self.account.name, mechanism, "authenticated");
+                    return Ok(session);
+                }
+                Err((async_imap::error::Error::No(text), back))
+                    if attempt == 0 && self.password.is_none() =>
+                {
+                    tracing::info!(
+                        account = %self.account.name,
+                        mechanism,
+                        "the server refused the access token ({}); getting a fresh one",
+                        clip(text.trim())
+                    );
+                    client = back;
+                    token = self.tokens.token(Some(&token)).await?;
+                }
+                Err((async_imap::error::Error::No(text), _)) => {
+                    return Err(ProtoError::new(
+                        ErrorKind::Auth,
+                        format!(
+                            "{} rejected the OAuth2 token of {user:?} ({}); check the user name, \
+                             and that the token grants IMAP access ({mechanism})",
+                            self.account.host,
+                            text.trim()
+                        ),
+                    ));
+                }
+                Err((async_imap::error::Error::Bad(text), _)) => {
+                    return Err(ProtoError::new(
+                        ErrorKind::Auth,
+                        format!(
+                            "{} does not accept AUTHENTICATE {mechanism} ({}); try auth = \"{}\"",
+                            self.endpoint(),
+                            text.trim(),
+                            if mechanism == "XOAUTH2" {
+                                "oauthbearer"
+                            } else {
+                                "xoauth2"
+                            }
+                        ),
+                    ));
+                }
+                Err((other, _)) => return Err(self.imap_error(other, "authenticating")),
+            }
+        }
+        unreachable!("the second attempt returns")
     }
 
     async fn greeting<T: Io>(&self, client: &mut async_imap::Client<T>) -> Result<(), ProtoError> {
@@ -383,6 +470,23 @@ fn imap_error(endpoint: &str, e: async_imap::error::Error, what: &str) -> ProtoE
         ),
     };
     ProtoError::new(kind, format!("{endpoint}: {detail} while {what}"))
+}
+
+/// The client side of a one-step SASL exchange: the initial response, then (if the server
+/// answers with an error challenge) the mechanism's acknowledgement, so that it sends its NO.
+struct Sasl {
+    first: Option<secret::Secret>,
+    on_error: &'static [u8],
+}
+
+impl async_imap::Authenticator for Sasl {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        match self.first.take() {
+            Some(response) => response.expose().as_bytes().to_vec(),
+            None => self.on_error.to_vec(),
+        }
+    }
 }
 
 /// Keep messages that quote server output short.

@@ -80,6 +80,10 @@ pub struct DovecotOptions {
     /// `imap_idle_notify_interval` in seconds. 0 (accepted by Dovecot 2.3)
     /// means Dovecot never sends its `* OK Still here` keepalives in IDLE.
     pub idle_notify_interval_secs: u32,
+    /// `Some(url)`: also accept OAuth2 bearer tokens (SASL XOAUTH2 and OAUTHBEARER) through an
+    /// `oauth2` passdb that validates each token by POSTing it to this RFC 7662 introspection
+    /// URL (`{"active": true, "username": ...}`). Passwords keep working beside it.
+    pub oauth2_introspection_url: Option<String>,
 }
 
 impl Default for DovecotOptions {
@@ -88,6 +92,7 @@ impl Default for DovecotOptions {
             users: vec![("alice".to_string(), "secret-pw".to_string())],
             idle: true,
             idle_notify_interval_secs: 0,
+            oauth2_introspection_url: None,
         }
     }
 }
@@ -549,7 +554,11 @@ impl Dovecot {
             "login_log_format_elements = user=<%u> method=%m rip=%r lip=%l mpid=%e %c \
              session=<%{session}> lpid=%{pid}",
         );
-        line("auth_mechanisms = plain login");
+        if self.opts.oauth2_introspection_url.is_some() {
+            line("auth_mechanisms = plain login xoauth2 oauthbearer");
+        } else {
+            line("auth_mechanisms = plain login");
+        }
         line("disable_plaintext_auth = no");
         line("auth_failure_delay = 2 secs");
         line("ssl = yes");
@@ -567,6 +576,26 @@ impl Dovecot {
             line(&format!("default_internal_user = {user}"));
             line(&format!("default_internal_group = {group}"));
             line(&format!("default_login_user = {user}"));
+        }
+        if let Some(url) = &self.opts.oauth2_introspection_url {
+            // Dovecot 2.3: the oauth2 passdb answers the token mechanisms only; every token is
+            // introspected (no tokeninfo_url, no auth cache), so a revoked or expired token is
+            // refused at once.
+            let ext = self.root.join("dovecot-oauth2.conf.ext");
+            fs::write(
+                &ext,
+                format!(
+                    "introspection_mode = post\nintrospection_url = {url}\n\
+                     username_attribute = username\nactive_attribute = active\n\
+                     active_value = true\n"
+                ),
+            )
+            .expect("write oauth2 passdb config");
+            line("passdb {");
+            line("  driver = oauth2");
+            line("  mechanisms = xoauth2 oauthbearer");
+            line(&format!("  args = {}", ext.display()));
+            line("}");
         }
         line("passdb {");
         line("  driver = passwd-file");

@@ -27,5 +27,7 @@ pub use dovecot::{Dovecot, DovecotOptions, free_port};
 pub use imap::ImapClient;
 pub mod agent;
 pub mod desktop;
+pub mod idp;
+pub mod keyring;
 pub mod logind;
 pub mod relay;
