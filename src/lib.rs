@@ -4,6 +4,16 @@
 //! Data flow: [`config`] → [`engine`] (with a [`protocol`] per account) → [`event::Event`]s →
 //! the shell ([`cli`] today; the tray later). See `docs/ARCHITECTURE.md`.
 
+/// mailpulse ships as three programs side by side, so that each maps only the libraries it
+/// uses: `mailpulse` (the command line, `watch`, `check`; no GUI library linked), which starts
+/// `mailpulse-tray` (GTK, the tray and toasts) when run without a subcommand, which starts
+/// `mailpulse-settings` (WebKit) for the settings window.
+pub fn companion(name: &str) -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or(std::io::ErrorKind::NotFound)?;
+    Ok(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+}
+
 pub mod autostart;
 pub mod cli;
 pub mod config;

@@ -431,7 +431,7 @@ impl App {
     fn sync_autostart(&self) {
         let want = self.config.desktop.start_at_login && !self.config.accounts.is_empty();
         if want && !crate::autostart::is_enabled() {
-            match std::env::current_exe() {
+            match crate::companion("mailpulse") {
                 Ok(exe) => {
                     if let Err(e) = crate::autostart::enable(&exe) {
                         tracing::warn!("cannot set up start at login: {e}");
@@ -452,7 +452,7 @@ impl App {
         if self.settings_open {
             return;
         }
-        let Ok(exe) = std::env::current_exe() else {
+        let Ok(exe) = crate::companion("mailpulse-settings") else {
             return;
         };
         let mut cmd = std::process::Command::new(exe);
@@ -470,7 +470,10 @@ impl App {
                     let _ = p.send_event(UserEvent::SettingsClosed);
                 });
             }
-            Err(e) => tracing::warn!("cannot open Settings: {e}"),
+            Err(e) => tracing::warn!(
+                "cannot open Settings ({}): {e}; it is installed beside mailpulse-tray",
+                cmd.get_program().to_string_lossy()
+            ),
         }
     }
 

@@ -262,7 +262,7 @@ pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) ->
     }
     // Start at login follows the switch (the tray does the same when it reloads).
     let result = if config.desktop.start_at_login && !config.accounts.is_empty() {
-        std::env::current_exe().and_then(|exe| crate::autostart::enable(&exe).map(|_| ()))
+        crate::companion("mailpulse").and_then(|exe| crate::autostart::enable(&exe).map(|_| ()))
     } else if !config.desktop.start_at_login {
         crate::autostart::disable()
     } else {
