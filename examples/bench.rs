@@ -509,6 +509,25 @@ fn read_proc(pid: u32) -> Proc {
     }
 }
 
+/// Context switches (voluntary + involuntary) per thread, keyed by thread id and name.
+fn thread_switches(pid: u32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let total: u64 = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+                .sum();
+            let name = format!("{} ({})", comm.trim(), t.file_name().to_string_lossy());
+            out.push((name, total));
+        }
+    }
+    out
+}
+
 /// Where the memory is: RSS and private memory per mapping (file, or [heap]/[stack]/anonymous),
 /// largest first. `MAILPULSE_BENCH_SMAPS=1 make bench` prints it for each idle figure.
 fn print_smaps(pid: u32) {
@@ -616,11 +635,23 @@ fn idle_cost(
     }
     sleep(Duration::from_secs(2));
     let before = read_proc(w.pid());
+    let threads_before = thread_switches(w.pid());
     let t0 = Instant::now();
     sleep(Duration::from_secs(window_secs));
     let after = read_proc(w.pid());
     if std::env::var_os("MAILPULSE_BENCH_SMAPS").is_some() {
         print_smaps(w.pid());
+        // Which thread woke up how often during the window.
+        for (name, total) in thread_switches(w.pid()) {
+            let before = threads_before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, c)| *c);
+            eprintln!(
+                "      thread {name}: {} switches in the window",
+                total - before.min(total)
+            );
+        }
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let hz = 100.0; // USER_HZ on Linux
