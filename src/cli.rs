@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, ConfigError, Dirs};
 use crate::engine::{self, Store};
 use crate::event::{Command, Event, MailItem};
-use crate::protocol::{self, Connector, imap::ImapConnector};
+use crate::protocol;
 
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_CONNECT: u8 = 3;
@@ -331,7 +331,7 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
     }
     let mut ok = true;
     for account in accounts {
-        let connector = ImapConnector::new(account.clone(), config.keepalive.clone());
+        let connector = protocol::connector(account, &config.keepalive, None);
         for folder in &account.folders {
             let label = if account.folders.len() == 1 {
                 account.name.clone()

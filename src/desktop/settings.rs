@@ -16,8 +16,6 @@ use tao::window::WindowBuilder;
 use wry::WebViewBuilder;
 
 use crate::config::{Account, Config, KeepAlive};
-use crate::protocol::Connector;
-use crate::protocol::imap::ImapConnector;
 use crate::secret::Secret;
 
 const HTML: &str = include_str!("../../assets/settings/index.html");
@@ -315,10 +313,11 @@ pub async fn test_connection(
     let keepalive: KeepAlive = keepalive
         .and_then(|k| serde_json::from_value(k).ok())
         .unwrap_or_default();
-    let mut connector = ImapConnector::new(account.clone(), keepalive);
-    if let Some(p) = password.filter(|p| !p.is_empty()) {
-        connector = connector.with_password(Secret::new(p));
-    }
+    let connector = crate::protocol::connector(
+        &account,
+        &keepalive,
+        password.filter(|p| !p.is_empty()).map(Secret::new),
+    );
     let folder = account
         .folders
         .first()
