@@ -214,10 +214,80 @@ fn a_wrong_password_is_one_error_and_no_hammering() {
         !text.contains("wrong"),
         "the password is never shown: {text}"
     );
+    let challenges = server.count("401");
+    // One attempt: the first request learns the schemes, the second is refused.
+    assert!(challenges <= 2, "{challenges} challenges");
     let later = watch.during(secs(6));
     assert!(of_type(&later, "error").is_empty(), "{later:?}");
-    assert_eq!(server.count("401"), 1, "one attempt, then a long backoff");
+    assert_eq!(
+        server.count("401"),
+        challenges,
+        "no retry within 6 s (a long backoff)"
+    );
     assert!(watch.stop());
+}
+
+#[test]
+fn ntlm_handshake_carries_requests_and_the_stream_on_its_connection() {
+    let server = EwsServer::start(Options {
+        auth: AuthMode::Ntlm,
+        ..Options::default()
+    });
+    server.deliver("Before start", "Bob", "bob@example.com");
+    let home = Home::new();
+    config(
+        &home,
+        &server,
+        PASSWORD,
+        "response_timeout_secs = 10",
+        "auth = \"ntlm\"\n",
+    );
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    let deadline = std::time::Instant::now() + secs(30);
+    while server.count("GetStreamingEvents") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no GetStreamingEvents"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.deliver("Over NTLM", "Heidi", "heidi@example.com");
+    let events = watch.until_type(secs(30), "new_mail");
+    assert_eq!(new_mail_subjects(&events), ["Over NTLM"]);
+    assert!(watch.stop());
+    // One handshake per connection (requests, stream), none per request.
+    assert_eq!(server.count("401"), 2, "{:?}", server.counts());
+    assert!(server.count("FindItem") >= 2);
+    assert_read_only(&server);
+    server.validate();
+}
+
+#[test]
+fn password_auth_finds_ntlm_by_itself_and_a_wrong_password_says_so() {
+    let server = EwsServer::start(Options {
+        auth: AuthMode::Ntlm,
+        ..Options::default()
+    });
+    server.deliver("Hello NTLM", "Ivan", "ivan@example.com");
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let out = home.run(&["check", "--account", "work"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("subject=\"Hello NTLM\""), "{stdout}");
+    config(&home, &server, "wrong", "response_timeout_secs = 10", "");
+    let out = home.run(&["check", "--account", "work"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rejected the NTLM login of \"alice@example.com\""),
+        "{stderr}"
+    );
 }
 
 #[test]

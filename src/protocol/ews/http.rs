@@ -61,6 +61,8 @@ pub struct Conn {
     /// Whether a request was already answered on this connection (a stale pooled connection
     /// may be retried once).
     pub used: bool,
+    /// NTLM authenticated this connection.
+    pub authed: bool,
 }
 
 impl Conn {
@@ -68,6 +70,7 @@ impl Conn {
         Conn {
             io: BufReader::new(io),
             used: false,
+            authed: false,
         }
     }
 

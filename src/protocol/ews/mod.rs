@@ -21,6 +21,7 @@
 //! scheme runs out in 2054 — long after Microsoft switches EWS off.
 
 pub mod http;
+pub mod ntlm;
 pub mod xml;
 
 use std::collections::HashMap;
@@ -139,6 +140,8 @@ impl UidMap {
 enum Scheme {
     Basic,
     Bearer,
+    /// NTLM, in an `NTLM` or a `Negotiate` header.
+    Ntlm(&'static str),
 }
 
 pub struct EwsConnector {
@@ -157,6 +160,8 @@ struct Shared {
     cookie: Mutex<Option<String>>,
     uids: Mutex<UidMap>,
     warned_plain: AtomicBool,
+    /// What the server offered, learnt once for `auth = "password"`.
+    scheme: Mutex<Option<Scheme>>,
 }
 
 impl EwsConnector {
@@ -173,6 +178,7 @@ impl EwsConnector {
                 cookie: Mutex::new(None),
                 uids: Mutex::new(UidMap::default()),
                 warned_plain: AtomicBool::new(false),
+                scheme: Mutex::new(None),
             }),
         }
     }
@@ -494,8 +500,11 @@ impl Http {
                     ))
                 ),
                 Scheme::Bearer => format!("Bearer {}", secret.expose()),
+                Scheme::Ntlm(_) => String::new(),
             };
-            h.push(("Authorization", value));
+            if !value.is_empty() {
+                h.push(("Authorization", value));
+            }
         }
         let user = &self.shared.account.username;
         if user.contains('@') {
@@ -516,15 +525,21 @@ impl Http {
     }
 
     /// Send `body` and read the answer's head, authenticating as needed: reconnects when
-    /// there is no connection, retries once on a pooled connection the server had closed.
+    /// there is no connection, retries once on a pooled connection the server had closed, runs
+    /// the NTLM handshake on a new connection, and (for `auth = "password"`) learns from the
+    /// first 401 which scheme the server offers.
     async fn request(&mut self, what: &str, body: &str) -> Result<Head, ProtoError> {
         let shared = self.shared.clone();
         if self.secret.is_none() {
             self.secret = Some(shared.secret(None).await?);
-            self.scheme = Some(match shared.account.auth {
-                AuthMethod::Bearer => Scheme::Bearer,
-                _ => Scheme::Basic,
-            });
+        }
+        if self.scheme.is_none() {
+            self.scheme = match shared.account.auth {
+                AuthMethod::Bearer => Some(Scheme::Bearer),
+                AuthMethod::Basic => Some(Scheme::Basic),
+                AuthMethod::Ntlm => Some(Scheme::Ntlm("NTLM")),
+                _ => *shared.scheme.lock().unwrap_or_else(|p| p.into_inner()),
+            };
         }
         let path = {
             let url = shared.url()?;
@@ -539,11 +554,31 @@ impl Http {
         };
         let mut refreshed = false;
         let mut retried = false;
-        loop {
+        // The NTLM leg this request is at: None, Some(false) = type 1 sent, Some(true) = type 3.
+        let mut ntlm_leg: Option<bool> = None;
+        let mut ntlm_answer: Option<String> = None;
+        for _ in 0..6 {
             if self.conn.is_none() {
                 self.conn = Some(shared.connect().await?);
+                ntlm_leg = None;
             }
-            let headers = self.headers();
+            let mut headers = self.headers();
+            let authed = self.conn.as_ref().is_some_and(|c| c.authed);
+            if let Some(Scheme::Ntlm(prefix)) = self.scheme
+                && !authed
+            {
+                let token = match ntlm_answer.take() {
+                    Some(t) => {
+                        ntlm_leg = Some(true);
+                        t
+                    }
+                    None => {
+                        ntlm_leg = Some(false);
+                        ntlm::negotiate()
+                    }
+                };
+                headers.push(("Authorization", format!("{prefix} {token}")));
+            }
             let conn = self.conn.as_mut().expect("connected above");
             let reused = conn.used;
             let sent = async {
@@ -556,7 +591,7 @@ impl Http {
                     self.conn = None;
                     return Err(shared.timeout_error(what));
                 }
-                Ok(Err(HttpError::Io(e))) if reused && !retried => {
+                Ok(Err(HttpError::Io(e))) if reused && !retried && ntlm_leg != Some(true) => {
                     tracing::debug!(
                         "{}: the kept connection was closed ({e}); reconnecting",
                         shared.endpoint()
@@ -573,42 +608,114 @@ impl Http {
             };
             shared.remember_cookie(&head);
             if head.status != 401 {
+                if ntlm_leg.is_some()
+                    && let Some(c) = self.conn.as_mut()
+                {
+                    c.authed = true;
+                }
                 return Ok(head);
             }
             // Read the 401's body so the connection stays usable, then decide.
             let _ = self.body(&head, what).await;
-            if self.scheme == Some(Scheme::Bearer) && !refreshed && shared.password.is_none() {
-                tracing::info!(account = %shared.account.name, "the server refused the access token; getting a fresh one");
-                let old = self.secret.take();
-                self.secret = Some(shared.tokens.token(old.as_ref()).await?);
-                refreshed = true;
-                continue;
+            let offered: Vec<&str> = head.all("www-authenticate").collect();
+            match self.scheme {
+                None => {
+                    let has = |name: &str| {
+                        offered.iter().any(|v| {
+                            v.split_whitespace()
+                                .next()
+                                .is_some_and(|s| s.eq_ignore_ascii_case(name))
+                        })
+                    };
+                    let scheme = if has("NTLM") {
+                        Scheme::Ntlm("NTLM")
+                    } else if has("Negotiate") {
+                        Scheme::Ntlm("Negotiate")
+                    } else {
+                        Scheme::Basic
+                    };
+                    tracing::debug!(account = %shared.account.name, "{} offers {offered:?}: using {scheme:?}", shared.endpoint());
+                    *shared.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme);
+                    self.scheme = Some(scheme);
+                    continue;
+                }
+                Some(Scheme::Ntlm(prefix)) if ntlm_leg == Some(false) => {
+                    let challenge = offered.iter().find_map(|v| {
+                        let (name, token) = v.split_once(' ')?;
+                        name.eq_ignore_ascii_case(prefix).then(|| token.trim())
+                    });
+                    let Some(challenge) = challenge else {
+                        return Err(ProtoError::new(
+                            ErrorKind::Auth,
+                            format!(
+                                "{} does not accept NTLM (it offers {}); set auth = \"basic\" or \"bearer\"",
+                                shared.host(),
+                                offered.join(", ")
+                            ),
+                        ));
+                    };
+                    if self.conn.is_none() {
+                        return Err(ProtoError::new(
+                            ErrorKind::Protocol,
+                            format!(
+                                "{}: the server closed the connection in the middle of the NTLM handshake",
+                                shared.endpoint()
+                            ),
+                        ));
+                    }
+                    let secret = self.secret.clone().expect("fetched above");
+                    let answer = ntlm::authenticate(challenge, &shared.account.username, &secret)
+                        .map_err(|m| {
+                        ProtoError::new(ErrorKind::Protocol, format!("{}: {m}", shared.endpoint()))
+                    })?;
+                    ntlm_answer = Some(answer);
+                    continue;
+                }
+                Some(Scheme::Bearer) if !refreshed && shared.password.is_none() => {
+                    tracing::info!(account = %shared.account.name, "the server refused the access token; getting a fresh one");
+                    let old = self.secret.take();
+                    self.secret = Some(shared.tokens.token(old.as_ref()).await?);
+                    refreshed = true;
+                    continue;
+                }
+                _ => {}
             }
-            self.secret = None;
-            let offered: Vec<String> = head
-                .all("www-authenticate")
+            let schemes: Vec<String> = offered
+                .iter()
                 .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
                 .collect();
+            self.secret = None;
             let user = &shared.account.username;
             let host = shared.host();
-            let message = match shared.account.auth {
-                AuthMethod::Bearer => format!(
+            let message = match self.scheme {
+                Some(Scheme::Bearer) => format!(
                     "{host} rejected the OAuth2 token of {user:?} (HTTP 401); check the user name and that the token grants EWS access (EWS.AccessAsUser.All)"
                 ),
-                _ if !offered.is_empty()
-                    && !offered.iter().any(|s| s.eq_ignore_ascii_case("basic")) =>
+                Some(Scheme::Basic)
+                    if !schemes.is_empty()
+                        && !schemes.iter().any(|s| s.eq_ignore_ascii_case("basic")) =>
                 {
                     format!(
                         "{host} does not accept Basic authentication (it offers {}); set auth = \"ntlm\" or \"bearer\"",
-                        offered.join(", ")
+                        schemes.join(", ")
                     )
                 }
+                Some(Scheme::Ntlm(_)) => format!(
+                    "{host} rejected the NTLM login of {user:?} (HTTP 401); check the user name (DOMAIN\\user or user@domain) and the password"
+                ),
                 _ => format!(
-                    "{host} rejected the login of {user:?} (HTTP 401); check the user name (often DOMAIN\\\\user or user@domain) and the password"
+                    "{host} rejected the login of {user:?} (HTTP 401); check the user name (often DOMAIN\\user or user@domain) and the password"
                 ),
             };
             return Err(ProtoError::new(ErrorKind::Auth, message));
         }
+        Err(ProtoError::new(
+            ErrorKind::Auth,
+            format!(
+                "{}: authentication did not finish; check auth in the account settings",
+                shared.endpoint()
+            ),
+        ))
     }
 
     /// The body of the answer whose head was read.
