@@ -165,20 +165,16 @@ fn an_expired_subscription_is_renewed_and_nothing_is_lost() {
     config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
     let mut watch = Watch::start(&home);
     watch.until_type(secs(30), "connected");
-    let deadline = std::time::Instant::now() + secs(30);
-    while server.count("GetStreamingEvents") == 0 {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("GetStreamingEvents", secs(30), || {
+        server.count("GetStreamingEvents") > 0
+    });
     server.expire_subscriptions();
     server.deliver("After the expiry", "Frank", "frank@example.com");
     let events = watch.until_type(secs(30), "new_mail");
     assert_eq!(new_mail_subjects(&events), ["After the expiry"]);
-    let deadline = std::time::Instant::now() + secs(30);
-    while server.subscriptions() == 0 {
-        assert!(std::time::Instant::now() < deadline, "not subscribed again");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("a new subscription", secs(30), || {
+        server.subscriptions() > 0
+    });
     server.deliver("Over the new subscription", "Grace", "grace@example.com");
     let events = watch.until_type(secs(30), "new_mail");
     assert_eq!(new_mail_subjects(&events), ["Over the new subscription"]);
@@ -340,4 +336,97 @@ fn schema_rejects_the_real_notification_namespace_and_accepts_our_requests() {
         .replace("<m:SortOrder>", "<m:Bogus/><m:SortOrder>");
     assert!(xmllint(&[("bad".into(), body_child(&bad).unwrap())]).is_err());
     let _ = AuthMode::Basic;
+}
+
+fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_server_without_streaming_is_followed_by_a_pull_subscription() {
+    let server = EwsServer::start(Options {
+        streaming: false,
+        ..Options::default()
+    });
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    server.deliver("Pulled", "Judy", "judy@example.com");
+    // GetEvents runs every 10 s.
+    let events = watch.until_type(secs(40), "new_mail");
+    assert_eq!(new_mail_subjects(&events), ["Pulled"]);
+    assert!(of_type(&events, "error").is_empty(), "{events:?}");
+    assert!(watch.stop());
+    assert!(server.count("GetEvents") >= 1);
+    assert_eq!(server.count("GetStreamingEvents"), 0);
+    assert_eq!(server.count("Subscribe"), 2, "streaming refused, then pull");
+    assert_read_only(&server);
+    server.validate();
+}
+
+#[test]
+fn a_server_without_subscriptions_is_polled_with_finditem() {
+    let server = EwsServer::start(Options {
+        streaming: false,
+        pull: false,
+        ..Options::default()
+    });
+    let home = Home::new();
+    config(
+        &home,
+        &server,
+        PASSWORD,
+        "interval_secs = 30\nresponse_timeout_secs = 10",
+        "",
+    );
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    let finds = server.count("FindItem");
+    server.deliver("Polled", "Ken", "ken@example.com");
+    let events = watch.until_type(secs(60), "new_mail");
+    assert_eq!(new_mail_subjects(&events), ["Polled"]);
+    assert!(watch.stop());
+    assert!(server.count("FindItem") > finds);
+    assert_eq!(
+        server.count("GetEvents") + server.count("GetStreamingEvents"),
+        0
+    );
+    assert_read_only(&server);
+    server.validate();
+}
+
+#[test]
+fn server_busy_back_off_hint_is_honoured() {
+    let server = EwsServer::start(Options::default());
+    server.busy_next(4000);
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let mut watch = Watch::start(&home);
+    let events = watch.until_type(secs(30), "error");
+    let error = of_type(&events, "error")[0];
+    let text = error["message"].as_str().unwrap();
+    assert!(
+        text.contains("ErrorServerBusy") && text.contains("asked to wait 4 s"),
+        "{text}"
+    );
+    watch.until_type(secs(60), "connected");
+    assert!(watch.stop());
+    let log = server.log();
+    let busy_at = log.iter().position(|(_, op)| op == "GetFolder").unwrap();
+    let (t0, _) = log[busy_at];
+    let (t1, next) = &log[busy_at + 1];
+    assert!(
+        t1.duration_since(t0) >= Duration::from_millis(3900),
+        "{next} only {:?} after the busy answer",
+        t1.duration_since(t0)
+    );
+    server.validate();
 }

@@ -5,10 +5,15 @@
 //! relies on (made on the Envelope or the Body) are copied onto it. All documents of a test are
 //! validated in one xmllint run (the schema is large; parsing it once keeps this fast).
 //!
-//! The one known mismatch: real servers (and every client) put `Notification` of
-//! GetStreamingEvents/GetEvents answers in the messages namespace, the schema in the types
-//! namespace. The helper rewrites that one element before validating, and
-//! `notification_namespace_mismatch_is_the_only_one` shows that the schema rejects the real form.
+//! The one known mismatch: real servers (and every client) put the `Notification`s of a
+//! GetStreamingEvents answer in the messages namespace, the schema in the types namespace
+//! (GetEvents' single `Notification` is in the messages namespace in both). The helper rewrites
+//! that one element of streaming answers before validating, and the test
+//! `schema_rejects_the_real_notification_namespace_and_accepts_our_requests` shows that the
+//! schema rejects the real form.
+//!
+//! SOAP faults (`ErrorServerBusy` comes as one) are SOAP, not EWS schema: they are checked to be
+//! well-formed envelopes but not validated.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,8 +105,11 @@ pub fn body_child(envelope: &str) -> Result<String, String> {
     ))
 }
 
-/// The schema's form of `Notification` (types namespace) in place of the real one.
+/// The schema's form of a streaming `Notification` (types namespace) in place of the real one.
 pub fn schema_form(doc: &str) -> String {
+    if !doc.contains("GetStreamingEventsResponse") {
+        return doc.to_owned();
+    }
     doc.replace(
         "<m:Notification>",
         "<t:Notification xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\">",
@@ -159,10 +167,11 @@ pub fn xmllint(docs: &[(String, String)]) -> Result<(), String> {
 pub fn validate_envelopes(envelopes: &[(String, String)]) {
     let docs: Vec<(String, String)> = envelopes
         .iter()
-        .map(|(label, env)| {
+        .filter_map(|(label, env)| {
             let doc = body_child(env)
                 .unwrap_or_else(|e| panic!("{label} is not a SOAP envelope ({e}):\n{env}"));
-            (label.clone(), schema_form(&doc))
+            let fault = doc.contains(":Fault ") || doc.contains(":Fault>");
+            (!fault).then(|| (label.clone(), schema_form(&doc)))
         })
         .collect();
     if let Err(report) = xmllint(&docs) {

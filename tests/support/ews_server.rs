@@ -100,6 +100,8 @@ struct State {
     transcript: Vec<(String, String)>,
     /// The X-AnchorMailbox headers seen.
     anchors: Vec<String>,
+    /// Every counted request with its time.
+    log: Vec<(Instant, String)>,
 }
 
 pub struct EwsServer {
@@ -204,6 +206,11 @@ impl EwsServer {
 
     pub fn counts(&self) -> HashMap<String, usize> {
         self.state.0.lock().unwrap().counts.clone()
+    }
+
+    /// Every request (operation, or `401`) with when it arrived.
+    pub fn log(&self) -> Vec<(Instant, String)> {
+        self.state.0.lock().unwrap().log.clone()
     }
 
     pub fn anchors(&self) -> Vec<String> {
@@ -399,6 +406,7 @@ impl Ctx {
     fn count(&self, op: &str) {
         let mut s = self.state.0.lock().unwrap();
         *s.counts.entry(op.to_owned()).or_default() += 1;
+        s.log.push((Instant::now(), op.to_owned()));
     }
 
     fn record(&self, label: &str, doc: &str) {

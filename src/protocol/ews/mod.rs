@@ -55,6 +55,10 @@ const MAX_PAGES: u32 = 40;
 const STREAM_MINUTES: u32 = 30;
 /// 2020-01-01T00:00:00Z, the origin of the UID scheme.
 const UID_EPOCH: i64 = 1_577_836_800;
+/// How often a pull subscription is asked for events.
+const PULL_EVERY: Duration = Duration::from_secs(10);
+/// A pull subscription expires when not asked for this long.
+const PULL_TIMEOUT_MINUTES: u32 = 30;
 /// The longest `ErrorServerBusy` back-off hint honoured as given.
 const MAX_BACK_OFF: Duration = Duration::from_secs(300);
 
@@ -162,6 +166,8 @@ struct Shared {
     warned_plain: AtomicBool,
     /// What the server offered, learnt once for `auth = "password"`.
     scheme: Mutex<Option<Scheme>>,
+    /// `ErrorServerBusy` asked not to send anything before then (and how long it asked for).
+    busy_until: Mutex<Option<(Instant, Duration)>>,
 }
 
 impl EwsConnector {
@@ -179,6 +185,7 @@ impl EwsConnector {
                 uids: Mutex::new(UidMap::default()),
                 warned_plain: AtomicBool::new(false),
                 scheme: Mutex::new(None),
+                busy_until: Mutex::new(None),
             }),
         }
     }
@@ -431,8 +438,12 @@ impl Shared {
             "ErrorServerBusy" => ProtoError::new(
                 ErrorKind::Protocol,
                 format!(
-                    "{endpoint}: the server is busy (ErrorServerBusy) while {what}; it asks to wait {} s",
-                    e.back_off.unwrap_or_default().as_secs()
+                    "{endpoint}: the server is busy (ErrorServerBusy) and asked to wait {} s",
+                    e.back_off
+                        .unwrap_or(Duration::from_secs(30))
+                        .min(MAX_BACK_OFF)
+                        .as_secs_f64()
+                        .ceil()
                 ),
             ),
             "ErrorFolderNotFound" | "ErrorAccessDenied" | "ErrorItemNotFound" => ProtoError::new(
@@ -747,6 +758,43 @@ impl Http {
 
     /// A call with one response message: that message (checked), or why not.
     async fn call(&mut self, what: &str, body: &str) -> Result<El, CallError> {
+        let busy = *self
+            .shared
+            .busy_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((until, asked)) = busy
+            && until > Instant::now()
+        {
+            // Honour the hint: nothing is sent before it ran out (the engine retries later).
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: the server is busy (ErrorServerBusy) and asked to wait {} s",
+                    self.shared.endpoint(),
+                    asked.as_secs_f64().ceil()
+                ),
+            )
+            .into());
+        }
+        let result = self.call_once(what, body).await;
+        if let Err(CallError::Ews(e)) = &result
+            && e.code == "ErrorServerBusy"
+        {
+            let asked = e
+                .back_off
+                .unwrap_or(Duration::from_secs(30))
+                .min(MAX_BACK_OFF);
+            *self
+                .shared
+                .busy_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now() + asked, asked));
+        }
+        result
+    }
+
+    async fn call_once(&mut self, what: &str, body: &str) -> Result<El, CallError> {
         let head = self.request(what, body).await?;
         let bytes = self.body(&head, what).await?;
         let shared = self.shared.clone();
@@ -795,6 +843,31 @@ impl Http {
             Ok(m) => Ok(m),
             Err(CallError::Proto(e)) => Err(e),
             Err(CallError::Ews(e)) => Err(self.shared.ews_error(&e, what)),
+        }
+    }
+
+    /// A pull subscription: (id, watermark).
+    async fn subscribe_pull(&mut self, folder: &str) -> Result<(String, String), CallError> {
+        let m = self
+            .call(
+                "subscribing to new mail (pull)",
+                &xml::subscribe_pull(folder, PULL_TIMEOUT_MINUTES),
+            )
+            .await?;
+        let text = |n: &str| {
+            m.child_text(n)
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        match (text("SubscriptionId"), text("Watermark")) {
+            (Some(id), Some(w)) => Ok((id, w)),
+            _ => Err(CallError::Proto(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: Subscribe answered without a SubscriptionId and Watermark",
+                    self.shared.endpoint()
+                ),
+            ))),
         }
     }
 
@@ -857,17 +930,33 @@ impl Connector for EwsConnector {
             Err(CallError::Ews(e)) => {
                 tracing::info!(
                     account = %shared.account.name,
-                    "{} refuses streaming notifications ({}): polling with FindItem every interval",
+                    "{} refuses streaming notifications ({}): trying a pull subscription",
                     shared.endpoint(), e.code
                 );
                 (None, None)
             }
             Err(CallError::Proto(e)) => return Err(e),
         };
+        let pull = if rx.is_none() {
+            match http.subscribe_pull(id).await {
+                Ok(p) => Some(p),
+                Err(CallError::Ews(e)) => {
+                    tracing::info!(
+                        account = %shared.account.name,
+                        "{} refuses pull subscriptions too ({}): polling with FindItem every interval",
+                        shared.endpoint(), e.code
+                    );
+                    None
+                }
+                Err(CallError::Proto(e)) => return Err(e),
+            }
+        } else {
+            None
+        };
         let info = FolderInfo {
             uid_validity,
             exists,
-            can_push: rx.is_some(),
+            can_push: rx.is_some() || pull.is_some(),
         };
         Ok((
             Box::new(EwsSession {
@@ -875,6 +964,7 @@ impl Connector for EwsConnector {
                 folder: id,
                 rx,
                 task,
+                pull,
                 last_alive: Instant::now(),
                 last_beat: None,
                 period: None,
@@ -902,6 +992,8 @@ struct EwsSession {
     folder: &'static str,
     rx: Option<mpsc::UnboundedReceiver<Msg>>,
     task: Option<JoinHandle<()>>,
+    /// A pull subscription (id, watermark) when the server does not stream.
+    pull: Option<(String, String)>,
     last_alive: Instant,
     last_beat: Option<Instant>,
     /// The observed heartbeat period.
@@ -940,6 +1032,81 @@ impl EwsSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         Ok((map.assign(items), last))
+    }
+
+    /// Pull mode: `GetEvents` every [`PULL_EVERY`] until new mail, `max`, or `stop`.
+    async fn pull_wait(
+        &mut self,
+        max: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Wake, ProtoError> {
+        let until = Instant::now() + max;
+        loop {
+            let step = PULL_EVERY.min(until.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = sleep(step) => {}
+                _ = stop.cancelled() => return Ok(Wake::Interrupted),
+            }
+            if Instant::now() >= until {
+                // The engine's keep-alive query follows at once; no GetEvents needed.
+                return Ok(Wake::Timeout);
+            }
+            if self.get_events().await? {
+                return Ok(Wake::Changed);
+            }
+        }
+    }
+
+    /// One round of `GetEvents` (more while the server says MoreEvents); whether new mail came.
+    async fn get_events(&mut self) -> Result<bool, ProtoError> {
+        let mut changed = false;
+        for _ in 0..10 {
+            let Some((sub, watermark)) = self.pull.clone() else {
+                return Ok(changed);
+            };
+            let m = match self
+                .http
+                .call("asking for events", &xml::get_events(&sub, &watermark))
+                .await
+            {
+                Ok(m) => m,
+                Err(CallError::Ews(e)) if e.is_subscription_lost() => {
+                    tracing::info!(
+                        "{}: pull subscription lost ({}); subscribing again",
+                        self.http.shared.endpoint(),
+                        e.code
+                    );
+                    self.pull = match self.http.subscribe_pull(self.folder).await {
+                        Ok(p) => Some(p),
+                        Err(CallError::Proto(e)) => return Err(e),
+                        Err(CallError::Ews(e)) => {
+                            return Err(self.http.shared.ews_error(&e, "subscribing again"));
+                        }
+                    };
+                    // Catch up with FindItem; the old watermark is not reused.
+                    return Ok(true);
+                }
+                Err(CallError::Ews(e)) => {
+                    return Err(self.http.shared.ews_error(&e, "asking for events"));
+                }
+                Err(CallError::Proto(e)) => return Err(e),
+            };
+            let Some(n) = m.child("Notification") else {
+                return Ok(changed);
+            };
+            let mut last = watermark;
+            for event in &n.children {
+                if let Some(w) = event.child_text("Watermark") {
+                    last = w.trim().to_owned();
+                }
+                changed |= event.name == "NewMailEvent" || event.name == "CreatedEvent";
+            }
+            self.pull = Some((sub, last));
+            if n.child_text("MoreEvents").map(str::trim) != Some("true") {
+                break;
+            }
+        }
+        Ok(changed)
     }
 
     /// How long without any envelope means the stream is dead.
@@ -1003,6 +1170,9 @@ impl Session for EwsSession {
 
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
         let endpoint = self.http.shared.endpoint();
+        if self.rx.is_none() && self.pull.is_some() {
+            return self.pull_wait(max, stop).await;
+        }
         let Some(mut rx) = self.rx.take() else {
             // No push: just wait (the engine polls on Timeout).
             tokio::select! {
