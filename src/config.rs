@@ -1121,6 +1121,10 @@ mod tests {
             "authorization_url",
             "token_url",
             "scopes",
+            "url",
+            "\"ews\"",
+            "\"ntlm\"",
+            "\"bearer\"",
         ] {
             assert!(EXAMPLE.contains(key), "example lacks {key}");
         }
