@@ -375,7 +375,7 @@ impl Account {
     }
 
     /// EWS: fill `host` from `url` when only the URL was given.
-    fn derive_host(&mut self) {
+    pub(crate) fn derive_host(&mut self) {
         if self.protocol == Protocol::Ews
             && self.host.is_empty()
             && let Some(h) = self

@@ -430,3 +430,72 @@ fn server_busy_back_off_hint_is_honoured() {
     );
     server.validate();
 }
+
+fn discover(home: &Home, server: &EwsServer, email: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let port = server.port.to_string();
+    let ca = server.ca_pem().display().to_string();
+    let mut child = home
+        .command(&[
+            "discover",
+            email,
+            "--username",
+            USER,
+            "--server",
+            &format!("localhost:{port}"),
+            "--ca-file",
+            &ca,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let deadline = std::time::Instant::now() + secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn discover_finds_the_ews_url_from_the_address() {
+    let server = EwsServer::start(Options {
+        auth: AuthMode::Ntlm,
+        ..Options::default()
+    });
+    let home = Home::new();
+    let out = discover(&home, &server, USER, PASSWORD);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("url = \"{}\"", server.url()));
+    // A redirect to another address is followed.
+    let out = discover(&home, &server, "old@example.com", PASSWORD);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("url = \"{}\"", server.url())
+    );
+    assert_eq!(server.count("Autodiscover"), 3);
+    // An unknown address and a wrong password say so.
+    let out = discover(&home, &server, "nobody@example.com", PASSWORD);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("autodiscover found no EWS URL for nobody@example.com")
+            && stderr.contains("can't be found"),
+        "{stderr}"
+    );
+    let out = discover(&home, &server, USER, "wrong");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rejected the NTLM login"), "{stderr}");
+}

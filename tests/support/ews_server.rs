@@ -159,6 +159,7 @@ impl EwsServer {
 
     fn ctx(&self) -> Ctx {
         Ctx {
+            port: self.port,
             opts: self.opts.clone(),
             state: self.state.clone(),
             stop: self.stop.clone(),
@@ -267,6 +268,7 @@ impl Drop for EwsServer {
 
 #[derive(Clone)]
 struct Ctx {
+    port: u16,
     opts: Options,
     state: Arc<(Mutex<State>, Condvar)>,
     stop: Arc<AtomicBool>,
@@ -499,6 +501,14 @@ impl Ctx {
                     return;
                 }
             };
+            if root.name == "Autodiscover" {
+                self.count("Autodiscover");
+                let body = self.autodiscover(&root);
+                if !respond(stream.get_mut(), "200 OK", &[], &body) {
+                    return;
+                }
+                continue;
+            }
             let Some(op) = operation(&root) else {
                 respond(stream.get_mut(), "400 Bad Request", &[], "");
                 return;
@@ -572,6 +582,32 @@ impl Ctx {
                 return;
             }
         }
+    }
+
+    /// POX autodiscover: the EWS URL for the user, a redirect for `old@…`, an error otherwise.
+    fn autodiscover(&self, root: &El) -> String {
+        let email = root
+            .find("EMailAddress")
+            .map(|e| e.text.trim().to_owned())
+            .unwrap_or_default();
+        let head = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\"><Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\">";
+        let tail = "</Response></Autodiscover>";
+        if email.starts_with("old@") {
+            return format!(
+                "{head}<Account><AccountType>email</AccountType><Action>redirectAddr</Action><RedirectAddr>{}</RedirectAddr></Account>{tail}",
+                esc(&self.opts.user)
+            );
+        }
+        if !email.eq_ignore_ascii_case(&self.opts.user) {
+            return format!(
+                "{head}<Error Time=\"10:00:00\" Id=\"1\"><ErrorCode>500</ErrorCode><Message>The email address can't be found.</Message><DebugData/></Error>{tail}"
+            );
+        }
+        format!(
+            "{head}<User><DisplayName>Alice</DisplayName></User><Account><AccountType>email</AccountType><Action>settings</Action>\
+             <Protocol><Type>EXCH</Type><Server>exch01.example.com</Server><EwsUrl>https://localhost:{}/EWS/Exchange.asmx</EwsUrl></Protocol></Account>{tail}",
+            self.port
+        )
     }
 
     fn get_folder(&self) -> String {

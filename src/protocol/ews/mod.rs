@@ -20,6 +20,7 @@
 //! an old item). Limits: a fifth message in the same second shares the fourth's UID, and the
 //! scheme runs out in 2054 — long after Microsoft switches EWS off.
 
+pub mod autodiscover;
 pub mod http;
 pub mod ntlm;
 pub mod xml;
@@ -172,21 +173,8 @@ struct Shared {
 
 impl EwsConnector {
     pub fn new(account: Account, keepalive: KeepAlive) -> Self {
-        let url = url::Url::parse(&account.ews_url()).map_err(|e| e.to_string());
         EwsConnector {
-            shared: Arc::new(Shared {
-                tokens: crate::oauth::TokenSource::new(account.clone()),
-                url,
-                account,
-                keepalive,
-                password: None,
-                tls: Mutex::new(None),
-                cookie: Mutex::new(None),
-                uids: Mutex::new(UidMap::default()),
-                warned_plain: AtomicBool::new(false),
-                scheme: Mutex::new(None),
-                busy_until: Mutex::new(None),
-            }),
+            shared: Arc::new(Shared::new(account, keepalive, None)),
         }
     }
 
@@ -200,6 +188,23 @@ impl EwsConnector {
 }
 
 impl Shared {
+    fn new(account: Account, keepalive: KeepAlive, password: Option<Secret>) -> Shared {
+        let url = url::Url::parse(&account.ews_url()).map_err(|e| e.to_string());
+        Shared {
+            tokens: crate::oauth::TokenSource::new(account.clone()),
+            url,
+            account,
+            keepalive,
+            password,
+            tls: Mutex::new(None),
+            cookie: Mutex::new(None),
+            uids: Mutex::new(UidMap::default()),
+            warned_plain: AtomicBool::new(false),
+            scheme: Mutex::new(None),
+            busy_until: Mutex::new(None),
+        }
+    }
+
     fn rt(&self) -> Duration {
         self.keepalive.response_timeout()
     }
