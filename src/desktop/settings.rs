@@ -56,6 +56,12 @@ enum Request {
     Signin {
         account: Value,
     },
+    /// "Find server": EWS autodiscover for the account's address (its host, if given, is asked
+    /// instead of the address's domain).
+    Discover {
+        account: Value,
+        password: Option<String>,
+    },
     Cancel,
 }
 
@@ -130,6 +136,13 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                     let p = p.clone();
                     handle.spawn(async move {
                         let answer = sign_in(account, p.clone()).await;
+                        let _ = p.send_event(Reply::Message(answer));
+                    });
+                }
+                Ok(Request::Discover { account, password }) => {
+                    let p = p.clone();
+                    handle.spawn(async move {
+                        let answer = discover(account, password).await;
                         let _ = p.send_event(Reply::Message(answer));
                     });
                 }
@@ -296,6 +309,38 @@ async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) 
     match result {
         Ok(text) => json!({"op": "signed_in", "ok": true, "account": name, "text": text}),
         Err(text) => fail(&name, text),
+    }
+}
+
+/// "Find server": the EWS URL from Autodiscover, answered in words.
+pub async fn discover(account: Value, password: Option<String>) -> Value {
+    let fail = |text: String| json!({"op": "discovered", "ok": false, "text": text});
+    let account: Account = match serde_json::from_value(account) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("The account is incomplete: {e}")),
+    };
+    let password = match password.filter(|p| !p.is_empty()) {
+        Some(p) => Secret::new(p),
+        None => match crate::secret::password(&account).await {
+            Ok(p) => p,
+            Err(e) => return fail(format!("Enter the password first ({})", e.message)),
+        },
+    };
+    let server = Some(account.host.trim()).filter(|h| !h.is_empty());
+    match crate::protocol::ews::autodiscover::discover(
+        &account.username,
+        &account.username,
+        password,
+        server,
+        account.ca_file.clone(),
+        KeepAlive::default().response_timeout(),
+    )
+    .await
+    {
+        Ok(url) => {
+            json!({"op": "discovered", "ok": true, "url": url, "text": format!("Found: {url}")})
+        }
+        Err(e) => fail(e.message),
     }
 }
 
