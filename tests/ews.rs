@@ -131,9 +131,15 @@ fn missing_heartbeats_mean_a_dead_connection_then_reconnect_and_catch_up_once() 
     // Two heartbeats teach mailpulse the period.
     std::thread::sleep(Duration::from_millis(2500));
     server.stall_streams();
+    let stalled = std::time::Instant::now();
     server.deliver("Sent while the line was dead", "Erin", "erin@example.com");
-    // Dead within 2 × 1 s + 3 s (plus slack for a loaded machine).
+    // Dead within 2 × 1 s + 3 s (plus slack for a loaded machine), not at the 30 s keep-alive.
     let events = watch.until_type(secs(30), "error");
+    let noticed = stalled.elapsed();
+    assert!(
+        noticed < secs(15),
+        "the dead stream was noticed only after {noticed:?}"
+    );
     let error = of_type(&events, "error")[0];
     assert_eq!(error["kind"], "timeout", "{error}");
     let text = error["message"].as_str().unwrap();
@@ -498,4 +504,133 @@ fn discover_finds_the_ews_url_from_the_address() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rejected the NTLM login"), "{stderr}");
+}
+
+#[test]
+fn three_mails_in_one_second_are_three_events() {
+    let server = EwsServer::start(Options::default());
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    wait_for("GetStreamingEvents", secs(30), || {
+        server.count("GetStreamingEvents") > 0
+    });
+    for n in 1..=3 {
+        server.deliver(&format!("Burst {n}"), "Lee", "lee@example.com");
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let events = watch.until_type(secs(30), "new_mail");
+        got.extend(new_mail_subjects(&events));
+    }
+    let later = watch.during(secs(3));
+    got.extend(new_mail_subjects(&later));
+    got.sort();
+    assert_eq!(got, ["Burst 1", "Burst 2", "Burst 3"]);
+    assert!(watch.stop());
+}
+
+#[test]
+fn a_closed_stream_is_reopened_quietly() {
+    let server = EwsServer::start(Options {
+        heartbeat: Duration::from_secs(1),
+        stream_lifetime: Duration::from_secs(2),
+        ..Options::default()
+    });
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 5", "");
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    wait_for("three streams", secs(30), || {
+        server.count("GetStreamingEvents") >= 3
+    });
+    server.deliver("After two Closed", "Mia", "mia@example.com");
+    let events = watch.until_type(secs(30), "new_mail");
+    assert_eq!(new_mail_subjects(&events), ["After two Closed"]);
+    assert!(of_type(&events, "error").is_empty(), "{events:?}");
+    assert!(watch.stop());
+    assert_eq!(server.count("GetFolder"), 1, "no reconnect");
+    assert_eq!(server.count("Subscribe"), 1, "the subscription is kept");
+    server.validate();
+}
+
+#[test]
+fn mail_that_arrived_while_mailpulse_was_off_is_one_summary() {
+    let server = EwsServer::start(Options::default());
+    server.deliver("Seen before", "Ned", "ned@example.com");
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    assert!(watch.stop());
+    std::thread::sleep(Duration::from_millis(1100));
+    server.deliver("While off 1", "Olga", "olga@example.com");
+    server.deliver("While off 2", "Olga", "olga@example.com");
+    let mut watch = Watch::start(&home);
+    let events = watch.until_type(secs(30), "missed_mail");
+    let missed = of_type(&events, "missed_mail")[0];
+    assert_eq!(missed["count"], 2, "{missed}");
+    assert!(new_mail_subjects(&events).is_empty(), "{events:?}");
+    let later = watch.during(secs(3));
+    assert!(new_mail_subjects(&later).is_empty(), "{later:?}");
+    assert!(watch.stop());
+}
+
+#[test]
+fn malformed_answers_are_clear_errors() {
+    let server = EwsServer::start(Options::default());
+    server.deliver("x", "y", "y@example.com");
+    server.malformed_next();
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("localhost:{}: malformed answer", server.port)),
+        "{stderr}"
+    );
+    // The next attempt works.
+    assert!(home.run(&["check"]).status.success());
+}
+
+#[test]
+fn bearer_tokens_from_password_command() {
+    let server = EwsServer::start(Options {
+        auth: AuthMode::Bearer,
+        password: "eyJ0eXAiOiJKV1QiLCJhbGciOi.token".into(),
+        ..Options::default()
+    });
+    server.deliver("Token mail", "Pat", "pat@example.com");
+    let home = Home::new();
+    config(
+        &home,
+        &server,
+        "eyJ0eXAiOiJKV1QiLCJhbGciOi.token",
+        "response_timeout_secs = 10",
+        "auth = \"bearer\"\n",
+    );
+    let out = home.run(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Token mail"));
+    config(
+        &home,
+        &server,
+        "expired",
+        "response_timeout_secs = 10",
+        "auth = \"bearer\"\n",
+    );
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rejected the OAuth2 token"), "{stderr}");
+    assert!(
+        !stderr.contains("expired"),
+        "the token is never shown: {stderr}"
+    );
 }

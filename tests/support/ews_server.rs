@@ -35,6 +35,8 @@ pub enum AuthMode {
     Basic,
     /// `WWW-Authenticate: NTLM` (and Negotiate), the handshake bound to the connection.
     Ntlm,
+    /// `Authorization: Bearer <password>` (an OAuth2 access token, as Exchange Online).
+    Bearer,
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +429,10 @@ impl Ctx {
                 ("WWW-Authenticate", "Negotiate".into()),
                 ("WWW-Authenticate", "NTLM".into()),
             ],
+            AuthMode::Bearer => vec![(
+                "WWW-Authenticate",
+                "Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", error=\"invalid_token\"".into(),
+            )],
         }
     }
 
@@ -448,6 +454,7 @@ impl Ctx {
                     );
                     auth == expected
                 }
+                AuthMode::Bearer => auth == format!("Bearer {}", self.opts.password),
                 AuthMode::Ntlm => {
                     if authenticated && auth.is_empty() {
                         true

@@ -13,7 +13,7 @@
 //!
 //! UIDs: EWS item ids are opaque strings, but the engine dedupes by a number that grows with
 //! arrival. The UID is the item's `DateTimeReceived` in seconds since 2020-01-01 times four,
-//! plus a slot (0..=3) for items received in the same second, handed out in order of first
+//! plus one plus a slot (0..=3) for items received in the same second, handed out in order of first
 //! sighting by one map per account that lives as long as the agent. So the UID is stable across
 //! reconnects (catch-up announces each lost item once, nothing twice) and across restarts up to
 //! the slot (a restart starts the slots afresh, which can only make a UID smaller, never announce
