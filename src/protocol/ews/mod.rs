@@ -1114,11 +1114,14 @@ impl EwsSession {
         Ok(changed)
     }
 
-    /// How long without any envelope means the stream is dead.
+    /// How long without any envelope means the stream is dead: twice the heartbeat period or
+    /// the keep-alive interval, whichever is shorter, plus the response timeout — but never less
+    /// than one and a half periods, so that a server whose heartbeats are rarer than the
+    /// keep-alive interval is not declared dead between two of them.
     fn dead_after(&self) -> Duration {
         let ka = &self.http.shared.keepalive;
         let base = match self.period {
-            Some(p) => (p * 2).min(ka.interval()),
+            Some(p) => (p * 2).min(ka.interval()).max(p * 3 / 2),
             None => ka.interval(),
         };
         base + ka.response_timeout()
