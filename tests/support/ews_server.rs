@@ -499,6 +499,19 @@ impl Ctx {
             if let Some(anchor) = req.header("x-anchormailbox") {
                 self.state.0.lock().unwrap().anchors.push(anchor.to_owned());
             }
+            if req
+                .header("cookie")
+                .is_some_and(|c| c.contains("X-BackEndOverrideCookie=EX1~1942"))
+            {
+                *self
+                    .state
+                    .0
+                    .lock()
+                    .unwrap()
+                    .counts
+                    .entry("cookie".into())
+                    .or_default() += 1;
+            }
             self.record("request", &req.body);
             let root = match parse(req.body.as_bytes()) {
                 Ok(r) => r,
