@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use support::ews_server::{EwsServer, Options};
+use support::ews_server::{AuthMode, EwsServer, Options};
 
 /// Pinned, so that a new release cannot change what this test means.
 const EXCHANGELIB: &str = "exchangelib==5.6.0";
@@ -23,8 +23,14 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// The venv's python, made (once; later runs reuse it) with exchangelib installed.
+/// The venv's python, made (once; later runs reuse it) with exchangelib installed. The tests of
+/// this binary share it; the first one makes it while the others wait.
 fn venv_python() -> PathBuf {
+    static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(make_venv).clone()
+}
+
+fn make_venv() -> PathBuf {
     let venv = target_dir().join("ews-interop-venv");
     let python = venv.join("bin/python");
     let ready = |p: &Path| {
@@ -162,5 +168,50 @@ fn exchangelib_reads_the_inbox_and_receives_streaming_and_pull_notifications() {
         "{transcript}"
     );
     assert!(server.count("GetStreamingEvents") >= 1 && server.count("GetEvents") >= 1);
+    server.validate();
+}
+
+/// exchangelib's NTLM (requests_ntlm / pyspnego) against the test server's own NTLMv2 check:
+/// the server's NTLM is not only compatible with mailpulse's.
+#[test]
+fn exchangelib_logs_in_with_ntlm() {
+    let python = venv_python();
+    let server = EwsServer::start(Options {
+        auth: AuthMode::Ntlm,
+        ..Options::default()
+    });
+    server.deliver("Over NTLM", "Carol", "carol@example.com");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/exchangelib_client.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .env("EWS_URL", server.url())
+        .env("EWS_USER", "alice@example.com")
+        .env("EWS_PASSWORD", "secret-pw")
+        .env("EWS_CA", server.ca_pem())
+        .env("EWS_AUTH", "ntlm")
+        .env("EWS_ONLY_READ", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the exchangelib client");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let transcript = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{transcript}");
+    assert!(
+        stdout.contains("NEWEST Over NTLM | carol@example.com"),
+        "{transcript}"
+    );
+    assert!(stdout.contains("TOTAL 1"), "{transcript}");
+    assert!(server.count("401") >= 1, "the NTLM handshake ran");
     server.validate();
 }

@@ -1,6 +1,7 @@
 """A real third-party EWS client (exchangelib) against mailpulse's test EWS server.
 
-Run by tests/ews_interop.rs with EWS_URL, EWS_USER, EWS_PASSWORD and EWS_CA (the test CA, PEM).
+Run by tests/ews_interop.rs with EWS_URL, EWS_USER, EWS_PASSWORD and EWS_CA (the test CA, PEM);
+EWS_AUTH=ntlm logs in with NTLM (exchangelib's requests_ntlm), EWS_ONLY_READ=1 stops after reading.
 Prints one line per finding; "SUBSCRIBED"/"PULL_SUBSCRIBED" ask the test to deliver a message.
 TLS is verified against the test CA with exchangelib's documented custom-adapter hook.
 """
@@ -9,7 +10,7 @@ import sys
 import time
 
 import requests.adapters
-from exchangelib import BASIC, DELEGATE, Account, Build, Configuration, Credentials, Version
+from exchangelib import BASIC, DELEGATE, NTLM, Account, Build, Configuration, Credentials, Version
 from exchangelib.properties import NewMailEvent
 from exchangelib.protocol import BaseProtocol
 
@@ -31,7 +32,7 @@ def say(*parts):
 config = Configuration(
     service_endpoint=os.environ["EWS_URL"],
     credentials=Credentials(os.environ["EWS_USER"], os.environ["EWS_PASSWORD"]),
-    auth_type=BASIC,
+    auth_type=NTLM if os.environ.get("EWS_AUTH") == "ntlm" else BASIC,
     version=Version(build=Build(15, 1, 2507, 6)),
 )
 account = Account(
@@ -46,6 +47,9 @@ for item in newest:
     say("NEWEST", item.subject, "|", item.author.email_address if item.author else "-")
 account.inbox.refresh()
 say("TOTAL", account.inbox.total_count)
+if os.environ.get("EWS_ONLY_READ"):
+    say("DONE")
+    sys.exit(0)
 
 # A streaming subscription receiving a NewMailEvent.
 with account.inbox.streaming_subscription() as subscription_id:
