@@ -348,7 +348,22 @@ fn schema_rejects_the_real_notification_namespace_and_accepts_our_requests() {
     let bad = mailpulse::protocol::ews::xml::find_items("inbox", 1, 0)
         .replace("<m:SortOrder>", "<m:Bogus/><m:SortOrder>");
     assert!(xmllint(&[("bad".into(), body_child(&bad).unwrap())]).is_err());
-    let _ = AuthMode::Basic;
+    // Every request builder, including those a given test may not reach.
+    use mailpulse::protocol::ews::xml;
+    let requests = [
+        xml::get_folder("inbox"),
+        xml::find_items("inbox", 25, 50),
+        xml::get_items(&["AAMk=".into(), "AAMl=".into()]),
+        xml::subscribe_streaming("inbox"),
+        xml::subscribe_pull("junkemail", 30),
+        xml::get_events("sub", "wm"),
+        xml::get_streaming_events("sub", 30),
+    ];
+    let docs: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| ("request".to_string(), body_child(r).unwrap()))
+        .collect();
+    xmllint(&docs).unwrap();
 }
 
 fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
