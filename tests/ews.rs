@@ -656,3 +656,28 @@ fn bearer_tokens_from_password_command() {
         "the token is never shown: {stderr}"
     );
 }
+
+#[test]
+fn a_server_that_ends_every_stream_at_once_is_not_hammered() {
+    let server = EwsServer::start(Options {
+        stream_lifetime: Duration::ZERO,
+        ..Options::default()
+    });
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let mut watch = Watch::start(&home);
+    watch.until_type(secs(30), "connected");
+    wait_for("the first stream", secs(30), || {
+        server.count("GetStreamingEvents") > 0
+    });
+    let first = std::time::Instant::now();
+    std::thread::sleep(secs(8));
+    let streams = server.count("GetStreamingEvents");
+    // Pauses of 1, 2, 4 s between streams that end at once: 4 or 5 within 8 s, not hundreds.
+    assert!(
+        streams <= 6,
+        "{streams} GetStreamingEvents in {:?}",
+        first.elapsed()
+    );
+    assert!(watch.stop());
+}

@@ -1245,8 +1245,19 @@ async fn stream_task(
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let shared = http.shared.clone();
+    // A server that ends every stream at once must not be asked again in a tight loop.
+    let mut pause = Duration::from_secs(1);
     loop {
-        match stream_once(&mut http, &subscription, &tx).await {
+        let started = Instant::now();
+        let end = stream_once(&mut http, &subscription, &tx).await;
+        if started.elapsed() < Duration::from_secs(1) {
+            tracing::debug!(account = %shared.account.name, "the notification stream ended at once; asking again in {} s", pause.as_secs());
+            sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(60));
+        } else {
+            pause = Duration::from_secs(1);
+        }
+        match end {
             Ok(StreamEnd::Closed) => {
                 tracing::debug!(account = %shared.account.name, "notification stream closed by the server; asking again");
             }
