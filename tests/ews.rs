@@ -681,3 +681,26 @@ fn a_server_that_ends_every_stream_at_once_is_not_hammered() {
     );
     assert!(watch.stop());
 }
+
+#[test]
+fn a_host_alone_means_the_default_ews_path() {
+    let server = EwsServer::start(Options::default());
+    server.deliver("By host name", "Quinn", "quinn@example.com");
+    let home = Home::new();
+    let pw = home.password_file(PASSWORD);
+    home.write_config(&format!(
+        "[[accounts]]\nname = \"work\"\nprotocol = \"ews\"\nhost = \"localhost\"\nport = {}\n\
+         username = \"{USER}\"\npassword_command = \"cat '{}'\"\nca_file = \"{}\"\n",
+        server.port,
+        pw.display(),
+        server.ca_pem().display()
+    ));
+    let out = home.run(&["check", "--account", "work"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("subject=\"By host name\""), "{stdout}");
+}
