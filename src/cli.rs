@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, ConfigError, Dirs};
 use crate::engine::{self, Store};
 use crate::event::{Command, Event, MailItem};
-use crate::protocol::{self, Connector, imap::ImapConnector};
+use crate::protocol;
 
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_CONNECT: u8 = 3;
@@ -70,6 +70,22 @@ pub enum Cmd {
         #[arg(long, value_name = "NAME")]
         account: String,
     },
+    /// Find an Exchange mailbox's EWS URL from its e-mail address (Autodiscover) and print the
+    /// `url = ...` line for the account. The password is read from the terminal (or one line of
+    /// standard input) and used only for this.
+    Discover {
+        /// The mailbox's e-mail address.
+        email: String,
+        /// The user name to log in with, if not the address (e.g. CORP\alice).
+        #[arg(long, value_name = "NAME")]
+        username: Option<String>,
+        /// Ask this server (HOST[:PORT]) instead of the address's domain and autodiscover.DOMAIN.
+        #[arg(long, value_name = "HOST")]
+        server: Option<String>,
+        /// An extra certificate authority (PEM) to trust.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
+    },
     /// Store or remove an account's password in the OS keyring.
     Password {
         #[command(subcommand)]
@@ -90,6 +106,46 @@ pub enum PasswordAction {
         #[arg(long, value_name = "NAME")]
         account: String,
     },
+}
+
+/// `mailpulse discover EMAIL`.
+pub async fn discover(
+    email: &str,
+    username: Option<&str>,
+    server: Option<&str>,
+    ca_file: Option<&Path>,
+) -> ExitCode {
+    let username = username.unwrap_or(email);
+    let password = match crate::credentials::read_password(&format!("Password for {username}: ")) {
+        Ok(pw) => crate::secret::Secret::new(pw),
+        Err(e) => {
+            eprintln!("mailpulse: cannot read the password: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let timeout = crate::config::KeepAlive::default().response_timeout();
+    match protocol::ews::autodiscover::discover(
+        email,
+        username,
+        password,
+        server,
+        ca_file.map(Path::to_path_buf),
+        timeout,
+    )
+    .await
+    {
+        Ok(url) => {
+            println!("url = \"{url}\"");
+            eprintln!(
+                "mailpulse: put this line into the account (protocol = \"ews\", username = \"{username}\")"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            ExitCode::from(EXIT_CONNECT)
+        }
+    }
 }
 
 /// `mailpulse password set|delete`.
@@ -331,7 +387,7 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
     }
     let mut ok = true;
     for account in accounts {
-        let connector = ImapConnector::new(account.clone(), config.keepalive.clone());
+        let connector = protocol::connector(account, &config.keepalive, None);
         for folder in &account.folders {
             let label = if account.folders.len() == 1 {
                 account.name.clone()

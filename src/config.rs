@@ -180,17 +180,32 @@ pub enum AuthMethod {
     Xoauth2,
     /// SASL OAUTHBEARER (RFC 7628) with an OAuth2 access token.
     Oauthbearer,
+    /// EWS only: HTTP Basic with the password (`"password"` picks Basic or NTLM from what the
+    /// server offers in `WWW-Authenticate`).
+    Basic,
+    /// EWS only: NTLM with the password (on-premises Exchange).
+    Ntlm,
+    /// EWS only: `Authorization: Bearer` with an OAuth2 access token (Exchange Online), from
+    /// `password_command` or the built-in sign-in.
+    Bearer,
 }
 
 impl AuthMethod {
+    /// Authenticates with an OAuth2 access token (not a password).
     pub fn is_oauth(self) -> bool {
-        self != AuthMethod::Password
+        matches!(
+            self,
+            AuthMethod::Xoauth2 | AuthMethod::Oauthbearer | AuthMethod::Bearer
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::Xoauth2 => "xoauth2",
             AuthMethod::Oauthbearer => "oauthbearer",
+            AuthMethod::Basic => "basic",
+            AuthMethod::Ntlm => "ntlm",
+            AuthMethod::Bearer => "bearer",
         }
     }
 }
@@ -244,7 +259,13 @@ pub struct Account {
     pub name: String,
     #[serde(default)]
     pub protocol: Protocol,
+    /// The server's name. For EWS it may be left out when `url` is given (it is then taken
+    /// from the URL, and names the account's keyring entry).
+    #[serde(default)]
     pub host: String,
+    /// EWS only: the endpoint, by default `https://{host}/EWS/Exchange.asmx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     #[serde(default)]
@@ -306,6 +327,7 @@ impl Account {
             name: name.to_owned(),
             protocol: Protocol::Imap,
             host: host.to_owned(),
+            url: None,
             port: None,
             security: Security::Tls,
             username: username.to_owned(),
@@ -323,11 +345,139 @@ impl Account {
 
     /// The port to connect to: the configured one, or the default for the security mode.
     pub fn effective_port(&self) -> u16 {
+        if self.protocol == Protocol::Ews {
+            return self
+                .port
+                .or_else(|| {
+                    url::Url::parse(&self.ews_url())
+                        .ok()
+                        .and_then(|u| u.port_or_known_default())
+                })
+                .unwrap_or(443);
+        }
         self.port.unwrap_or(match self.security {
             Security::Tls => 993,
             Security::Starttls | Security::Plain => 143,
         })
     }
+}
+
+impl Account {
+    /// EWS: the endpoint to POST to (`url`, or `https://{host}[:port]/EWS/Exchange.asmx`).
+    pub fn ews_url(&self) -> String {
+        if let Some(u) = &self.url {
+            return u.clone();
+        }
+        match self.port {
+            Some(p) => format!("https://{}:{p}/EWS/Exchange.asmx", self.host),
+            None => format!("https://{}/EWS/Exchange.asmx", self.host),
+        }
+    }
+
+    /// EWS: fill `host` from `url` when only the URL was given.
+    pub(crate) fn derive_host(&mut self) {
+        if self.protocol == Protocol::Ews
+            && self.host.is_empty()
+            && let Some(h) = self
+                .url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_owned))
+        {
+            self.host = h.trim_start_matches('[').trim_end_matches(']').to_owned();
+        }
+    }
+}
+
+/// The EWS-specific checks of one account (before the common ones).
+fn validate_ews(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+    if a.protocol != Protocol::Ews {
+        if a.url.is_some() {
+            return Err((
+                key("url"),
+                "only used with protocol = \"ews\"; IMAP accounts name their server with host"
+                    .into(),
+            ));
+        }
+        if matches!(
+            a.auth,
+            AuthMethod::Basic | AuthMethod::Ntlm | AuthMethod::Bearer
+        ) {
+            return Err((
+                key("auth"),
+                format!(
+                    "auth = \"{}\" is for protocol = \"ews\"; IMAP uses \"password\", \"xoauth2\" or \"oauthbearer\"",
+                    a.auth.as_str()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if matches!(a.auth, AuthMethod::Xoauth2 | AuthMethod::Oauthbearer) {
+        return Err((
+            key("auth"),
+            format!(
+                "auth = \"{}\" is an IMAP login; EWS takes \"password\" (Basic or NTLM, as the server offers), \"basic\", \"ntlm\" or \"bearer\"",
+                a.auth.as_str()
+            ),
+        ));
+    }
+    if a.security != Security::Tls {
+        return Err((
+            key("security"),
+            "EWS always runs over HTTPS: remove this line (the URL says where)".into(),
+        ));
+    }
+    match &a.url {
+        None if a.host.trim().is_empty() => {
+            return Err((
+                key("url"),
+                "an EWS account needs url (e.g. \"https://mail.example.com/EWS/Exchange.asmx\") or host".into(),
+            ));
+        }
+        None => {}
+        Some(u) => {
+            let parsed = url::Url::parse(u)
+                .map_err(|e| (key("url"), format!("{u:?} is not a URL ({e})")))?;
+            let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            match parsed.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                _ => {
+                    return Err((
+                        key("url"),
+                        format!(
+                            "must start with https:// (EWS sends the password with every request): {u}"
+                        ),
+                    ));
+                }
+            }
+            let Some(h) = parsed.host_str() else {
+                return Err((key("url"), format!("{u:?} names no server")));
+            };
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            if !a.host.is_empty() && !a.host.eq_ignore_ascii_case(h) {
+                return Err((
+                    key("host"),
+                    format!("names {:?} but url names {h:?}: keep only url", a.host),
+                ));
+            }
+            if a.port.is_some() {
+                return Err((key("port"), "put the port into url instead".into()));
+            }
+        }
+    }
+    for f in &a.folders {
+        if crate::protocol::ews::distinguished_folder(f).is_none() {
+            return Err((
+                key("folders"),
+                format!(
+                    "{f:?} is not an Exchange well-known folder; EWS accounts watch \"INBOX\" (or another well-known folder such as \"junkemail\")"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `auth` and `[accounts.oauth]` checks of one account.
@@ -350,8 +500,8 @@ fn validate_auth(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (Strin
     if !a.auth.is_oauth() {
         return Err((
             key("oauth"),
-            "OAuth2 settings need auth = \"xoauth2\" or auth = \"oauthbearer\" (this account \
-             logs in with a password)"
+            "OAuth2 settings need auth = \"xoauth2\" or auth = \"oauthbearer\" (\"bearer\" for \
+             EWS); this account logs in with a password"
                 .into(),
         ));
     }
@@ -506,7 +656,7 @@ impl Config {
                 e.message().trim().to_owned(),
             )
         })?;
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = key_at(&doc, span.start).unwrap_or_default();
             invalid(path, text, span, key, e.message().trim().to_owned())
@@ -514,6 +664,9 @@ impl Config {
         if let Err((key, message)) = config.validate() {
             let span = span_of(&doc, &key).unwrap_or(0..0);
             return Err(invalid(path, text, span, key, message));
+        }
+        for a in &mut config.accounts {
+            a.derive_host();
         }
         Ok(config)
     }
@@ -567,14 +720,9 @@ impl Config {
                     format!("another account is already called {:?}", a.name),
                 ));
             }
-            if a.protocol == Protocol::Ews {
-                return Err((
-                    key("protocol"),
-                    "\"ews\" is not supported by this version of mailpulse yet; use \"imap\""
-                        .into(),
-                ));
-            }
-            if a.host.trim().is_empty() || a.host.chars().any(char::is_whitespace) {
+            validate_ews(a, &key)?;
+            let url_only = a.protocol == Protocol::Ews && a.url.is_some() && a.host.is_empty();
+            if !url_only && (a.host.trim().is_empty() || a.host.chars().any(char::is_whitespace)) {
                 return Err((key("host"), format!("{:?} is not a host name", a.host)));
             }
             if a.port == Some(0) {
@@ -973,6 +1121,10 @@ mod tests {
             "authorization_url",
             "token_url",
             "scopes",
+            "url",
+            "\"ews\"",
+            "\"ntlm\"",
+            "\"bearer\"",
         ] {
             assert!(EXAMPLE.contains(key), "example lacks {key}");
         }
@@ -1249,6 +1401,74 @@ mod tests {
         let e = err(&format!("{head}client_id = \"x\"\nprovidr = \"google\"\n"));
         assert!(
             e.contains(":8:1: accounts[0].oauth.providr: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ews_accounts_take_url_or_host() {
+        let c = parse(
+            "[[accounts]]\nname = \"x\"\nprotocol = \"ews\"\nusername = \"a@example.com\"\n\
+             url = \"https://mail.example.com:8443/EWS/Exchange.asmx\"\n",
+        )
+        .unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.host, "mail.example.com", "host derived from url");
+        assert_eq!(a.effective_port(), 8443);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c, "round trip");
+        let c = parse(
+            "[[accounts]]\nname = \"x\"\nprotocol = \"ews\"\nhost = \"ex.example\"\n\
+             username = \"u\"\nauth = \"ntlm\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.accounts[0].ews_url(),
+            "https://ex.example/EWS/Exchange.asmx"
+        );
+        assert_eq!(c.accounts[0].effective_port(), 443);
+        assert_eq!(c.accounts[0].auth, AuthMethod::Ntlm);
+    }
+
+    #[test]
+    fn ews_mistakes_name_line_and_key() {
+        const EWS: &str = "[[accounts]]\nname = \"x\"\nprotocol = \"ews\"\nusername = \"u\"\n";
+        let e = err(EWS);
+        assert!(
+            e.contains("accounts[0].url: an EWS account needs url"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{EWS}url = \"http://mail.example.com/EWS/Exchange.asmx\"\n"
+        ));
+        assert!(
+            e.contains(":5:7: accounts[0].url: must start with https://"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{EWS}host = \"h\"\nauth = \"xoauth2\"\npassword_command = \"x\"\n"
+        ));
+        assert!(
+            e.contains(":6:8: accounts[0].auth: auth = \"xoauth2\" is an IMAP login"),
+            "{e}"
+        );
+        let e = err(&format!("{EWS}host = \"h\"\nfolders = [\"Projects\"]\n"));
+        assert!(
+            e.contains("accounts[0].folders: \"Projects\" is not an Exchange well-known folder"),
+            "{e}"
+        );
+        let e = err(&format!("{EWS}host = \"h\"\nauth = \"bearer\"\n"));
+        assert!(
+            e.contains("accounts[0].auth: auth = \"bearer\" needs a token source"),
+            "{e}"
+        );
+        let e = err(&format!("{ACCOUNT}auth = \"ntlm\"\n"));
+        assert!(
+            e.contains("accounts[0].auth: auth = \"ntlm\" is for protocol = \"ews\""),
+            "{e}"
+        );
+        let e = err(&format!("{ACCOUNT}url = \"https://x/EWS/Exchange.asmx\"\n"));
+        assert!(
+            e.contains("accounts[0].url: only used with protocol = \"ews\""),
             "{e}"
         );
     }

@@ -22,6 +22,17 @@ fn main() -> ExitCode {
         }) => runtime.block_on(cli::signin(config_path.as_deref(), &account, no_browser)),
         Some(Cmd::Signout { account }) => cli::signout(config_path.as_deref(), &account),
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
+        Some(Cmd::Discover {
+            email,
+            username,
+            server,
+            ca_file,
+        }) => runtime.block_on(cli::discover(
+            &email,
+            username.as_deref(),
+            server.as_deref(),
+            ca_file.as_deref(),
+        )),
         // The GUI lives in companion programs, so that this one (and `watch`, which runs all
         // day) maps no GTK or WebKit library: see `mailpulse::companion`.
         #[cfg(feature = "desktop")]

@@ -12,7 +12,7 @@ const GENERAL = [
 ];
 const OAUTH_TEXT = ["client_id", "client_secret_command", "tenant", "authorization_url", "token_url"];
 const PROVIDER_NAMES = { google: "Google", microsoft: "Microsoft", generic: "your provider" };
-const ACCOUNT_TEXT = ["name", "host", "username", "password_command", "ca_file", "open_command", "webmail_url", "on_new_mail"];
+const ACCOUNT_TEXT = ["name", "host", "url", "username", "password_command", "ca_file", "open_command", "webmail_url", "on_new_mail"];
 
 function send(msg) { window.ipc.postMessage(JSON.stringify(msg)); }
 function get(obj, path) { return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj); }
@@ -62,15 +62,30 @@ function showAccount() {
   $("acct.oauth.scopes").value = (o.scopes || []).join(" ");
   $("signin-result").textContent = state.stored[a.name] === "signed_in" ? "Signed in (kept in the keyring)." : "";
   $("signin-result").className = "result oauth";
-  showAuth();
+  $("discover-result").textContent = "";
+  showProtocol();
   const pw = $("acct.password");
   pw.value = state.passwords[a.name] || "";
   pw.placeholder = state.stored[a.name] === "command" ? "from the password command below"
     : state.stored[a.name] ? "stored in the keyring (type to replace)" : "stored in the keyring when you save";
 }
+const OAUTH_METHODS = ["xoauth2", "oauthbearer", "bearer"];
+// Show the fields of the chosen protocol: EWS has a URL instead of security and port, and its own
+// sign-in methods.
+function showProtocol() {
+  const ews = $("acct.protocol").value === "ews";
+  document.querySelectorAll("#account-editor .ews").forEach((el) => { el.hidden = !ews; });
+  document.querySelectorAll("#account-editor .imap").forEach((el) => { el.hidden = ews; });
+  for (const o of $("acct.auth").options) o.disabled = o.hidden;
+  const auth = $("acct.auth");
+  if (auth.selectedOptions[0] && auth.selectedOptions[0].disabled) auth.value = "password";
+  $("acct.host").placeholder = ews ? "optional with an EWS URL: mail.example.com" : "imap.example.com";
+  $("acct.host").required = !ews;
+  showAuth();
+}
 // Show the fields of the chosen sign-in method (and provider).
 function showAuth() {
-  const oauth = $("acct.auth").value !== "password";
+  const oauth = OAUTH_METHODS.includes($("acct.auth").value);
   const provider = $("acct.oauth.provider").value;
   document.querySelectorAll(".oauth").forEach((el) => {
     el.hidden = !oauth || (el.classList.contains("generic") && provider !== "generic")
@@ -87,15 +102,16 @@ function readAccount() {
   for (const k of ACCOUNT_TEXT) { const v = $("acct." + k).value.trim(); a[k] = v === "" ? null : v; }
   a.name = a.name || "";
   a.host = a.host || "";
+  if ($("acct.protocol").value !== "ews") a.url = null;
   a.username = a.username || "";
   a.protocol = $("acct.protocol").value;
-  a.security = $("acct.security").value;
+  a.security = a.protocol === "ews" ? "tls" : $("acct.security").value;
   const port = $("acct.port").value.trim();
-  a.port = port === "" ? null : Number(port);
+  a.port = port === "" || a.protocol === "ews" ? null : Number(port);
   a.folders = $("acct.folders").value.split(",").map((f) => f.trim()).filter((f) => f);
   a.auth = $("acct.auth").value;
   const clientId = $("acct.oauth.client_id").value.trim();
-  if (a.auth === "password" || (!clientId && a.password_command)) {
+  if (!OAUTH_METHODS.includes(a.auth) || (!clientId && a.password_command)) {
     a.oauth = null;
   } else {
     const o = { provider: $("acct.oauth.provider").value, client_id: clientId };
@@ -140,7 +156,9 @@ function checkPage() {
   for (let i = 0; i < state.config.accounts.length; i++) {
     const a = state.config.accounts[i];
     if (!a.name) return [`accounts[${i}].name`, "Give the account a name."];
-    if (!a.host) return [`accounts[${i}].host`, "Enter the mail server's host name."];
+    if (a.protocol === "ews") {
+      if (!a.host && !a.url) return [`accounts[${i}].url`, "Enter the EWS URL (or press Find server), or the server's host name."];
+    } else if (!a.host) return [`accounts[${i}].host`, "Enter the mail server's host name."];
     if (!a.username) return [`accounts[${i}].username`, "Enter the user name."];
     if (a.port != null && !(Number.isInteger(a.port) && a.port >= 1 && a.port <= 65535)) return [`accounts[${i}].port`, "The port must be 1–65535."];
   }
@@ -192,6 +210,17 @@ const handlers = {
     if (msg.ok) state.stored[msg.account] = "signed_in";
     $("sign-in").disabled = false;
   },
+  discovered(msg) {
+    const r = $("discover-result");
+    r.textContent = msg.text;
+    r.className = "result ews " + (msg.ok ? "ok" : "fail");
+    if (msg.ok) {
+      $("acct.url").value = msg.url;
+      $("acct.host").value = ""; // the URL names the server
+      readAccount();
+    }
+    $("discover").disabled = false;
+  },
   tested(msg) {
     const r = $("test-result");
     r.textContent = msg.text;
@@ -230,6 +259,17 @@ document.addEventListener("DOMContentLoaded", () => {
     send({ op: "test", account: a, password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
   });
   $("acct.auth").addEventListener("change", showAuth);
+  $("acct.protocol").addEventListener("change", showProtocol);
+  $("discover").addEventListener("click", () => {
+    clearInvalid(); readAccount();
+    const a = state.config.accounts[state.selected];
+    if (!a) return;
+    if (!a.username || !a.username.includes("@")) { showInvalid(`accounts[${state.selected}].username`, "Find server needs your e-mail address as the user name."); return; }
+    $("discover").disabled = true;
+    $("discover-result").className = "result ews";
+    $("discover-result").textContent = "Asking autodiscover for " + a.username + "…";
+    send({ op: "discover", account: a, password: state.passwords[a.name] || null });
+  });
   $("acct.oauth.provider").addEventListener("change", showAuth);
   $("sign-in").addEventListener("click", () => {
     clearInvalid(); readGeneral(); readAccount();

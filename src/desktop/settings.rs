@@ -16,8 +16,6 @@ use tao::window::WindowBuilder;
 use wry::WebViewBuilder;
 
 use crate::config::{Account, Config, KeepAlive};
-use crate::protocol::Connector;
-use crate::protocol::imap::ImapConnector;
 use crate::secret::Secret;
 
 const HTML: &str = include_str!("../../assets/settings/index.html");
@@ -57,6 +55,12 @@ enum Request {
     /// "Sign in with …": the OAuth2 sign-in of this (possibly unsaved) account.
     Signin {
         account: Value,
+    },
+    /// "Find server": EWS autodiscover for the account's address (its host, if given, is asked
+    /// instead of the address's domain).
+    Discover {
+        account: Value,
+        password: Option<String>,
     },
     Cancel,
 }
@@ -132,6 +136,13 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                     let p = p.clone();
                     handle.spawn(async move {
                         let answer = sign_in(account, p.clone()).await;
+                        let _ = p.send_event(Reply::Message(answer));
+                    });
+                }
+                Ok(Request::Discover { account, password }) => {
+                    let p = p.clone();
+                    handle.spawn(async move {
+                        let answer = discover(account, password).await;
                         let _ = p.send_event(Reply::Message(answer));
                     });
                 }
@@ -301,6 +312,38 @@ async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) 
     }
 }
 
+/// "Find server": the EWS URL from Autodiscover, answered in words.
+pub async fn discover(account: Value, password: Option<String>) -> Value {
+    let fail = |text: String| json!({"op": "discovered", "ok": false, "text": text});
+    let account: Account = match serde_json::from_value(account) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("The account is incomplete: {e}")),
+    };
+    let password = match password.filter(|p| !p.is_empty()) {
+        Some(p) => Secret::new(p),
+        None => match crate::secret::password(&account).await {
+            Ok(p) => p,
+            Err(e) => return fail(format!("Enter the password first ({})", e.message)),
+        },
+    };
+    let server = Some(account.host.trim()).filter(|h| !h.is_empty());
+    match crate::protocol::ews::autodiscover::discover(
+        &account.username,
+        &account.username,
+        password,
+        server,
+        account.ca_file.clone(),
+        KeepAlive::default().response_timeout(),
+    )
+    .await
+    {
+        Ok(url) => {
+            json!({"op": "discovered", "ok": true, "url": url, "text": format!("Found: {url}")})
+        }
+        Err(e) => fail(e.message),
+    }
+}
+
 /// "Test connection": the last-item query, answered in words.
 pub async fn test_connection(
     account: Value,
@@ -315,10 +358,11 @@ pub async fn test_connection(
     let keepalive: KeepAlive = keepalive
         .and_then(|k| serde_json::from_value(k).ok())
         .unwrap_or_default();
-    let mut connector = ImapConnector::new(account.clone(), keepalive);
-    if let Some(p) = password.filter(|p| !p.is_empty()) {
-        connector = connector.with_password(Secret::new(p));
-    }
+    let connector = crate::protocol::connector(
+        &account,
+        &keepalive,
+        password.filter(|p| !p.is_empty()).map(Secret::new),
+    );
     let folder = account
         .folders
         .first()

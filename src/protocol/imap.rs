@@ -498,7 +498,7 @@ fn clip(s: &str) -> String {
     }
 }
 
-fn pem_certificates(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, String> {
+pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, String> {
     let text = String::from_utf8_lossy(pem);
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";

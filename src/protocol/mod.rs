@@ -2,8 +2,10 @@
 //!
 //! A [`Connector`] opens a [`Session`] on one folder; the session answers the "last inbox item"
 //! query (the keep-alive), fetches what arrived after a UID, and waits for the server to push a
-//! change. IMAP lives in [`imap`]; Exchange EWS will sit beside it.
+//! change. IMAP lives in [`imap`], Exchange Web Services in [`ews`]; a Microsoft Graph backend
+//! would be a third implementation of the same pair.
 
+pub mod ews;
 pub mod imap;
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Account, KeepAlive};
+use crate::config::{Account, KeepAlive, Protocol};
 use crate::event::{ErrorKind, MailItem};
 
 /// A failure with the kind the engine acts on (back off longer for `Auth`, ...) and a message in
@@ -87,7 +89,30 @@ pub type ConnectorFactory = Arc<dyn Fn(&Account, &KeepAlive) -> Arc<dyn Connecto
 
 /// The real protocols.
 pub fn default_factory() -> ConnectorFactory {
-    Arc::new(|account: &Account, keepalive: &KeepAlive| {
-        Arc::new(imap::ImapConnector::new(account.clone(), keepalive.clone())) as Arc<dyn Connector>
-    })
+    Arc::new(|account: &Account, keepalive: &KeepAlive| connector(account, keepalive, None))
+}
+
+/// The connector for an account's protocol; `password` overrides the account's password source
+/// (Settings' "Test connection" before the password is stored).
+pub fn connector(
+    account: &Account,
+    keepalive: &KeepAlive,
+    password: Option<crate::secret::Secret>,
+) -> Arc<dyn Connector> {
+    match account.protocol {
+        Protocol::Imap => {
+            let mut c = imap::ImapConnector::new(account.clone(), keepalive.clone());
+            if let Some(p) = password {
+                c = c.with_password(p);
+            }
+            Arc::new(c)
+        }
+        Protocol::Ews => {
+            let mut c = ews::EwsConnector::new(account.clone(), keepalive.clone());
+            if let Some(p) = password {
+                c = c.with_password(p);
+            }
+            Arc::new(c)
+        }
+    }
 }

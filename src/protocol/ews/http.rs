@@ -1,0 +1,236 @@
+//! A small HTTP/1.1 client over a byte stream we own (TCP + TLS), just enough for EWS: `POST`
+//! with `Content-Length`, answers with `Content-Length` or `Transfer-Encoding: chunked`, read
+//! whole or chunk by chunk (GetStreamingEvents), persistent connections.
+//!
+//! Owning the connection is the point: NTLM authenticates a TCP connection, not a request, so
+//! the 401 handshake and the long streaming request that follows must share one socket; and
+//! every read has the caller's deadline.
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Any byte stream an HTTP connection can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The longest header section we accept.
+const MAX_HEAD: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum HttpError {
+    Io(std::io::Error),
+    /// Not HTTP, or an answer over the limits.
+    Malformed(String),
+}
+
+impl From<std::io::Error> for HttpError {
+    fn from(e: std::io::Error) -> Self {
+        HttpError::Io(e)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.all(name).next()
+    }
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+    /// The server will close the connection after this answer.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+pub struct Conn {
+    io: BufReader<Box<dyn Io>>,
+    /// Whether a request was already answered on this connection (a stale pooled connection
+    /// may be retried once).
+    pub used: bool,
+    /// NTLM authenticated this connection.
+    pub authed: bool,
+}
+
+impl Conn {
+    pub fn new(io: Box<dyn Io>) -> Conn {
+        Conn {
+            io: BufReader::new(io),
+            used: false,
+            authed: false,
+        }
+    }
+
+    /// Send `POST path` with the headers and body.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        host: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(), HttpError> {
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml; charset=utf-8\r\n\
+             Content-Length: {}\r\nAccept: text/xml\r\nUser-Agent: mailpulse/{}\r\n",
+            body.len(),
+            env!("CARGO_PKG_VERSION")
+        );
+        for (k, v) in headers {
+            head.push_str(k);
+            head.push_str(": ");
+            head.push_str(v);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let w = self.io.get_mut();
+        w.write_all(head.as_bytes()).await?;
+        w.write_all(body).await?;
+        w.flush().await?;
+        Ok(())
+    }
+
+    async fn line(&mut self, limit: usize) -> Result<String, HttpError> {
+        let mut line = Vec::new();
+        let n = (&mut self.io)
+            .take(limit as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Err(HttpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if !line.ends_with(b"\n") {
+            return Err(HttpError::Malformed("a header line is too long".into()));
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        String::from_utf8(line).map_err(|_| HttpError::Malformed("a header is not UTF-8".into()))
+    }
+
+    /// The status line and headers of the answer.
+    pub async fn read_head(&mut self) -> Result<Head, HttpError> {
+        let status_line = self.line(MAX_HEAD).await?;
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        if !version.starts_with("HTTP/1.") {
+            return Err(HttpError::Malformed(format!(
+                "not an HTTP answer: {}",
+                super::clip(&status_line)
+            )));
+        }
+        let status = parts
+            .next()
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| HttpError::Malformed(format!("bad status line: {status_line}")))?;
+        let reason = parts.next().unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        let mut total = status_line.len();
+        loop {
+            let line = self.line(MAX_HEAD).await?;
+            total += line.len();
+            if total > MAX_HEAD {
+                return Err(HttpError::Malformed(
+                    "the header section is too long".into(),
+                ));
+            }
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| HttpError::Malformed(format!("bad header line: {line}")))?;
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        self.used = true;
+        Ok(Head {
+            status,
+            reason,
+            headers,
+        })
+    }
+
+    /// The whole body of an answer whose head was read, at most `max` bytes.
+    pub async fn read_body(&mut self, head: &Head, max: usize) -> Result<Vec<u8>, HttpError> {
+        if head.chunked() {
+            let mut body = Vec::new();
+            while let Some(chunk) = self.read_chunk(max).await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > max {
+                    return Err(HttpError::Malformed(format!(
+                        "the answer is over {max} bytes"
+                    )));
+                }
+            }
+            return Ok(body);
+        }
+        let len = match head.header("content-length") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| HttpError::Malformed(format!("bad Content-Length: {v}")))?,
+            None if head.status == 204 || head.status == 304 => 0,
+            None => {
+                // Until the server closes the connection.
+                let mut body = Vec::new();
+                (&mut self.io)
+                    .take(max as u64 + 1)
+                    .read_to_end(&mut body)
+                    .await?;
+                if body.len() > max {
+                    return Err(HttpError::Malformed(format!(
+                        "the answer is over {max} bytes"
+                    )));
+                }
+                return Ok(body);
+            }
+        };
+        if len > max {
+            return Err(HttpError::Malformed(format!(
+                "the answer is {len} bytes, over the limit of {max}"
+            )));
+        }
+        let mut body = vec![0; len];
+        self.io.read_exact(&mut body).await?;
+        Ok(body)
+    }
+
+    /// The next chunk of a chunked body; `None` after the last (zero-size) chunk.
+    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Vec<u8>>, HttpError> {
+        let line = self.line(1024).await?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| HttpError::Malformed(format!("bad chunk size {size_text:?}")))?;
+        if size > max {
+            return Err(HttpError::Malformed(format!(
+                "a chunk of {size} bytes is over the limit of {max}"
+            )));
+        }
+        if size == 0 {
+            // Trailers, up to the empty line.
+            while !self.line(MAX_HEAD).await?.is_empty() {}
+            return Ok(None);
+        }
+        let mut chunk = vec![0; size];
+        self.io.read_exact(&mut chunk).await?;
+        let end = self.line(16).await?;
+        if !end.is_empty() {
+            return Err(HttpError::Malformed(
+                "a chunk does not end with CRLF".into(),
+            ));
+        }
+        Ok(Some(chunk))
+    }
+}
