@@ -45,7 +45,9 @@ pub struct Endpoints {
     pub redirect_host: &'static str,
 }
 
-pub fn endpoints(o: &OAuth) -> Endpoints {
+/// The provider's endpoints and scopes for an account of `protocol` (Microsoft grants IMAP and
+/// EWS access under different scopes).
+pub fn endpoints(o: &OAuth, protocol: crate::config::Protocol) -> Endpoints {
     let mut e = match o.provider {
         OAuthProvider::Google => Endpoints {
             authorization_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
@@ -61,7 +63,14 @@ pub fn endpoints(o: &OAuth) -> Endpoints {
                 authorization_url: format!("{base}/authorize"),
                 token_url: format!("{base}/token"),
                 scopes: vec![
-                    "https://outlook.office.com/IMAP.AccessAsUser.All".into(),
+                    match protocol {
+                        crate::config::Protocol::Imap => {
+                            "https://outlook.office.com/IMAP.AccessAsUser.All".into()
+                        }
+                        crate::config::Protocol::Ews => {
+                            "https://outlook.office365.com/EWS.AccessAsUser.All".into()
+                        }
+                    },
                     "offline_access".into(),
                 ],
                 extra: vec![],
@@ -243,7 +252,7 @@ pub fn refresh(
     client_secret: Option<&Secret>,
 ) -> Result<Tokens, OAuthError> {
     let o = oauth_of(account)?;
-    let e = endpoints(o);
+    let e = endpoints(o, account.protocol);
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
@@ -283,7 +292,7 @@ pub fn sign_in(
     wait: Duration,
 ) -> Result<SignedIn, OAuthError> {
     let o = oauth_of(account)?;
-    let e = endpoints(o);
+    let e = endpoints(o, account.protocol);
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .map_err(|err| OAuthError::Other(format!("cannot listen on 127.0.0.1: {err}")))?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
@@ -702,21 +711,33 @@ mod tests {
     fn presets_name_the_providers_endpoints_and_scopes() {
         let mut o = OAuth::default();
         o.client_id = "id".into();
-        let g = endpoints(&o);
+        use crate::config::Protocol;
+        let g = endpoints(&o, Protocol::Imap);
         assert_eq!(g.scopes, ["https://mail.google.com/"]);
         assert!(g.extra.contains(&("access_type", "offline")));
         o.provider = OAuthProvider::Microsoft;
         o.tenant = Some("contoso.onmicrosoft.com".into());
-        let m = endpoints(&o);
+        let m = endpoints(&o, Protocol::Imap);
         assert_eq!(
             m.token_url,
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
         assert!(m.scopes.contains(&"offline_access".to_string()));
         assert_eq!(m.redirect_host, "localhost");
+        assert_eq!(
+            m.scopes[0],
+            "https://outlook.office.com/IMAP.AccessAsUser.All"
+        );
+        assert_eq!(
+            endpoints(&o, Protocol::Ews).scopes,
+            [
+                "https://outlook.office365.com/EWS.AccessAsUser.All",
+                "offline_access"
+            ]
+        );
         o.scopes = Some(vec![
             "https://outlook.office365.com/EWS.AccessAsUser.All".into(),
         ]);
-        assert_eq!(endpoints(&o).scopes.len(), 1);
+        assert_eq!(endpoints(&o, Protocol::Ews).scopes.len(), 1);
     }
 }
