@@ -457,6 +457,9 @@ struct Proc {
     rss_kib: u64,
     private_kib: u64,
     cpu_ticks: u64,
+    /// CPU time in ns from the scheduler (`/proc/PID/task/*/schedstat`), far finer than the
+    /// 10 ms ticks of `/proc/PID/stat`.
+    cpu_ns: u64,
     ctx_switches: u64,
     threads: u64,
 }
@@ -486,9 +489,14 @@ fn read_proc(pid: u32) -> Proc {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let mut ctx = 0;
     let mut threads = 0;
+    let mut cpu_ns = 0;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             threads += 1;
+            cpu_ns += std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
             let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
             for l in status.lines() {
                 if let Some(v) = l
@@ -504,6 +512,7 @@ fn read_proc(pid: u32) -> Proc {
         rss_kib: field("Rss:"),
         private_kib: field("Private_Clean:") + field("Private_Dirty:"),
         cpu_ticks: ticks,
+        cpu_ns,
         ctx_switches: ctx,
         threads,
     }
@@ -654,8 +663,12 @@ fn idle_cost(
         }
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let hz = 100.0; // USER_HZ on Linux
-    let cpu_s = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / hz;
+    // Scheduler nanoseconds where the kernel has them; 10 ms ticks otherwise.
+    let cpu_s = if after.cpu_ns > 0 {
+        after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9
+    } else {
+        after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / 100.0
+    };
     let per_hour = cpu_s * 3600.0 / elapsed;
     let ctx_per_min =
         after.ctx_switches.saturating_sub(before.ctx_switches) as f64 * 60.0 / elapsed;
@@ -718,12 +731,12 @@ fn idle_cost(
         name: format!("idle CPU and wake-ups of `watch`, {label}"),
         value: match per_session {
             Some((_, ctx, threads)) => format!(
-                "{per_hour:.3} s CPU per hour, {ctx_per_min:.1} context switches/min \
+                "{per_hour:.4} s CPU per hour, {ctx_per_min:.1} context switches/min \
                  ({ctx:+.2} per added session), {} threads ({threads:+} vs 1 account)",
                 after.threads
             ),
             None => format!(
-                "{per_hour:.3} s CPU per hour, {ctx_per_min:.1} context switches/min, {} threads",
+                "{per_hour:.4} s CPU per hour, {ctx_per_min:.1} context switches/min, {} threads",
                 after.threads
             ),
         },
@@ -737,7 +750,7 @@ fn idle_cost(
             Some((_, ctx, threads)) => Some(threads <= 0 && ctx <= 4.0),
             None => Some(per_hour <= 0.05),
         },
-        how: format!("/proc/PID/stat utime+stime and /proc/PID/task/*/status over {elapsed:.0} s (interval 60 s)"),
+        how: format!("/proc/PID/task/*/schedstat (CPU ns) and /proc/PID/task/*/status over {elapsed:.0} s (interval 60 s)"),
     });
     Idle {
         proc: after,
