@@ -6,6 +6,7 @@
 //!                 │  (aggregates states: worst wins; dedupes errors per episode)
 //! ```
 
+pub mod adaptive;
 pub mod backoff;
 mod store;
 mod supervisor;

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::{Connector, FolderInfo, ProtoError, Session, Wake};
+use super::{Connector, FolderInfo, Probe, ProtoError, Session, Wake};
 use crate::config::{Account, KeepAlive, Security};
 use crate::event::{ErrorKind, MailItem};
 use crate::secret;
@@ -89,7 +89,7 @@ impl ImapConnector {
         })
     }
 
-    async fn tcp(&self) -> Result<TcpStream, ProtoError> {
+    async fn tcp(&self, probe: bool) -> Result<TcpStream, ProtoError> {
         let host = self.account.host.as_str();
         let port = self.account.effective_port();
         let addrs: Vec<SocketAddr> = self
@@ -106,7 +106,14 @@ impl ImapConnector {
         for addr in addrs {
             match timeout(self.rt(), TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
-                    self.tune(&tcp);
+                    if probe {
+                        // The probe measures how long the path keeps a *silent* flow: no TCP
+                        // keep-alive probes (off is the socket default; say it anyway).
+                        let _ = tcp.set_nodelay(true);
+                        let _ = socket2::SockRef::from(&tcp).set_keepalive(false);
+                    } else {
+                        self.tune(&tcp);
+                    }
                     return Ok(tcp);
                 }
                 Ok(Err(e)) => {
@@ -240,11 +247,15 @@ impl ImapConnector {
 
     /// Connect and authenticate; returns the session and whether the server can IDLE.
     pub async fn login(&self) -> Result<(ImapSession, bool), ProtoError> {
+        self.login_as(false).await
+    }
+
+    async fn login_as(&self, probe: bool) -> Result<(ImapSession, bool), ProtoError> {
         let password = match &self.password {
             Some(p) => p.clone(),
             None => secret::password(&self.account).await?,
         };
-        let tcp = self.tcp().await?;
+        let tcp = self.tcp(probe).await?;
         let stream: Stream = match self.account.security {
             Security::Tls => self.tls(tcp).await?,
             Security::Starttls => {
@@ -449,6 +460,33 @@ impl Connector for ImapConnector {
         };
         imap.drain();
         Ok((Box::new(imap), info))
+    }
+
+    async fn open_probe(&self) -> Result<Box<dyn Probe>, ProtoError> {
+        let (session, _) = self.login_as(true).await?;
+        Ok(Box::new(ImapProbe {
+            session,
+            endpoint: self.endpoint(),
+        }))
+    }
+}
+
+/// A logged-in connection held silent (no IDLE, no TCP keep-alive) by the adaptive search.
+/// Nothing is selected: the server has nothing to push on it.
+struct ImapProbe {
+    session: ImapSession,
+    endpoint: String,
+}
+
+#[async_trait]
+impl Probe for ImapProbe {
+    async fn ping(&mut self) -> Result<(), ProtoError> {
+        let r = self.session.noop().await;
+        r.map_err(|e| imap_error(&self.endpoint, e, "sending NOOP on the probe connection"))
+    }
+
+    async fn close(mut self: Box<Self>) {
+        let _ = self.session.logout().await;
     }
 }
 
