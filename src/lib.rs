@@ -15,6 +15,7 @@ pub mod event;
 pub mod hooks;
 pub mod icons;
 pub mod logging;
+pub mod netid;
 pub mod protocol;
 pub mod secret;
 pub mod toasts;

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
             runtime.block_on(cli::check(config_path.as_deref(), account.as_deref(), json))
         }
         Some(Cmd::Watch { json }) => runtime.block_on(cli::watch(config_path.as_deref(), json)),
+        Some(Cmd::Probe { account, max }) => {
+            runtime.block_on(cli::probe(config_path.as_deref(), &account, max))
+        }
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
         #[cfg(feature = "desktop")]
         Some(Cmd::Settings { page }) => match config_path {
