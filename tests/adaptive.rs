@@ -416,3 +416,113 @@ fn probe_brackets_a_45_s_gateway() {
 fn probe_brackets_a_90_s_gateway() {
     probe_brackets(90, 120);
 }
+
+/// The settings window's "Diagnose network" (the same measurement, reported in words as it
+/// goes): a 40 s gateway, idle times up to 60 s.
+#[test]
+fn settings_diagnose_network_reports_progress_and_the_bracket() {
+    const NAT: u64 = 40;
+    let d = dovecot();
+    let tb = Testbed::new(NAT as u32, GatewayMode::Drop);
+    tb.serve(d.imap_port());
+    let home = home_for(&tb, "");
+    let pw = home.password_file(PASSWORD);
+    let account = serde_json::json!({
+        "name": "work", "host": tb.server_ip(), "port": tb.server_port(), "security": "plain",
+        "username": USER, "password_command": format!("cat '{}'", pw.display()),
+    });
+    let keepalive = serde_json::json!({"response_timeout_secs": RT, "adaptive_max_secs": 60});
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let p = progress.clone();
+    let answer = tb.in_client(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(
+                secs(5 * 60),
+                mailpulse::desktop::settings::diagnose(account, None, Some(keepalive), move |t| {
+                    p.lock().unwrap().push(t)
+                }),
+            )
+            .await
+            .expect("diagnosis within 5 minutes")
+        })
+    });
+    assert_eq!(answer["op"], "diagnosed", "{answer}");
+    assert_eq!(answer["ok"], true, "{answer}");
+    let text = answer["text"].as_str().unwrap();
+    let (a, b) = bracket(text);
+    assert!(a < NAT && b >= NAT, "{text}");
+    let progress = progress.lock().unwrap();
+    assert!(
+        progress[0].starts_with("0:00 — testing idle connections for 30, ")
+            && progress.iter().any(|t| t.contains("confirming")),
+        "{progress:?}"
+    );
+}
+
+/// The gateway's timeout drops below the learned interval without any network change event
+/// (a carrier changing its mind): the main session dies idle at the learned interval, falls
+/// back to the floor at once, catches up the mail that was lost in the dead connection (once),
+/// and the network is learned again.
+#[test]
+fn a_session_lost_at_the_learned_interval_falls_back_to_the_floor_and_relearns() {
+    const MAX: u64 = 90;
+    let d = dovecot();
+    let tb = Testbed::new(60, GatewayMode::Drop);
+    tb.serve(d.imap_port());
+    let home = home_for(&tb, &adaptive(MAX, false));
+    let mut a = Agent::start(&tb, &home);
+    a.connect();
+    let first = a.deliver_until_learned(&d, 1, secs(5 * 60), "while learning");
+    let i1 = u(&first, "interval_secs").unwrap();
+    assert!((40..60).contains(&i1), "{first}");
+
+    // (The learned value ends the current IDLE with a keep-alive at once: let it pass.)
+    a.during(secs(2));
+    // 37 s: not one of the idle times the search will try (32, 35, 39 s), so the result does
+    // not hang on which side of a one-second race a probe falls.
+    const NAT2: u64 = 37;
+    tb.set_nat_timeout(NAT2 as u32);
+    // The next keep-alive re-arms the flow's timer with 37 s; the one after it finds the flow
+    // forgotten. Mail delivered meanwhile is pushed into the dead connection.
+    a.until(secs(i1 + 10), |v| v["type"] == "keepalive");
+    a.during(secs(NAT2 + 1));
+    let subject = "sent into the dead connection";
+    d.deliver(USER, "Bob <bob@example.org>", subject, "hello");
+    a.delivered.push(subject.to_owned());
+    let upto = a.until(secs(i1 + RT + 30), |v| v["type"] == "relearning");
+    assert_eq!(
+        u(upto.last().unwrap(), "interval_secs"),
+        Some(FLOOR),
+        "{}",
+        a.transcript()
+    );
+    if !subjects(&a.log).iter().any(|s| s == subject) {
+        a.until(secs(30), |v| {
+            v["type"] == "new_mail" && v["subject"] == subject
+        });
+    }
+    let second = a.deliver_until_learned(&d, 2, secs(5 * 60), "while relearning");
+    let lo = u(&second, "survived_secs").unwrap();
+    assert!(
+        lo < NAT2 && u(&second, "failed_secs").unwrap() >= NAT2,
+        "{second}"
+    );
+    assert_eq!(u(&second, "interval_secs"), Some(FLOOR), "{second}");
+    a.during(secs(3));
+    for s in &a.delivered {
+        let n = subjects(&a.log).iter().filter(|x| *x == s).count();
+        assert_eq!(n, 1, "{s:?} announced {n} times\n{}", a.transcript());
+    }
+    assert_eq!(of_type(&a.log, "connected").len(), 2, "{}", a.transcript());
+    assert_eq!(
+        of_type(&a.log, "error").len(),
+        1,
+        "one error for the lost connection: {}",
+        a.transcript()
+    );
+    a.w.stop();
+}

@@ -466,9 +466,11 @@ impl EngineTask {
     }
 
     fn reload(&mut self, config: Config) {
-        // The connector captures the response timeout: a change restarts every session.
-        let restart_all =
-            config.keepalive.response_timeout_secs != self.keepalive.response_timeout_secs;
+        // The connector captures the response timeout and, for the sockets' TCP keep-alive,
+        // whether adaptive keep-alive is on: a change restarts every session.
+        let restart_all = config.keepalive.response_timeout_secs
+            != self.keepalive.response_timeout_secs
+            || config.keepalive.adaptive != self.keepalive.adaptive;
         let adaptive_changed = (
             config.keepalive.adaptive,
             config.keepalive.interval_secs,

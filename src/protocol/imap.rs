@@ -147,12 +147,19 @@ impl ImapConnector {
     /// With keep-alive switched off, the probes start only after the 29-minute re-IDLE, so that
     /// "off" really sends nothing a gateway would count as activity (the socket keeps the value
     /// it was opened with until it reconnects).
+    ///
+    /// With adaptive keep-alive the interval grows beyond `interval_secs` once learned, so the
+    /// probes start only after the adaptive maximum: starting them at the floor would refresh the
+    /// gateway's mapping behind the learned interval's back, sending the traffic the learning is
+    /// meant to save and hiding a learned value that has become too long.
     fn tune(&self, tcp: &TcpStream) {
         let _ = tcp.set_nodelay(true);
-        let quiet = if self.keepalive.enabled {
-            self.keepalive.interval()
-        } else {
+        let quiet = if !self.keepalive.enabled {
             crate::engine::IDLE_REISSUE
+        } else if self.keepalive.adaptive {
+            self.keepalive.adaptive_max()
+        } else {
+            self.keepalive.interval()
         };
         let params = socket2::TcpKeepalive::new()
             .with_time(quiet + Duration::from_secs(5))
