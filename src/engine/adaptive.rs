@@ -513,6 +513,8 @@ mod tests {
             assert!(o.interval >= S(30));
             assert!(rounds <= 8, "{nat}: {rounds} rounds");
         }
+        // A gateway that keeps idle flows: 80 % of 29 minutes (the benchmark's figure).
+        assert_eq!(simulate(params(30, 1740), None).0.interval, S(1392));
         // The testbed's case: 60 s NAT, 30 s floor → an interval in [40, 60).
         let (o, _) = simulate(params(30, 120), Some(60));
         assert!(o.interval >= S(40) && o.interval < S(60), "{o:?}");
