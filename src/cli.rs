@@ -286,7 +286,7 @@ pub async fn probe(config_path: Option<&Path>, name: &str, max: Option<u64>) -> 
     let bound = |d: Option<std::time::Duration>| {
         d.map_or("-".to_string(), |d| format!("{} s", d.as_secs()))
     };
-    let result = adaptive::measure(&connector, params, |p| {
+    let result = adaptive::measure(&connector, params, None, |p| {
         let elapsed = p.elapsed.as_secs();
         let line = match p.sample {
             None => format!(
@@ -530,12 +530,14 @@ impl Printer {
                 interval,
                 survived,
                 failed,
+                server_keepalive,
             } => self.line(
                 "learned",
                 json!({
                     "account": account, "network": network, "interval_secs": interval.as_secs(),
                     "survived_secs": survived.map(|d| d.as_secs()),
                     "failed_secs": failed.map(|d| d.as_secs()),
+                    "server_keepalive": server_keepalive,
                 }),
                 format!(
                     "learned {account}: keep-alive every {} s on {network}",

@@ -150,6 +150,8 @@ pub enum Event {
         interval: Duration,
         survived: Option<Duration>,
         failed: Option<Duration>,
+        /// The interval relies on the server's own keep-alives during IDLE (measured).
+        server_keepalive: bool,
     },
     /// Adaptive keep-alive: the session died idle at the learned interval; back to the floor
     /// (`interval`) at once while the network is measured again.

@@ -261,6 +261,7 @@ mod tests {
                 interval: Duration::from_secs(48),
                 survived: Some(Duration::from_secs(60)),
                 failed: Some(Duration::from_secs(66)),
+                server_keepalive: false,
             },
             now,
         );

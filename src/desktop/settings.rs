@@ -369,7 +369,7 @@ pub async fn diagnose(
     if let Some(p) = password.filter(|p| !p.is_empty()) {
         connector = connector.with_password(Secret::new(p));
     }
-    let result = adaptive::measure(&connector, params, |p| {
+    let result = adaptive::measure(&connector, params, None, |p| {
         if p.sample.is_some() {
             return;
         }

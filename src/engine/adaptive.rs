@@ -15,6 +15,9 @@
 //! at the first failure. Once `hi − lo` is within an eighth of `lo` (or the maximum survived),
 //! `lo` is confirmed twice, on two more connections; a failed confirmation narrows the bracket
 //! and the search goes on. The main session then runs at 80 % of `lo`, never under the floor.
+//! If the path forgets idle flows below the maximum, [`measure`] finally holds connections in
+//! IDLE (as the main session waits) for the maximum: if they survive, the server's own
+//! keep-alives during IDLE keep the mapping and the interval relies on them.
 //!
 //! [`measure`] runs the search with `tokio::time`, so the tests below run it on a paused clock
 //! against a simulated gateway; the engine and `mailpulse probe` use it with the real
@@ -89,12 +92,27 @@ pub struct Outcome {
     pub failed: Option<Duration>,
     /// The interval the main session should use.
     pub interval: Duration,
+    /// Idle flows did not survive `failed`, but connections waiting in IDLE survived the
+    /// maximum: the server's own keep-alives during IDLE keep the mapping, and `interval` relies
+    /// on them.
+    pub server_keepalive: bool,
 }
 
 impl Outcome {
     /// The sentence `mailpulse probe` ends with.
     pub fn sentence(&self) -> String {
         let s = |d: Duration| d.as_secs();
+        if self.server_keepalive
+            && let (Some(lo), Some(hi)) = (self.survived, self.failed)
+        {
+            return format!(
+                "This network forgets idle connections after between {} and {} s, but the server's own \
+                 keep-alives during IDLE keep them open; a keep-alive every {} s is safe.",
+                s(lo),
+                s(hi),
+                s(self.interval)
+            );
+        }
         match (self.survived, self.failed) {
             (Some(lo), Some(hi)) => format!(
                 "This network forgets idle connections after between {} and {} s; a keep-alive every {} s is safe.",
@@ -232,6 +250,7 @@ impl Search {
                 Some(lo) => safe_interval(lo, self.params.floor).min(self.params.max),
                 None => self.params.floor,
             },
+            server_keepalive: false,
         }
     }
 }
@@ -275,9 +294,15 @@ pub struct Progress {
 
 /// Run the search on probe connections from `connector`. `Err` when not even the first probe
 /// connection could be opened (e.g. the server refuses a second login): learning is skipped.
+///
+/// With `idle_folder`, a path that forgets idle flows below the maximum is measured once more
+/// the way the main session really waits: [`CONFIRMATIONS`] connections in IDLE on that folder,
+/// held for the maximum. If they all survive, what the server sends by itself while in IDLE
+/// (Dovecot's `* OK Still here`) keeps the mapping, and the interval relies on it.
 pub async fn measure(
     connector: &dyn Connector,
     params: Params,
+    idle_folder: Option<&str>,
     mut progress: impl FnMut(&Progress),
 ) -> Result<Outcome, ProtoError> {
     let start = Instant::now();
@@ -314,7 +339,62 @@ pub async fn measure(
         first = false;
         search.record(&samples);
     }
-    Ok(search.outcome())
+    let mut outcome = search.outcome();
+    if let Some(folder) = idle_folder
+        && outcome.survived.is_some()
+        && outcome.failed.is_some_and(|hi| hi < params.max)
+    {
+        let ts = vec![params.max; CONFIRMATIONS];
+        let (lo, hi) = search.bounds();
+        progress(&Progress {
+            elapsed: start.elapsed(),
+            testing: ts.clone(),
+            confirming: false,
+            lo,
+            hi,
+            sample: None,
+        });
+        let samples = idle_round(connector, folder, &ts, params.response_timeout).await;
+        let kept = samples.len() == ts.len() && samples.iter().all(|s| s.survived);
+        tracing::debug!("in IDLE for {} s: {samples:?}", params.max.as_secs());
+        if kept {
+            outcome.server_keepalive = true;
+            outcome.interval = safe_interval(params.max, params.floor).min(params.max);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Connections waiting in IDLE for T each (opened together), then ended with DONE.
+async fn idle_round(
+    connector: &dyn Connector,
+    folder: &str,
+    ts: &[Duration],
+    rt: Duration,
+) -> Vec<Sample> {
+    let mut probes = Vec::new();
+    for &t in ts {
+        match timeout(rt * 3, connector.open_idle_probe(folder)).await {
+            Ok(Ok(p)) => probes.push((t, p, Instant::now())),
+            Ok(Err(e)) => tracing::debug!("idle probe connection failed: {e}"),
+            Err(_) => tracing::debug!("idle probe connection timed out"),
+        }
+    }
+    let pending: FuturesUnordered<_> = probes
+        .into_iter()
+        .map(|(t, mut probe, opened)| async move {
+            sleep_until(opened + t).await;
+            let ok = matches!(timeout(rt, probe.ping()).await, Ok(Ok(())));
+            if ok {
+                let _ = timeout(rt, probe.close()).await;
+            }
+            Sample {
+                idle: t,
+                survived: ok,
+            }
+        })
+        .collect();
+    pending.collect().await
 }
 
 /// One round: open a probe connection per T, hold each idle for its T, then ping it. Ends at
@@ -376,6 +456,9 @@ pub struct Record {
     pub failed_secs: Option<u64>,
     /// The main session died idle at this interval: relearn before trusting it again.
     pub suspect: bool,
+    /// The interval relies on the server's keep-alives during IDLE.
+    #[serde(default)]
+    pub server_keepalive: bool,
     /// When it was learned (RFC 3339).
     pub learned: String,
 }
@@ -603,21 +686,27 @@ mod tests {
 
     #[test]
     fn sentences() {
-        let o = Outcome {
+        let mut o = Outcome {
             survived: Some(S(40)),
             failed: Some(S(45)),
             interval: S(32),
+            server_keepalive: false,
         };
         assert_eq!(
             o.sentence(),
             "This network forgets idle connections after between 40 and 45 s; a keep-alive every 32 s is safe."
         );
+        o.server_keepalive = true;
+        o.interval = S(72);
+        assert!(o.sentence().contains("but the server's own keep-alives during IDLE keep them open; a keep-alive every 72 s is safe."));
     }
 
     /// A gateway that forgets flows idle for `nat` (tokio clock), and a login limit.
     #[derive(Clone)]
     struct Path {
         nat: Option<Duration>,
+        /// The server sends by itself in IDLE more often than `nat`.
+        server_keepalive: bool,
         max_logins: usize,
         open: Arc<Mutex<usize>>,
         opened: Arc<Mutex<usize>>,
@@ -670,11 +759,24 @@ mod tests {
                 open: self.open.clone(),
             }))
         }
+        async fn open_idle_probe(&self, _folder: &str) -> Result<Box<dyn Probe>, ProtoError> {
+            *self.open.lock().unwrap() += 1;
+            Ok(Box::new(FakeProbe {
+                since: Instant::now(),
+                nat: if self.server_keepalive {
+                    None
+                } else {
+                    self.nat
+                },
+                open: self.open.clone(),
+            }))
+        }
     }
 
     fn path(nat: Option<u64>, max_logins: usize) -> Path {
         Path {
             nat: nat.map(S),
+            server_keepalive: false,
             max_logins,
             open: Arc::default(),
             opened: Arc::default(),
@@ -686,7 +788,7 @@ mod tests {
         let p = path(Some(60), 10);
         let started = Instant::now();
         let mut reports = Vec::new();
-        let o = measure(&p, params(30, 120), |r| reports.push(r.clone()))
+        let o = measure(&p, params(30, 120), None, |r| reports.push(r.clone()))
             .await
             .unwrap();
         let took = started.elapsed();
@@ -702,10 +804,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn server_keepalives_in_idle_are_measured_and_relied_on() {
+        let mut p = path(Some(45), 10);
+        let plain = measure(&p, params(30, 90), Some("INBOX"), |_| {})
+            .await
+            .unwrap();
+        assert!(!plain.server_keepalive, "{plain:?}");
+        assert!(plain.interval < S(45), "{plain:?}");
+        p.server_keepalive = true;
+        let started = Instant::now();
+        let o = measure(&p, params(30, 90), Some("INBOX"), |_| {})
+            .await
+            .unwrap();
+        assert!(o.server_keepalive, "{o:?}");
+        assert!(
+            o.survived.unwrap() < S(45) && o.failed.unwrap() >= S(45),
+            "{o:?}"
+        );
+        assert_eq!(o.interval, S(72));
+        assert!(started.elapsed() < S(5 * 60), "{:?}", started.elapsed());
+        assert_eq!(*p.open.lock().unwrap(), 0, "every probe connection closed");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn no_timeout_takes_three_maxima_at_most() {
         let p = path(None, 10);
         let started = Instant::now();
-        let o = measure(&p, params(30, 90), |_| {}).await.unwrap();
+        let o = measure(&p, params(30, 90), None, |_| {}).await.unwrap();
         assert_eq!(
             (o.survived, o.failed, o.interval),
             (Some(S(90)), None, S(72))
@@ -718,7 +843,9 @@ mod tests {
         // The main session holds the only allowed connection.
         let p = path(Some(60), 1);
         *p.open.lock().unwrap() = 1;
-        let e = measure(&p, params(30, 120), |_| {}).await.unwrap_err();
+        let e = measure(&p, params(30, 120), None, |_| {})
+            .await
+            .unwrap_err();
         assert!(e.message.contains("Maximum number"), "{e}");
     }
 
@@ -731,6 +858,7 @@ mod tests {
             survived_secs: Some(60),
             failed_secs: Some(66),
             suspect: false,
+            server_keepalive: false,
             learned: "now".into(),
         };
         m.set("gw 10.0.0.1 dev wlan0", "a@h:993", r.clone());

@@ -311,6 +311,7 @@ impl EngineTask {
                         interval,
                         survived: record.survived_secs.map(Duration::from_secs),
                         failed: record.failed_secs.map(Duration::from_secs),
+                        server_keepalive: record.server_keepalive,
                     });
                 }
                 None => self.start_learning(&name),
@@ -334,6 +335,8 @@ impl EngineTask {
             task.abort();
         }
         let connector = running.connector.clone();
+        // The main session waits on the first folder: so does the IDLE check.
+        let folder = running.account.folders.first().cloned();
         let out = self.out_tx.clone();
         let account = name.to_owned();
         tracing::info!(
@@ -342,7 +345,7 @@ impl EngineTask {
             params.floor.as_secs(), params.max.as_secs()
         );
         let task = tokio::spawn(async move {
-            let result = adaptive::measure(connector.as_ref(), params, |p| {
+            let result = adaptive::measure(connector.as_ref(), params, folder.as_deref(), |p| {
                 tracing::debug!(
                     account = %account,
                     "learning: {:.0} s, testing {:?} s, survived {:?}, failed {:?}",
@@ -410,6 +413,7 @@ impl EngineTask {
                         survived_secs: outcome.survived.map(|d| d.as_secs()),
                         failed_secs: outcome.failed.map(|d| d.as_secs()),
                         suspect: false,
+                        server_keepalive: outcome.server_keepalive,
                         learned: chrono::Utc::now().to_rfc3339(),
                     },
                 );
@@ -419,6 +423,7 @@ impl EngineTask {
                     interval: outcome.interval,
                     survived: outcome.survived,
                     failed: outcome.failed,
+                    server_keepalive: outcome.server_keepalive,
                 });
                 self.push_settings();
             }

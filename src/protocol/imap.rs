@@ -462,6 +462,7 @@ impl Connector for ImapConnector {
         let mut imap = Imap {
             session: Some(session),
             exists: mailbox.exists,
+            grew: false,
             endpoint: self.endpoint(),
             response_timeout: self.rt(),
         };
@@ -475,6 +476,88 @@ impl Connector for ImapConnector {
             session,
             endpoint: self.endpoint(),
         }))
+    }
+
+    async fn open_idle_probe(&self, folder: &str) -> Result<Box<dyn Probe>, ProtoError> {
+        let (mut session, can_push) = self.login_as(true).await?;
+        if !can_push {
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!("{} does not offer IDLE", self.endpoint()),
+            ));
+        }
+        self.step("opening the folder", async {
+            session
+                .examine(folder)
+                .await
+                .map_err(|e| self.imap_error(e, "opening the folder"))
+        })
+        .await?;
+        // Forget what opening the folder reported: only what arrives during IDLE counts.
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        let mut handle = session.idle();
+        self.step("starting IDLE", async {
+            handle
+                .init()
+                .await
+                .map_err(|e| self.imap_error(e, "starting IDLE"))
+        })
+        .await?;
+        Ok(Box::new(ImapIdleProbe {
+            handle: Some(handle),
+            session: None,
+            endpoint: self.endpoint(),
+        }))
+    }
+}
+
+/// A probe connection waiting in IDLE; what the server sends meanwhile stays unread in the
+/// socket (the kernel acknowledges it, which is all the path needs to see).
+struct ImapIdleProbe {
+    handle: Option<async_imap::extensions::idle::Handle<Stream>>,
+    session: Option<ImapSession>,
+    endpoint: String,
+}
+
+#[async_trait]
+impl Probe for ImapIdleProbe {
+    /// `DONE`, answered by the tagged OK of the IDLE. Fails as well when the server sent
+    /// anything but keep-alives (`* OK …`) meanwhile: a new message's `EXISTS` also refreshes
+    /// the mapping, and must not pass for the server's keep-alives.
+    async fn ping(&mut self) -> Result<(), ProtoError> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(());
+        };
+        let session = handle
+            .done()
+            .await
+            .map_err(|e| imap_error(&self.endpoint, e, "ending IDLE on the probe connection"))?;
+        let mut other = false;
+        while let Ok(u) = session.unsolicited_responses.try_recv() {
+            let keepalive = matches!(
+                &u,
+                UnsolicitedResponse::Other(data)
+                    if matches!(data.parsed(), Response::Data { status: Status::Ok, .. })
+            );
+            other |= !keepalive;
+        }
+        self.session = Some(session);
+        if other {
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: the folder changed during the measurement in IDLE; not counted",
+                    self.endpoint
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) {
+        if let Some(mut session) = self.session.take() {
+            let _ = session.logout().await;
+        }
     }
 }
 
@@ -503,6 +586,10 @@ struct Imap {
     session: Option<ImapSession>,
     /// Messages in the folder, tracked from EXISTS/EXPUNGE (decides NOOP vs. FETCH * when empty).
     exists: u32,
+    /// The folder grew (EXISTS) since the last `items_after`: reported by the next `wait` at
+    /// once. An EXISTS that arrives between the keep-alive query and IDLE would otherwise not
+    /// be repeated in IDLE, and the message would wait for the next keep-alive.
+    grew: bool,
     endpoint: String,
     response_timeout: Duration,
 }
@@ -541,7 +628,10 @@ impl Imap {
         };
         while let Ok(u) = session.unsolicited_responses.try_recv() {
             match u {
-                UnsolicitedResponse::Exists(n) => self.exists = n,
+                UnsolicitedResponse::Exists(n) => {
+                    self.grew |= n > self.exists;
+                    self.exists = n;
+                }
                 UnsolicitedResponse::Expunge(_) => self.exists = self.exists.saturating_sub(1),
                 _ => {}
             }
@@ -581,6 +671,8 @@ impl Session for Imap {
     }
 
     async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError> {
+        // This fetch covers everything up to now; EXISTS arriving with it sets `grew` again.
+        self.grew = false;
         if self.exists == 0 {
             return Ok(Vec::new());
         }
@@ -607,6 +699,9 @@ impl Session for Imap {
     }
 
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
+        if std::mem::take(&mut self.grew) {
+            return Ok(Wake::Changed);
+        }
         let rt = self.response_timeout;
         let session = self.session.take().ok_or_else(|| {
             ProtoError::new(

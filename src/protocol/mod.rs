@@ -67,6 +67,15 @@ pub trait Connector: Send + Sync {
             "this protocol cannot open a probe connection",
         ))
     }
+    /// Like [`open_probe`](Self::open_probe), but waiting for pushes on `folder` (IMAP: IDLE)
+    /// like the main session does, so that whatever the server sends by itself while idle
+    /// (Dovecot's `* OK Still here`) crosses the path too. `ping` ends the wait.
+    async fn open_idle_probe(&self, _folder: &str) -> Result<Box<dyn Probe>, ProtoError> {
+        Err(ProtoError::new(
+            ErrorKind::Protocol,
+            "this protocol cannot open an idle probe connection",
+        ))
+    }
 }
 
 /// An authenticated, otherwise unused connection (see [`Connector::open_probe`]).
