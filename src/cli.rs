@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigError, Dirs};
-use crate::engine::{self, Store};
+use crate::config::{Config, ConfigError, Dirs, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
+use crate::engine::{self, Store, adaptive};
 use crate::event::{Command, Event, MailItem};
 use crate::protocol;
 
@@ -48,6 +48,16 @@ pub enum Cmd {
         /// One JSON object per line, with a "type" field.
         #[arg(long)]
         json: bool,
+    },
+    /// Measure how long this network keeps an idle connection to an account's server (the
+    /// adaptive keep-alive's measurement, on demand): progress on stderr, the result last.
+    Probe {
+        /// The account whose server to probe.
+        #[arg(long, value_name = "NAME")]
+        account: String,
+        /// The longest idle time to try, in seconds (default and at most 1740, 29 minutes).
+        #[arg(long, value_name = "SECONDS")]
+        max: Option<u64>,
     },
     /// Open the settings window (the tray runs it as a child process).
     #[cfg(feature = "desktop")]
@@ -440,6 +450,89 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
     }
 }
 
+/// `mailpulse probe`.
+pub async fn probe(config_path: Option<&Path>, name: &str, max: Option<u64>) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(account) = config.account(name) else {
+        eprintln!("mailpulse: no account named {name:?}");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let ka = &config.keepalive;
+    let floor = MIN_INTERVAL_SECS;
+    let max = max.unwrap_or(ka.adaptive_max_secs);
+    if max < floor || max > MAX_INTERVAL_SECS {
+        eprintln!("mailpulse: --max must be between {floor} and {MAX_INTERVAL_SECS} seconds");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let params = adaptive::Params {
+        floor: std::time::Duration::from_secs(floor),
+        max: std::time::Duration::from_secs(max),
+        response_timeout: ka.response_timeout(),
+    };
+    let connector = crate::protocol::connector(account, ka, None);
+    eprintln!(
+        "Probing {}:{} from this network: idle connections held for {floor} to {max} s, \
+         then asked for an answer (each within {} s).",
+        account.host,
+        account.effective_port(),
+        ka.response_timeout_secs
+    );
+    let bound = |d: Option<std::time::Duration>| {
+        d.map_or("-".to_string(), |d| format!("{} s", d.as_secs()))
+    };
+    let result = adaptive::measure(connector.as_ref(), params, None, |p| {
+        let elapsed = p.elapsed.as_secs();
+        let line = match p.sample {
+            None => format!(
+                "[{:>2}:{:02}] {} {} s (survived {}, forgotten {})",
+                elapsed / 60,
+                elapsed % 60,
+                if p.confirming {
+                    "confirming"
+                } else {
+                    "testing"
+                },
+                p.testing
+                    .iter()
+                    .map(|t| t.as_secs().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                bound(p.lo),
+                bound(p.hi)
+            ),
+            Some(s) => format!(
+                "[{:>2}:{:02}]   idle {} s: {}",
+                elapsed / 60,
+                elapsed % 60,
+                s.idle.as_secs(),
+                if s.survived {
+                    "answered"
+                } else {
+                    "no answer (forgotten)"
+                }
+            ),
+        };
+        eprintln!("{line}");
+    })
+    .await;
+    match result {
+        Ok(outcome) => {
+            println!("{}", outcome.sentence());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: cannot open a connection to probe with: {e}");
+            ExitCode::from(EXIT_CONNECT)
+        }
+    }
+}
+
 /// `mailpulse watch`.
 pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
     let mut config = match load(config_path) {
@@ -630,6 +723,38 @@ impl Printer {
                 "recovered",
                 json!({"account": account}),
                 format!("recovered {account}: connection restored"),
+            ),
+            Event::Learned {
+                account,
+                network,
+                interval,
+                survived,
+                failed,
+                server_keepalive,
+            } => self.line(
+                "learned",
+                json!({
+                    "account": account, "network": network, "interval_secs": interval.as_secs(),
+                    "survived_secs": survived.map(|d| d.as_secs()),
+                    "failed_secs": failed.map(|d| d.as_secs()),
+                    "server_keepalive": server_keepalive,
+                }),
+                format!(
+                    "learned {account}: keep-alive every {} s on {network}",
+                    interval.as_secs()
+                ),
+            ),
+            Event::Relearning {
+                account,
+                network,
+                interval,
+            } => self.line(
+                "relearning",
+                json!({"account": account, "network": network, "interval_secs": interval.as_secs()}),
+                format!(
+                    "relearning {account}: the connection died at the learned interval; keep-alive every {} s while {network} is measured again",
+                    interval.as_secs()
+                ),
             ),
         }
     }

@@ -59,6 +59,17 @@ pub struct KeepAlive {
     /// Check every connection at once when the network changes or the machine resumes
     /// (read at start).
     pub check_on_wake: bool,
+    /// Learn how long this network keeps idle connections (on a second, idle probe
+    /// connection) and run the keep-alive just below that; `interval_secs` is then the floor.
+    pub adaptive: bool,
+    /// The longest idle time the adaptive search tries (default and at most 29 minutes, at
+    /// least `interval_secs`). Mainly for tests and `mailpulse probe --max`.
+    #[serde(skip_serializing_if = "is_default_adaptive_max")]
+    pub adaptive_max_secs: u64,
+}
+
+fn is_default_adaptive_max(v: &u64) -> bool {
+    *v == MAX_INTERVAL_SECS
 }
 
 impl Default for KeepAlive {
@@ -68,6 +79,8 @@ impl Default for KeepAlive {
             interval_secs: 60,
             response_timeout_secs: 20,
             check_on_wake: true,
+            adaptive: false,
+            adaptive_max_secs: MAX_INTERVAL_SECS,
         }
     }
 }
@@ -78,6 +91,10 @@ impl KeepAlive {
     }
     pub fn response_timeout(&self) -> Duration {
         Duration::from_secs(self.response_timeout_secs)
+    }
+    /// The longest idle time the adaptive search tries.
+    pub fn adaptive_max(&self) -> Duration {
+        Duration::from_secs(self.adaptive_max_secs)
     }
 }
 
@@ -684,6 +701,15 @@ impl Config {
                 ),
             ));
         }
+        if ka.adaptive_max_secs < ka.interval_secs || ka.adaptive_max_secs > MAX_INTERVAL_SECS {
+            return Err((
+                "keepalive.adaptive_max_secs".into(),
+                format!(
+                    "must be between interval_secs ({}) and {MAX_INTERVAL_SECS} seconds (got {})",
+                    ka.interval_secs, ka.adaptive_max_secs
+                ),
+            ));
+        }
         if ka.response_timeout_secs == 0 || ka.response_timeout_secs > 300 {
             return Err((
                 "keepalive.response_timeout_secs".into(),
@@ -1100,6 +1126,7 @@ mod tests {
             "enabled",
             "interval_secs",
             "response_timeout_secs",
+            "adaptive",
             "level",
             "show_errors",
             "name",
@@ -1128,6 +1155,30 @@ mod tests {
         ] {
             assert!(EXAMPLE.contains(key), "example lacks {key}");
         }
+    }
+
+    #[test]
+    fn adaptive_defaults_off_and_its_max_is_validated() {
+        let c = parse(ACCOUNT).unwrap();
+        assert!(!c.keepalive.adaptive);
+        assert_eq!(c.keepalive.adaptive_max_secs, MAX_INTERVAL_SECS);
+        let c = parse("[keepalive]\nadaptive = true\ninterval_secs = 30\nadaptive_max_secs = 90\n")
+            .unwrap();
+        assert!(c.keepalive.adaptive);
+        assert_eq!(c.keepalive.adaptive_max(), Duration::from_secs(90));
+        let e = err("[keepalive]\ninterval_secs = 60\nadaptive_max_secs = 40\n");
+        assert!(
+            e.contains("keepalive.adaptive_max_secs: must be between interval_secs (60) and 1740"),
+            "{e}"
+        );
+        let e = err("[keepalive]\nadaptive_max_secs = 1800\n");
+        assert!(e.contains("keepalive.adaptive_max_secs"), "{e}");
+        // The hidden key stays out of saved files while it has its default.
+        let text = toml::to_string(&parse(ACCOUNT).unwrap()).unwrap();
+        assert!(
+            text.contains("adaptive = false") && !text.contains("adaptive_max_secs"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -141,6 +141,25 @@ pub enum Event {
     },
     /// A failure episode ended: the account is connected again.
     Recovered { account: String },
+    /// Adaptive keep-alive: the account now runs at `interval` on `network`, measured just now
+    /// or remembered from before. `survived`/`failed` bracket the network's idle timeout
+    /// (`failed` is `None` when the longest test survived).
+    Learned {
+        account: String,
+        network: String,
+        interval: Duration,
+        survived: Option<Duration>,
+        failed: Option<Duration>,
+        /// The interval relies on the server's own keep-alives during IDLE (measured).
+        server_keepalive: bool,
+    },
+    /// Adaptive keep-alive: the session died idle at the learned interval; back to the floor
+    /// (`interval`) at once while the network is measured again.
+    Relearning {
+        account: String,
+        network: String,
+        interval: Duration,
+    },
 }
 
 /// What the engine can be told, at any moment (also in the middle of an IDLE).

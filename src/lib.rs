@@ -25,6 +25,7 @@ pub mod event;
 pub mod hooks;
 pub mod icons;
 pub mod logging;
+pub mod netid;
 pub mod oauth;
 pub mod protocol;
 pub mod secret;

@@ -21,6 +21,9 @@ fn main() -> ExitCode {
             no_browser,
         }) => runtime.block_on(cli::signin(config_path.as_deref(), &account, no_browser)),
         Some(Cmd::Signout { account }) => cli::signout(config_path.as_deref(), &account),
+        Some(Cmd::Probe { account, max }) => {
+            runtime.block_on(cli::probe(config_path.as_deref(), &account, max))
+        }
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
         Some(Cmd::Discover {
             email,

@@ -14,6 +14,8 @@ struct AccountView {
     state: Option<Connectivity>,
     last_keepalive: Option<(DateTime<Local>, Duration)>,
     last_error: Option<String>,
+    /// Adaptive keep-alive: the interval learned for the current network (`None`: learning).
+    learned: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,14 @@ impl TrayModel {
             Event::Recovered { account } => {
                 self.accounts.entry(account.clone()).or_default().last_error = None;
             }
+            Event::Learned {
+                account, interval, ..
+            } => {
+                self.accounts.entry(account.clone()).or_default().learned = Some(*interval);
+            }
+            Event::Relearning { account, .. } => {
+                self.accounts.entry(account.clone()).or_default().learned = None;
+            }
             Event::Connected { .. } => {}
         }
     }
@@ -155,6 +165,9 @@ impl TrayModel {
                     at.format("%H:%M:%S"),
                     rtt.as_millis()
                 );
+            }
+            if let Some(interval) = view.learned {
+                line += &format!(", keep-alive every {} s (learned)", interval.as_secs());
             }
             if let Some(err) = &view.last_error {
                 line += &format!("\n  last error: {err}");
@@ -241,6 +254,32 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("last error: no answer within 20 s"), "{t}");
+        m.apply(
+            &Event::Learned {
+                account: "work".into(),
+                network: "gw 10.0.0.1 dev eth0".into(),
+                interval: Duration::from_secs(48),
+                survived: Some(Duration::from_secs(60)),
+                failed: Some(Duration::from_secs(66)),
+                server_keepalive: false,
+            },
+            now,
+        );
+        assert!(
+            m.tooltip()
+                .contains("(14 ms), keep-alive every 48 s (learned)"),
+            "{}",
+            m.tooltip()
+        );
+        m.apply(
+            &Event::Relearning {
+                account: "work".into(),
+                network: "gw 10.0.0.1 dev eth0".into(),
+                interval: Duration::from_secs(30),
+            },
+            now,
+        );
+        assert!(!m.tooltip().contains("learned"));
         m.apply(
             &Event::Recovered {
                 account: "work".into(),

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const state = { config: null, stored: {}, passwords: {}, selected: -1, nextTest: 1 };
 const GENERAL = [
   ["keepalive.enabled", "bool"], ["keepalive.interval_secs", "int"], ["keepalive.response_timeout_secs", "int"],
+  ["keepalive.adaptive", "bool"],
   ["notifications.show_errors", "bool"], ["notifications.error_grace_secs", "int"],
   ["logging.enabled", "bool"], ["logging.level", "str"], ["desktop.start_at_login", "bool"],
 ];
@@ -184,6 +185,8 @@ const handlers = {
     $("config-path").textContent = msg.config_path;
     $("homepage").textContent = msg.homepage;
     fillGeneral();
+    const learned = Object.entries(msg.learned || {}).map(([name, secs]) => `${name} every ${secs} s`);
+    $("learned").textContent = learned.length ? "learned on this network: " + learned.join(", ") : "";
     listAccounts();
     if (msg.error) { $("banner").textContent = msg.error; $("banner").hidden = false; }
     if (msg.page === "about") $("about").scrollIntoView();
@@ -226,6 +229,13 @@ const handlers = {
     r.textContent = msg.text;
     r.className = "result " + (msg.ok ? "ok" : "fail");
     $("test-account").disabled = false;
+  },
+  diagnosing(msg) { $("diagnose-result").className = "result"; $("diagnose-result").textContent = msg.text; },
+  diagnosed(msg) {
+    const r = $("diagnose-result");
+    r.textContent = msg.text;
+    r.className = "result " + (msg.ok ? "ok" : "fail");
+    $("diagnose").disabled = false;
   },
 };
 window.mailpulse = { receive(msg) { (handlers[msg.op] || (() => {}))(msg); } };
@@ -280,6 +290,15 @@ document.addEventListener("DOMContentLoaded", () => {
     $("signin-result").className = "result oauth";
     $("signin-result").textContent = "Opening your browser…";
     send({ op: "signin", account: a });
+  });
+  $("diagnose").addEventListener("click", () => {
+    readGeneral(); readAccount();
+    const a = state.config.accounts[state.selected];
+    if (!a) return;
+    $("diagnose").disabled = true;
+    $("diagnose-result").className = "result";
+    $("diagnose-result").textContent = "Measuring how long this network keeps idle connections to " + (a.host || "?") + " (up to " + Math.ceil((state.config.keepalive.adaptive_max_secs || 1740) * 1.5 / 60) + " minutes)…";
+    send({ op: "diagnose", account: a, password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
   });
   $("ok").addEventListener("click", () => save(true));
   $("apply").addEventListener("click", () => save(false));

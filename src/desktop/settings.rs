@@ -62,6 +62,12 @@ enum Request {
         account: Value,
         password: Option<String>,
     },
+    /// "Diagnose network": the adaptive keep-alive's measurement, with progress.
+    Diagnose {
+        account: Value,
+        password: Option<String>,
+        keepalive: Option<Value>,
+    },
     Cancel,
 }
 
@@ -143,6 +149,23 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                     let p = p.clone();
                     handle.spawn(async move {
                         let answer = discover(account, password).await;
+                        let _ = p.send_event(Reply::Message(answer));
+                    });
+                }
+                Ok(Request::Diagnose {
+                    account,
+                    password,
+                    keepalive,
+                }) => {
+                    let p = p.clone();
+                    handle.spawn(async move {
+                        let progress = p.clone();
+                        let answer = diagnose(account, password, keepalive, move |text| {
+                            let _ = progress.send_event(Reply::Message(
+                                json!({"op": "diagnosing", "text": text}),
+                            ));
+                        })
+                        .await;
                         let _ = p.send_event(Reply::Message(answer));
                     });
                 }
@@ -233,10 +256,29 @@ fn load_message(path: &Path, page: Option<&str>) -> Value {
             }
         })
         .collect();
+    // What the adaptive keep-alive learned for this network, per account (seconds).
+    let learned: BTreeMap<String, u64> = match crate::config::Dirs::platform() {
+        Some(dirs) => {
+            let memory = crate::engine::adaptive::Memory::open(&dirs.state_dir);
+            let network = crate::netid::current();
+            config
+                .accounts
+                .iter()
+                .filter_map(|a| {
+                    let server = format!("{}@{}:{}", a.username, a.host, a.effective_port());
+                    memory
+                        .get(&network, &server)
+                        .map(|r| (a.name.clone(), r.interval_secs))
+                })
+                .collect()
+        }
+        None => BTreeMap::new(),
+    };
     json!({
         "op": "load",
         "config": config,
         "stored": stored,
+        "learned": learned,
         "error": error,
         "page": page,
         "version": env!("CARGO_PKG_VERSION"),
@@ -384,5 +426,64 @@ pub async fn test_connection(
             json!({"op": "tested", "ok": true, "text": format!("Connected. {folder} is empty.")})
         }
         Err(e) => fail(format!("Failed: {e}")),
+    }
+}
+
+/// "Diagnose network": how long this network keeps an idle connection to the account's
+/// server, with progress in words; the same measurement as `mailpulse probe`.
+pub async fn diagnose(
+    account: Value,
+    password: Option<String>,
+    keepalive: Option<Value>,
+    progress: impl Fn(String),
+) -> Value {
+    use crate::engine::adaptive;
+    let fail = |text: String| json!({"op": "diagnosed", "ok": false, "text": text});
+    let account: Account = match serde_json::from_value(account) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("The account is incomplete: {e}")),
+    };
+    let keepalive: KeepAlive = keepalive
+        .and_then(|k| serde_json::from_value(k).ok())
+        .unwrap_or_default();
+    let params = adaptive::Params {
+        floor: std::time::Duration::from_secs(crate::config::MIN_INTERVAL_SECS),
+        max: keepalive.adaptive_max(),
+        response_timeout: keepalive.response_timeout(),
+    };
+    let password = password.filter(|p| !p.is_empty()).map(Secret::new);
+    let connector = crate::protocol::connector(&account, &keepalive, password);
+    let result = adaptive::measure(connector.as_ref(), params, None, |p| {
+        if p.sample.is_some() {
+            return;
+        }
+        let secs = |d: Option<std::time::Duration>| {
+            d.map_or_else(|| "?".to_string(), |d| format!("{} s", d.as_secs()))
+        };
+        let elapsed = p.elapsed.as_secs();
+        progress(format!(
+            "{}:{:02} — {} idle connections for {} s (kept: {}, forgotten: {})…",
+            elapsed / 60,
+            elapsed % 60,
+            if p.confirming {
+                "confirming with"
+            } else {
+                "testing"
+            },
+            p.testing
+                .iter()
+                .map(|t| t.as_secs().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            secs(p.lo),
+            secs(p.hi)
+        ));
+    })
+    .await;
+    match result {
+        Ok(outcome) => json!({"op": "diagnosed", "ok": true, "text": outcome.sentence()}),
+        Err(e) => fail(format!(
+            "Could not open a second connection to measure with: {e}"
+        )),
     }
 }

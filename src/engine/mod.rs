@@ -6,6 +6,7 @@
 //!                 │  (aggregates states: worst wins; dedupes errors per episode)
 //! ```
 
+pub mod adaptive;
 pub mod backoff;
 mod store;
 mod supervisor;
@@ -14,6 +15,7 @@ pub use store::{Seen, Store};
 pub use supervisor::IDLE_REISSUE;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -21,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Account, Config, KeepAlive, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
 use crate::event::{Command, Connectivity, ErrorKind, Event};
-use crate::protocol::{ConnectorFactory, ProtoError};
+use crate::protocol::{Connector, ConnectorFactory, ProtoError};
 use supervisor::{Ctl, Supervisor};
 
 /// The keep-alive settings every supervisor follows; changes reach them at once, mid-IDLE too.
@@ -51,7 +53,23 @@ pub(crate) enum Out {
     Failed(u64, ProtoError),
     /// The session is open and caught up.
     Opened(u64),
+    /// A session that was open and caught up died (while idle, or at its keep-alive) when its
+    /// keep-alive interval was this.
+    Lost(u64, Duration),
+    /// An account's adaptive measurement ended (`learner` tells stale ones apart).
+    Learned {
+        account: String,
+        learner: u64,
+        result: Result<adaptive::Outcome, ProtoError>,
+    },
 }
+
+/// Where the engine learns which network it is on (tests inject their own).
+pub type NetworkId = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// How often the engine looks at the network identity by itself while learning is on (network
+/// changes also arrive as `CheckNow` from `wake`, which can be switched off).
+pub const NETWORK_CHECK: Duration = Duration::from_secs(30);
 
 /// The handle the shell keeps: send commands, and shut down cleanly.
 #[derive(Debug)]
@@ -83,14 +101,38 @@ pub fn spawn(
     factory: ConnectorFactory,
     store: Store,
 ) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
+    let memory = match store.dir() {
+        Some(dir) => adaptive::Memory::open(dir),
+        None => adaptive::Memory::in_memory(),
+    };
+    spawn_with(
+        config,
+        factory,
+        store,
+        memory,
+        Arc::new(crate::netid::current),
+    )
+}
+
+/// [`spawn`] with the adaptive keep-alive's memory and network identity chosen by the caller.
+pub fn spawn_with(
+    config: &Config,
+    factory: ConnectorFactory,
+    store: Store,
+    memory: adaptive::Memory,
+    netid: NetworkId,
+) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let (settings, _) = watch::channel(Settings::from(&config.keepalive));
+    let network = netid();
     let mut engine = EngineTask {
         factory,
         store,
-        settings,
+        memory,
+        netid,
+        network,
+        next_learner: 0,
         keepalive: config.keepalive.clone(),
         events,
         out_tx,
@@ -109,6 +151,15 @@ pub fn spawn(
 
 struct RunningAccount {
     account: Account,
+    /// `user@host:port`: what learned values are remembered for (with the network).
+    server: String,
+    connector: Arc<dyn Connector>,
+    /// The settings this account's supervisors follow (the interval may be a learned one).
+    settings: watch::Sender<Settings>,
+    /// The learned interval on the current network, while adaptive keep-alive is on.
+    learned: Option<Duration>,
+    /// The running measurement: its id and task.
+    learner: Option<(u64, JoinHandle<()>)>,
     folders: Vec<(u64, mpsc::UnboundedSender<Ctl>, JoinHandle<()>)>,
 }
 
@@ -120,7 +171,11 @@ struct FolderSlot {
 struct EngineTask {
     factory: ConnectorFactory,
     store: Store,
-    settings: watch::Sender<Settings>,
+    memory: adaptive::Memory,
+    netid: NetworkId,
+    /// The network identity the learned intervals currently apply to.
+    network: String,
+    next_learner: u64,
     keepalive: KeepAlive,
     events: mpsc::UnboundedSender<Event>,
     out_tx: mpsc::UnboundedSender<Out>,
@@ -139,6 +194,8 @@ impl EngineTask {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut out: mpsc::UnboundedReceiver<Out>,
     ) {
+        let mut network_check = tokio::time::interval(NETWORK_CHECK);
+        network_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -146,6 +203,7 @@ impl EngineTask {
                     Some(command) => self.command(command),
                 },
                 Some(message) = out.recv() => self.handle(message),
+                _ = network_check.tick(), if self.adaptive_on() => self.check_network(),
             }
         }
         let names: Vec<String> = self.accounts.keys().cloned().collect();
@@ -175,6 +233,7 @@ impl EngineTask {
         match command {
             Command::SetKeepAlive(on) => {
                 self.keepalive.enabled = on;
+                self.refresh_adaptive();
                 self.push_settings();
             }
             Command::SetInterval(secs) => {
@@ -182,6 +241,8 @@ impl EngineTask {
                 self.push_settings();
             }
             Command::CheckNow => {
+                // A network change arrives as "check now" too.
+                self.check_network();
                 for running in self.accounts.values() {
                     for (_, ctl, _) in &running.folders {
                         let _ = ctl.send(Ctl::CheckNow);
@@ -193,20 +254,247 @@ impl EngineTask {
         }
     }
 
+    fn adaptive_on(&self) -> bool {
+        self.keepalive.adaptive && self.keepalive.enabled
+    }
+
+    /// The settings of one account: the learned interval replaces the floor while adaptive.
+    fn settings_for(&self, learned: Option<Duration>) -> Settings {
+        let mut s = Settings::from(&self.keepalive);
+        if self.adaptive_on()
+            && let Some(interval) = learned
+        {
+            s.interval = interval.max(self.keepalive.interval());
+        }
+        s
+    }
+
     fn push_settings(&self) {
-        let new = Settings::from(&self.keepalive);
-        self.settings.send_if_modified(|s| {
-            let changed = *s != new;
-            *s = new;
-            changed
+        for running in self.accounts.values() {
+            let new = self.settings_for(running.learned);
+            running.settings.send_if_modified(|s| {
+                let changed = *s != new;
+                *s = new;
+                changed
+            });
+        }
+    }
+
+    /// Bring every account's learning in line with the settings: start learning where there
+    /// is nothing known for this network, use what is known, stop when switched off.
+    fn refresh_adaptive(&mut self) {
+        let names: Vec<String> = self.accounts.keys().cloned().collect();
+        for name in names {
+            if !self.adaptive_on() {
+                let running = self.accounts.get_mut(&name).expect("listed");
+                running.learned = None;
+                if let Some((_, task)) = running.learner.take() {
+                    task.abort();
+                }
+                continue;
+            }
+            let running = &self.accounts[&name];
+            if running.learned.is_some() || running.learner.is_some() {
+                continue;
+            }
+            match self.memory.get(&self.network, &running.server) {
+                Some(record) => {
+                    let interval = Duration::from_secs(record.interval_secs);
+                    tracing::info!(
+                        account = %name, network = %self.network,
+                        "known network: keep-alive every {} s (learned before)", interval.as_secs()
+                    );
+                    self.accounts.get_mut(&name).expect("listed").learned = Some(interval);
+                    self.emit(Event::Learned {
+                        account: name.clone(),
+                        network: self.network.clone(),
+                        interval,
+                        survived: record.survived_secs.map(Duration::from_secs),
+                        failed: record.failed_secs.map(Duration::from_secs),
+                        server_keepalive: record.server_keepalive,
+                    });
+                }
+                None => self.start_learning(&name),
+            }
+        }
+    }
+
+    fn start_learning(&mut self, name: &str) {
+        self.next_learner += 1;
+        let id = self.next_learner;
+        let params = adaptive::Params {
+            floor: self.keepalive.interval(),
+            max: self.keepalive.adaptive_max(),
+            response_timeout: self.keepalive.response_timeout(),
+        };
+        let network = self.network.clone();
+        let Some(running) = self.accounts.get_mut(name) else {
+            return;
+        };
+        if let Some((_, task)) = running.learner.take() {
+            task.abort();
+        }
+        let connector = running.connector.clone();
+        // The main session waits on the first folder: so does the IDLE check.
+        let folder = running.account.folders.first().cloned();
+        let out = self.out_tx.clone();
+        let account = name.to_owned();
+        tracing::info!(
+            account = %account, network = %network,
+            "learning this network's idle timeout between {} and {} s (on separate probe connections)",
+            params.floor.as_secs(), params.max.as_secs()
+        );
+        let task = tokio::spawn(async move {
+            let result = adaptive::measure(connector.as_ref(), params, folder.as_deref(), |p| {
+                tracing::debug!(
+                    account = %account,
+                    "learning: {:.0} s, testing {:?} s, survived {:?}, failed {:?}",
+                    p.elapsed.as_secs_f64(),
+                    p.testing.iter().map(|t| t.as_secs()).collect::<Vec<_>>(),
+                    p.lo.map(|d| d.as_secs()),
+                    p.hi.map(|d| d.as_secs())
+                );
+            })
+            .await;
+            let _ = out.send(Out::Learned {
+                account,
+                learner: id,
+                result,
+            });
         });
+        running.learner = Some((id, task));
+    }
+
+    /// Look at the network identity; on a change, use what is known about the new network or
+    /// start learning it from the floor.
+    fn check_network(&mut self) {
+        if !self.adaptive_on() {
+            return;
+        }
+        let now = (self.netid)();
+        if now == self.network {
+            return;
+        }
+        tracing::info!("network changed from {:?} to {:?}", self.network, now);
+        self.network = now;
+        for running in self.accounts.values_mut() {
+            running.learned = None;
+            if let Some((_, task)) = running.learner.take() {
+                task.abort();
+            }
+        }
+        self.refresh_adaptive();
+        self.push_settings();
+    }
+
+    fn learned(
+        &mut self,
+        account: String,
+        learner: u64,
+        result: Result<adaptive::Outcome, ProtoError>,
+    ) {
+        let network = self.network.clone();
+        let Some(running) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        if running.learner.as_ref().map(|(id, _)| *id) != Some(learner) {
+            return; // a measurement that was replaced
+        }
+        running.learner = None;
+        match result {
+            Ok(outcome) => {
+                tracing::info!(account = %account, network = %network, "{}", outcome.sentence());
+                running.learned = Some(outcome.interval);
+                self.memory.set(
+                    &network,
+                    &running.server,
+                    adaptive::Record {
+                        interval_secs: outcome.interval.as_secs(),
+                        survived_secs: outcome.survived.map(|d| d.as_secs()),
+                        failed_secs: outcome.failed.map(|d| d.as_secs()),
+                        suspect: false,
+                        server_keepalive: outcome.server_keepalive,
+                        learned: chrono::Utc::now().to_rfc3339(),
+                    },
+                );
+                self.emit(Event::Learned {
+                    account,
+                    network,
+                    interval: outcome.interval,
+                    survived: outcome.survived,
+                    failed: outcome.failed,
+                    server_keepalive: outcome.server_keepalive,
+                });
+                self.push_settings();
+            }
+            Err(e) => {
+                // Most likely a server that allows one connection per user: stay fixed.
+                tracing::info!(
+                    account = %account,
+                    "not learning the idle timeout: no second connection to the server ({e}); \
+                     staying at the fixed interval of {} s",
+                    self.keepalive.interval_secs
+                );
+            }
+        }
+    }
+
+    /// A session died at a learned interval: back to the floor at once, distrust the value and
+    /// learn again.
+    fn lost(&mut self, account: &str, interval: Duration) {
+        self.check_network();
+        let floor = self.keepalive.interval();
+        let network = self.network.clone();
+        let Some(running) = self.accounts.get_mut(account) else {
+            return;
+        };
+        if !(self.keepalive.adaptive && self.keepalive.enabled)
+            || running.learned.is_none()
+            || interval <= floor
+        {
+            return;
+        }
+        tracing::info!(
+            account = %account, network = %network,
+            "the connection died idle at the learned interval of {} s: back to {} s, learning again",
+            interval.as_secs(), floor.as_secs()
+        );
+        self.memory.mark_suspect(&network, &running.server);
+        running.learned = None;
+        self.emit(Event::Relearning {
+            account: account.to_owned(),
+            network,
+            interval: floor,
+        });
+        self.push_settings();
+        self.start_learning(account);
     }
 
     fn reload(&mut self, config: Config) {
-        // The connector captures the response timeout: a change restarts every session.
-        let restart_all =
-            config.keepalive.response_timeout_secs != self.keepalive.response_timeout_secs;
+        // The connector captures the response timeout and, for the sockets' TCP keep-alive,
+        // whether adaptive keep-alive is on: a change restarts every session.
+        let restart_all = config.keepalive.response_timeout_secs
+            != self.keepalive.response_timeout_secs
+            || config.keepalive.adaptive != self.keepalive.adaptive;
+        let adaptive_changed = (
+            config.keepalive.adaptive,
+            config.keepalive.interval_secs,
+            config.keepalive.adaptive_max_secs,
+        ) != (
+            self.keepalive.adaptive,
+            self.keepalive.interval_secs,
+            self.keepalive.adaptive_max_secs,
+        );
         self.keepalive = config.keepalive.clone();
+        if adaptive_changed {
+            for running in self.accounts.values_mut() {
+                running.learned = None;
+                if let Some((_, task)) = running.learner.take() {
+                    task.abort();
+                }
+            }
+        }
+        self.refresh_adaptive();
         self.push_settings();
         let names: Vec<String> = self.accounts.keys().cloned().collect();
         for name in names {
@@ -235,6 +523,13 @@ impl EngineTask {
             account.host,
             account.effective_port()
         );
+        let mut learned = None;
+        if self.adaptive_on()
+            && let Some(record) = self.memory.get(&self.network, &server)
+        {
+            learned = Some(Duration::from_secs(record.interval_secs));
+        }
+        let (settings, _) = watch::channel(self.settings_for(learned));
         let mut folders = Vec::new();
         for folder in &account.folders {
             self.next_generation += 1;
@@ -246,7 +541,7 @@ impl EngineTask {
                 folder.clone(),
                 server.clone(),
                 connector.clone(),
-                self.settings.subscribe(),
+                settings.subscribe(),
                 ctl_rx,
                 self.out_tx.clone(),
                 self.store.clone(),
@@ -260,15 +555,31 @@ impl EngineTask {
             );
             folders.push((generation, ctl_tx, tokio::spawn(supervisor.run())));
         }
-        self.accounts
-            .insert(account.name.clone(), RunningAccount { account, folders });
+        let name = account.name.clone();
+        self.accounts.insert(
+            name.clone(),
+            RunningAccount {
+                account,
+                server,
+                connector,
+                settings,
+                learned: None,
+                learner: None,
+                folders,
+            },
+        );
+        // Announce a known value (or start learning) the same way as on a network change.
+        self.refresh_adaptive();
     }
 
     /// Tell an account's supervisors to stop; returns their tasks to await.
     fn stop_account(&mut self, name: &str) -> Vec<JoinHandle<()>> {
-        let Some(running) = self.accounts.remove(name) else {
+        let Some(mut running) = self.accounts.remove(name) else {
             return Vec::new();
         };
+        if let Some((_, task)) = running.learner.take() {
+            task.abort();
+        }
         self.account_state.remove(name);
         self.errors.remove(name);
         running
@@ -284,7 +595,20 @@ impl EngineTask {
 
     fn handle(&mut self, message: Out) {
         let generation = match &message {
-            Out::Event(g, _) | Out::State(g, _) | Out::Failed(g, _) | Out::Opened(g) => *g,
+            Out::Event(g, _)
+            | Out::State(g, _)
+            | Out::Failed(g, _)
+            | Out::Opened(g)
+            | Out::Lost(g, _) => *g,
+            Out::Learned {
+                account,
+                learner,
+                result,
+            } => {
+                let (account, learner, result) = (account.clone(), *learner, result.clone());
+                self.learned(account, learner, result);
+                return;
+            }
         };
         let Some(slot) = self.folders.get_mut(&generation) else {
             return; // from a supervisor that was stopped
@@ -322,6 +646,8 @@ impl EngineTask {
                     });
                 }
             }
+            Out::Lost(_, interval) => self.lost(&account, interval),
+            Out::Learned { .. } => {}
             Out::Opened(_) => {
                 if self.errors.remove(&account).is_some() {
                     tracing::info!(account = %account, "connection restored");

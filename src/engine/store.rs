@@ -63,6 +63,11 @@ impl Store {
         }
     }
 
+    /// The state directory this store is saved in (`None` when in memory).
+    pub fn dir(&self) -> Option<&Path> {
+        self.path.as_deref().and_then(Path::parent)
+    }
+
     fn key(account: &str, folder: &str) -> String {
         format!("{account}/{folder}")
     }

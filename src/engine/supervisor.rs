@@ -49,6 +49,8 @@ pub(crate) struct Supervisor {
     pub store: Store,
     pub backoff: Backoff,
     state: Option<Connectivity>,
+    /// The current session got as far as waiting (its failure is a lost connection).
+    caught_up: bool,
 }
 
 impl Supervisor {
@@ -76,6 +78,7 @@ impl Supervisor {
             store,
             backoff: Backoff::new(),
             state: None,
+            caught_up: false,
         }
     }
 
@@ -131,10 +134,21 @@ impl Supervisor {
             };
             let failure = match opened {
                 Err(e) => e,
-                Ok((session, info)) => match self.serve(session, info, &mut first_session).await {
-                    None => return,
-                    Some(e) => e,
-                },
+                Ok((session, info)) => {
+                    self.caught_up = false;
+                    match self.serve(session, info, &mut first_session).await {
+                        None => return,
+                        Some(e) => {
+                            // A session lost after it was caught up: the adaptive learner may
+                            // have to fall back to the floor.
+                            if self.caught_up {
+                                let interval = self.settings.borrow().interval;
+                                let _ = self.out.send(Out::Lost(self.generation, interval));
+                            }
+                            e
+                        }
+                    }
+                }
             };
             let delay = self.backoff.next_delay(failure.kind);
             tracing::info!(
@@ -199,6 +213,7 @@ impl Supervisor {
         *first_session = false;
         self.backoff.reset();
         let _ = self.out.send(Out::Opened(self.generation));
+        self.caught_up = true;
         self.emit(Event::Connected {
             account: self.account.clone(),
             folder: self.folder.clone(),

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::config::{Account, Config};
 use crate::event::{Command, Connectivity, ErrorKind, Event, MailItem};
-use crate::protocol::{Connector, FolderInfo, ProtoError, Session, Wake};
+use crate::protocol::{Connector, FolderInfo, Probe, ProtoError, Session, Wake};
 
 #[derive(Debug, Default)]
 struct ServerState {
@@ -33,6 +33,10 @@ struct ServerState {
     closed: usize,
     /// How long ending a wait takes (IMAP: DONE → OK).
     done_delay: Duration,
+    /// Probe connections are allowed, behind a path that forgets flows idle this long (`None`:
+    /// never); without this, a second login is refused.
+    probe_path: Option<Option<Duration>>,
+    probes_opened: usize,
 }
 
 /// An in-memory mail server with one folder per test.
@@ -110,6 +114,40 @@ impl Connector for Server {
         };
         Ok((Box::new(session), info))
     }
+
+    async fn open_probe(&self) -> Result<Box<dyn Probe>, ProtoError> {
+        match self.with(|s| {
+            s.probes_opened += 1;
+            s.probe_path
+        }) {
+            Some(nat) => Ok(Box::new(FakeProbe {
+                since: Instant::now(),
+                nat,
+            })),
+            None => Err(ProtoError::new(
+                ErrorKind::Disconnected,
+                "Maximum number of connections from user+IP exceeded",
+            )),
+        }
+    }
+}
+
+/// A probe connection behind a gateway that forgets it after `nat` of silence.
+struct FakeProbe {
+    since: Instant,
+    nat: Option<Duration>,
+}
+
+#[async_trait]
+impl Probe for FakeProbe {
+    async fn ping(&mut self) -> Result<(), ProtoError> {
+        if self.nat.is_some_and(|n| self.since.elapsed() >= n) {
+            std::future::pending::<()>().await;
+        }
+        self.since = Instant::now();
+        Ok(())
+    }
+    async fn close(self: Box<Self>) {}
 }
 
 struct FakeSession {
@@ -763,5 +801,125 @@ async fn the_keepalive_round_trip_includes_ending_idle() {
     };
     assert!(*round_trip >= Duration::from_millis(700), "{round_trip:?}");
     assert!(*round_trip < Duration::from_secs(1), "{round_trip:?}");
+    engine.shutdown().await;
+}
+
+fn adaptive_config() -> Config {
+    let mut c = config(&[("work", &["INBOX"])]);
+    c.keepalive.adaptive = true;
+    c.keepalive.interval_secs = 30;
+    c.keepalive.adaptive_max_secs = 120;
+    c.keepalive.response_timeout_secs = 5;
+    c
+}
+
+fn learned(events: &[Event]) -> Option<(String, Duration)> {
+    events.iter().rev().find_map(|e| match e {
+        Event::Learned {
+            network, interval, ..
+        } => Some((network.clone(), *interval)),
+        _ => None,
+    })
+}
+
+fn last_wait(server: &Server) -> Duration {
+    server.with(|s| *s.waits.last().unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_learns_falls_back_relearns_and_remembers_networks() {
+    let server = Server::new();
+    server.with(|s| s.probe_path = Some(Some(secs(60))));
+    let network = Arc::new(Mutex::new("net A".to_string()));
+    let n = network.clone();
+    let memory = adaptive::Memory::in_memory();
+    let (engine, mut rx) = spawn_with(
+        &adaptive_config(),
+        factory(&server),
+        Store::in_memory(),
+        memory.clone(),
+        Arc::new(move || n.lock().unwrap().clone()),
+    );
+    until(&mut rx, secs(5), is_connected).await;
+    assert_eq!(last_wait(&server), secs(30), "the floor while learning");
+    // Mail during learning arrives over the main session at once.
+    server.deliver("during learning");
+    let events = until(&mut rx, secs(2), |e| matches!(e, Event::NewMail { .. })).await;
+    assert_eq!(new_mail_subjects(&events), ["during learning"]);
+    let t = Instant::now();
+    let events = until(&mut rx, secs(600), |e| matches!(e, Event::Learned { .. })).await;
+    let (net, interval) = learned(&events).unwrap();
+    assert_eq!(net, "net A");
+    assert!(interval >= secs(40) && interval < secs(60), "{interval:?}");
+    assert!(t.elapsed() < secs(360), "learned after {:?}", t.elapsed());
+    // The main session follows at once (the settings change ends the current IDLE).
+    during(&mut rx, secs(1)).await;
+    assert_eq!(last_wait(&server), interval);
+
+    // The main session dies idle at the learned interval: back to the floor at once, relearn.
+    server.kill_sessions();
+    let events = until(&mut rx, secs(10), |e| matches!(e, Event::Relearning { .. })).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Relearning { interval, .. } if *interval == secs(30))),
+        "{events:?}"
+    );
+    until(&mut rx, secs(30), is_connected).await;
+    assert_eq!(last_wait(&server), secs(30));
+    assert!(
+        memory.get("net A", "alice@imap.example.org:993").is_none(),
+        "suspect"
+    );
+    let events = until(&mut rx, secs(600), |e| matches!(e, Event::Learned { .. })).await;
+    assert!(learned(&events).unwrap().1 >= secs(40));
+    assert!(memory.get("net A", "alice@imap.example.org:993").is_some());
+
+    // Another network (its gateway forgets after 100 s): from the floor, learned anew.
+    server.with(|s| s.probe_path = Some(Some(secs(100))));
+    *network.lock().unwrap() = "net B".into();
+    engine.send(Command::CheckNow);
+    during(&mut rx, secs(1)).await;
+    assert_eq!(
+        last_wait(&server),
+        secs(30),
+        "a new network starts from the floor"
+    );
+    let events = until(&mut rx, secs(600), |e| matches!(e, Event::Learned { .. })).await;
+    let (net, b) = learned(&events).unwrap();
+    assert_eq!(net, "net B");
+    assert!(b >= secs(70) && b < secs(100), "{b:?}");
+
+    // Back on the first network: its value at once, without probing.
+    let probes = server.with(|s| s.probes_opened);
+    *network.lock().unwrap() = "net A".into();
+    engine.send(Command::CheckNow);
+    let events = until(&mut rx, secs(2), |e| matches!(e, Event::Learned { .. })).await;
+    assert_eq!(learned(&events).unwrap().0, "net A");
+    during(&mut rx, secs(1)).await;
+    assert!(last_wait(&server) >= secs(40));
+    assert_eq!(server.with(|s| s.probes_opened), probes);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_stays_fixed_when_the_server_refuses_a_second_login() {
+    let server = Server::new();
+    let (engine, mut rx) = spawn_with(
+        &adaptive_config(),
+        factory(&server),
+        Store::in_memory(),
+        adaptive::Memory::in_memory(),
+        Arc::new(|| "net A".to_string()),
+    );
+    until(&mut rx, secs(5), is_connected).await;
+    let events = during(&mut rx, secs(300)).await;
+    assert!(learned(&events).is_none(), "{events:?}");
+    assert_eq!(
+        server.with(|s| s.probes_opened),
+        1,
+        "tried once, then stayed fixed"
+    );
+    assert!(server.with(|s| s.waits.iter().all(|w| *w == secs(30))));
     engine.shutdown().await;
 }

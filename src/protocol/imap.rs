@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::{Connector, FolderInfo, ProtoError, Session, Wake};
+use super::{Connector, FolderInfo, Probe, ProtoError, Session, Wake};
 use crate::config::{Account, AuthMethod, KeepAlive, Security};
 use crate::event::{ErrorKind, MailItem};
 use crate::secret;
@@ -92,7 +92,7 @@ impl ImapConnector {
         })
     }
 
-    async fn tcp(&self) -> Result<TcpStream, ProtoError> {
+    async fn tcp(&self, probe: bool) -> Result<TcpStream, ProtoError> {
         let host = self.account.host.as_str();
         let port = self.account.effective_port();
         let addrs: Vec<SocketAddr> = self
@@ -109,7 +109,14 @@ impl ImapConnector {
         for addr in addrs {
             match timeout(self.rt(), TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
-                    self.tune(&tcp);
+                    if probe {
+                        // The probe measures how long the path keeps a *silent* flow: no TCP
+                        // keep-alive probes (off is the socket default; say it anyway).
+                        let _ = tcp.set_nodelay(true);
+                        let _ = socket2::SockRef::from(&tcp).set_keepalive(false);
+                    } else {
+                        self.tune(&tcp);
+                    }
                     return Ok(tcp);
                 }
                 Ok(Err(e)) => {
@@ -143,12 +150,19 @@ impl ImapConnector {
     /// With keep-alive switched off, the probes start only after the 29-minute re-IDLE, so that
     /// "off" really sends nothing a gateway would count as activity (the socket keeps the value
     /// it was opened with until it reconnects).
+    ///
+    /// With adaptive keep-alive the interval grows beyond `interval_secs` once learned, so the
+    /// probes start only after the adaptive maximum: starting them at the floor would refresh the
+    /// gateway's mapping behind the learned interval's back, sending the traffic the learning is
+    /// meant to save and hiding a learned value that has become too long.
     fn tune(&self, tcp: &TcpStream) {
         let _ = tcp.set_nodelay(true);
-        let quiet = if self.keepalive.enabled {
-            self.keepalive.interval()
-        } else {
+        let quiet = if !self.keepalive.enabled {
             crate::engine::IDLE_REISSUE
+        } else if self.keepalive.adaptive {
+            self.keepalive.adaptive_max()
+        } else {
+            self.keepalive.interval()
         };
         let params = socket2::TcpKeepalive::new()
             .with_time(quiet + Duration::from_secs(5))
@@ -243,6 +257,10 @@ impl ImapConnector {
 
     /// Connect and authenticate; returns the session and whether the server can IDLE.
     pub async fn login(&self) -> Result<(ImapSession, bool), ProtoError> {
+        self.login_as(false).await
+    }
+
+    async fn login_as(&self, probe: bool) -> Result<(ImapSession, bool), ProtoError> {
         // The secret first (a missing one needs no connection): the password, or an access
         // token that is valid for at least a minute (refreshed here, on every connect, so a
         // token that expired during a long IDLE or a suspend never breaks a reconnect).
@@ -251,7 +269,7 @@ impl ImapConnector {
             None if self.account.auth.is_oauth() => self.tokens.token(None).await?,
             None => secret::password(&self.account).await?,
         };
-        let tcp = self.tcp().await?;
+        let tcp = self.tcp(probe).await?;
         let stream: Stream = match self.account.security {
             Security::Tls => self.tls(tcp).await?,
             Security::Starttls => {
@@ -548,11 +566,121 @@ impl Connector for ImapConnector {
         let mut imap = Imap {
             session: Some(session),
             exists: mailbox.exists,
+            grew: false,
             endpoint: self.endpoint(),
             response_timeout: self.rt(),
         };
         imap.drain();
         Ok((Box::new(imap), info))
+    }
+
+    async fn open_probe(&self) -> Result<Box<dyn Probe>, ProtoError> {
+        let (session, _) = self.login_as(true).await?;
+        Ok(Box::new(ImapProbe {
+            session,
+            endpoint: self.endpoint(),
+        }))
+    }
+
+    async fn open_idle_probe(&self, folder: &str) -> Result<Box<dyn Probe>, ProtoError> {
+        let (mut session, can_push) = self.login_as(true).await?;
+        if !can_push {
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!("{} does not offer IDLE", self.endpoint()),
+            ));
+        }
+        self.step("opening the folder", async {
+            session
+                .examine(folder)
+                .await
+                .map_err(|e| self.imap_error(e, "opening the folder"))
+        })
+        .await?;
+        // Forget what opening the folder reported: only what arrives during IDLE counts.
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        let mut handle = session.idle();
+        self.step("starting IDLE", async {
+            handle
+                .init()
+                .await
+                .map_err(|e| self.imap_error(e, "starting IDLE"))
+        })
+        .await?;
+        Ok(Box::new(ImapIdleProbe {
+            handle: Some(handle),
+            session: None,
+            endpoint: self.endpoint(),
+        }))
+    }
+}
+
+/// A probe connection waiting in IDLE; what the server sends meanwhile stays unread in the
+/// socket (the kernel acknowledges it, which is all the path needs to see).
+struct ImapIdleProbe {
+    handle: Option<async_imap::extensions::idle::Handle<Stream>>,
+    session: Option<ImapSession>,
+    endpoint: String,
+}
+
+#[async_trait]
+impl Probe for ImapIdleProbe {
+    /// `DONE`, answered by the tagged OK of the IDLE. Fails as well when the server sent
+    /// anything but keep-alives (`* OK …`) meanwhile: a new message's `EXISTS` also refreshes
+    /// the mapping, and must not pass for the server's keep-alives.
+    async fn ping(&mut self) -> Result<(), ProtoError> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(());
+        };
+        let session = handle
+            .done()
+            .await
+            .map_err(|e| imap_error(&self.endpoint, e, "ending IDLE on the probe connection"))?;
+        let mut other = false;
+        while let Ok(u) = session.unsolicited_responses.try_recv() {
+            let keepalive = matches!(
+                &u,
+                UnsolicitedResponse::Other(data)
+                    if matches!(data.parsed(), Response::Data { status: Status::Ok, .. })
+            );
+            other |= !keepalive;
+        }
+        self.session = Some(session);
+        if other {
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: the folder changed during the measurement in IDLE; not counted",
+                    self.endpoint
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) {
+        if let Some(mut session) = self.session.take() {
+            let _ = session.logout().await;
+        }
+    }
+}
+
+/// A logged-in connection held silent (no IDLE, no TCP keep-alive) by the adaptive search.
+/// Nothing is selected: the server has nothing to push on it.
+struct ImapProbe {
+    session: ImapSession,
+    endpoint: String,
+}
+
+#[async_trait]
+impl Probe for ImapProbe {
+    async fn ping(&mut self) -> Result<(), ProtoError> {
+        let r = self.session.noop().await;
+        r.map_err(|e| imap_error(&self.endpoint, e, "sending NOOP on the probe connection"))
+    }
+
+    async fn close(mut self: Box<Self>) {
+        let _ = self.session.logout().await;
     }
 }
 
@@ -562,6 +690,10 @@ struct Imap {
     session: Option<ImapSession>,
     /// Messages in the folder, tracked from EXISTS/EXPUNGE (decides NOOP vs. FETCH * when empty).
     exists: u32,
+    /// The folder grew (EXISTS) since the last `items_after`: reported by the next `wait` at
+    /// once. An EXISTS that arrives between the keep-alive query and IDLE would otherwise not
+    /// be repeated in IDLE, and the message would wait for the next keep-alive.
+    grew: bool,
     endpoint: String,
     response_timeout: Duration,
 }
@@ -600,7 +732,10 @@ impl Imap {
         };
         while let Ok(u) = session.unsolicited_responses.try_recv() {
             match u {
-                UnsolicitedResponse::Exists(n) => self.exists = n,
+                UnsolicitedResponse::Exists(n) => {
+                    self.grew |= n > self.exists;
+                    self.exists = n;
+                }
                 UnsolicitedResponse::Expunge(_) => self.exists = self.exists.saturating_sub(1),
                 _ => {}
             }
@@ -640,6 +775,8 @@ impl Session for Imap {
     }
 
     async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError> {
+        // This fetch covers everything up to now; EXISTS arriving with it sets `grew` again.
+        self.grew = false;
         if self.exists == 0 {
             return Ok(Vec::new());
         }
@@ -666,6 +803,9 @@ impl Session for Imap {
     }
 
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
+        if std::mem::take(&mut self.grew) {
+            return Ok(Wake::Changed);
+        }
         let rt = self.response_timeout;
         let session = self.session.take().ok_or_else(|| {
             ProtoError::new(

@@ -60,6 +60,34 @@ pub enum Wake {
 pub trait Connector: Send + Sync {
     /// Connect, authenticate and open `folder` read-only.
     async fn open(&self, folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError>;
+    /// Connect and authenticate a second connection that the adaptive keep-alive holds idle to
+    /// measure how long the path keeps idle flows. It must send nothing by itself while idle:
+    /// no IDLE traffic, no TCP keep-alive probes.
+    async fn open_probe(&self) -> Result<Box<dyn Probe>, ProtoError> {
+        Err(ProtoError::new(
+            ErrorKind::Protocol,
+            "this protocol cannot open a probe connection",
+        ))
+    }
+    /// Like [`open_probe`](Self::open_probe), but waiting for pushes on `folder` (IMAP: IDLE)
+    /// like the main session does, so that whatever the server sends by itself while idle
+    /// (Dovecot's `* OK Still here`) crosses the path too. `ping` ends the wait.
+    async fn open_idle_probe(&self, _folder: &str) -> Result<Box<dyn Probe>, ProtoError> {
+        Err(ProtoError::new(
+            ErrorKind::Protocol,
+            "this protocol cannot open an idle probe connection",
+        ))
+    }
+}
+
+/// An authenticated, otherwise unused connection (see [`Connector::open_probe`]).
+#[async_trait]
+pub trait Probe: Send {
+    /// One round trip that needs the path to still know the flow (IMAP: `NOOP`). The caller
+    /// bounds it with the response timeout: no answer means the path forgot the flow.
+    async fn ping(&mut self) -> Result<(), ProtoError>;
+    /// Log out politely (best effort).
+    async fn close(self: Box<Self>);
 }
 
 #[async_trait]

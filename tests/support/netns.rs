@@ -438,6 +438,56 @@ impl Testbed {
         must("ip", &["-n", &self.gw, "link", "set", GW_CLIENT_IF, "up"]);
     }
 
+    /// Gives the gateway another address on the client link (`10.231.N.<host>`) and returns it:
+    /// a second "router" the client can move its default route to (another network, as far as
+    /// the client's network identity goes).
+    pub fn add_gateway_client_address(&self, host: u8) -> String {
+        let addr = format!("10.231.{}.{host}", self.n);
+        must(
+            "ip",
+            &[
+                "-n",
+                &self.gw,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                GW_CLIENT_IF,
+            ],
+        );
+        addr
+    }
+
+    /// Sets (or replaces) the client's default route via `via`. The server network keeps its
+    /// own, more specific route, so established connections are not affected; the change is
+    /// what a network change looks like to the client (an rtnetlink route event).
+    pub fn set_client_default_route(&self, via: &str) {
+        must(
+            "ip",
+            &[
+                "-n",
+                &self.client,
+                "route",
+                "replace",
+                "default",
+                "via",
+                via,
+                "dev",
+                CLIENT_IF,
+            ],
+        );
+    }
+
+    /// The client's address of the gateway (`10.231.N.1`).
+    pub fn gateway_client_ip(&self) -> String {
+        format!("10.231.{}.1", self.n)
+    }
+
+    /// The client side's interface name (what the agent's network identity names).
+    pub fn client_if(&self) -> &'static str {
+        CLIENT_IF
+    }
+
     /// `conntrack -L` in the gateway namespace (one line per flow).
     pub fn conntrack_entries(&self) -> String {
         self.gw_exec("conntrack", &["-L"])
