@@ -1,7 +1,7 @@
 //! The settings window's account form for Exchange: a new user adds an EWS account knowing only
 //! the address, presses "Find server" (Autodiscover fills in the EWS URL), "Test connection"
 //! (the newest inbox item), then OK — on a headless desktop (Xvfb, private D-Bus) against the
-//! test EWS server.
+//! test EWS server. Then the tray runs the saved account, and new mail becomes a toast.
 #![cfg(feature = "desktop")]
 
 mod support;
@@ -103,4 +103,70 @@ fn settings_form_finds_the_ews_url_tests_and_saves_an_exchange_account() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The tray with the saved Exchange account: a delivered mail becomes one toast with its
+    // sender and subject, exactly as for IMAP.
+    let mut cmd = home.command(&[]);
+    desktop.apply(&mut cmd);
+    let tray = StopOnDrop(
+        cmd.env("XDG_RUNTIME_DIR", &run)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(home.path().join("tray.log")).unwrap())
+            .spawn()
+            .expect("start the tray"),
+    );
+    let tray_log = || std::fs::read_to_string(home.path().join("tray.log")).unwrap_or_default();
+    let item = desktop.wait_for_tray_item(secs(30));
+    let deadline = Instant::now() + secs(30);
+    while !desktop
+        .tray_property(&item, "ToolTip")
+        .contains(": connected")
+        || server.count("GetStreamingEvents") == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not connected
+{}",
+            tray_log()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    server.deliver("Budget review", "Carol Jones", "carol@example.com");
+    let toast = desktop.wait_for_toast(secs(30), |t| t.body == "Budget review");
+    assert_eq!(
+        toast.summary,
+        "Carol Jones <carol@example.com>",
+        "{}",
+        tray_log()
+    );
+    assert_eq!(toast.category, "email.arrived");
+    sleep(secs(2));
+    assert_eq!(
+        desktop
+            .toasts()
+            .iter()
+            .filter(|t| t.body == "Budget review")
+            .count(),
+        1,
+        "one toast"
+    );
+    drop(tray);
+}
+
+/// Stops a child process by its PID when the test ends, also when it fails.
+struct StopOnDrop(std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.0.try_wait().ok().flatten().is_none() {
+            sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
