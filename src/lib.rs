@@ -2,7 +2,7 @@
 //! and turns what the server pushes over it into events (printed, or shown as desktop toasts).
 //!
 //! Data flow: [`config`] → [`engine`] (with a [`protocol`] per account) → [`event::Event`]s →
-//! the shell ([`cli`] today; the tray later). See `docs/ARCHITECTURE.md`.
+//! a shell ([`cli`]'s `watch`, or the tray in `desktop`). See `docs/ARCHITECTURE.md`.
 
 /// mailpulse ships as three programs side by side, so that each maps only the libraries it
 /// uses: `mailpulse` (the command line, `watch`, `check`; no GUI library linked), which starts
