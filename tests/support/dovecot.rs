@@ -256,10 +256,25 @@ impl Dovecot {
 
     /// Stops and starts the server again with the same config, ports,
     /// Maildirs and certificate, as a server restart looks to clients.
+    /// The old server's processes may hold the listening sockets for a few seconds after
+    /// the master exited (they finish their clients' shutdown), so "Address already in use"
+    /// is retried for up to 30 s.
     pub fn restart(&mut self) {
         self.stop();
-        if let Err(e) = self.spawn_and_wait() {
-            panic!("{}", self.failure_report(&format!("restart: {e}")));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return,
+                Err(e)
+                    if Instant::now() < deadline
+                        && self.log().contains("Address already in use") =>
+                {
+                    eprintln!("dovecot: restart: ports still held ({e}); retrying");
+                    self.stop();
+                    sleep(Duration::from_secs(1));
+                }
+                Err(e) => panic!("{}", self.failure_report(&format!("restart: {e}"))),
+            }
         }
     }
 
