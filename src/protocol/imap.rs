@@ -7,7 +7,6 @@
 //! is needed).
 
 use std::fmt::Debug;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -93,55 +92,22 @@ impl ImapConnector {
     }
 
     async fn tcp(&self, probe: bool) -> Result<TcpStream, ProtoError> {
-        let host = self.account.host.as_str();
-        let port = self.account.effective_port();
-        let addrs: Vec<SocketAddr> = self
-            .step("resolving the host name", async {
-                tokio::net::lookup_host((host, port)).await.map(Iterator::collect).map_err(|e| {
-                    ProtoError::new(
-                        ErrorKind::Resolve,
-                        format!("cannot resolve {host}: {e}; check the host name and your network connection"),
-                    )
-                })
-            })
-            .await?;
-        let mut last = ProtoError::new(ErrorKind::Resolve, format!("{host} has no address"));
-        for addr in addrs {
-            match timeout(self.rt(), TcpStream::connect(addr)).await {
-                Ok(Ok(tcp)) => {
-                    if probe {
-                        // The probe measures how long the path keeps a *silent* flow: no TCP
-                        // keep-alive probes (off is the socket default; say it anyway).
-                        let _ = tcp.set_nodelay(true);
-                        let _ = socket2::SockRef::from(&tcp).set_keepalive(false);
-                    } else {
-                        self.tune(&tcp);
-                    }
-                    return Ok(tcp);
-                }
-                Ok(Err(e)) => {
-                    let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                        "; check the port and that the server is running"
-                    } else {
-                        ""
-                    };
-                    last = ProtoError::new(
-                        ErrorKind::Connect,
-                        format!("cannot connect to {host}:{port} ({addr}): {e}{hint}"),
-                    );
-                }
-                Err(_) => {
-                    last = ProtoError::new(
-                        ErrorKind::Connect,
-                        format!(
-                            "cannot connect to {host}:{port} ({addr}): no answer within {} s; a firewall may be dropping the connection",
-                            self.rt().as_secs()
-                        ),
-                    );
-                }
-            }
+        let tcp = super::connect_tcp(
+            &self.account.host,
+            self.account.effective_port(),
+            self.rt(),
+            "",
+        )
+        .await?;
+        if probe {
+            // The probe measures how long the path keeps a *silent* flow: no TCP
+            // keep-alive probes (off is the socket default; say it anyway).
+            let _ = tcp.set_nodelay(true);
+            let _ = socket2::SockRef::from(&tcp).set_keepalive(false);
+        } else {
+            self.tune(&tcp);
         }
-        Err(last)
+        Ok(tcp)
     }
 
     /// TCP keep-alive as a second line of defence: the kernel probes a connection that has been

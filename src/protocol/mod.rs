@@ -111,6 +111,68 @@ pub trait Session: Send {
     async fn close(self: Box<Self>);
 }
 
+/// Resolve `host` and open TCP to the first of its addresses that answers, each step within
+/// `rt`: the one connect both protocols share, with errors that say what to check. `setting`
+/// names where the user wrote host and port ("" for IMAP's own fields, " in url" for EWS), so
+/// the hint points at the right field. Socket tuning is left to the caller.
+pub(crate) async fn connect_tcp(
+    host: &str,
+    port: u16,
+    rt: Duration,
+    setting: &str,
+) -> Result<tokio::net::TcpStream, ProtoError> {
+    use tokio::time::timeout;
+    let addrs: Vec<std::net::SocketAddr> = match timeout(rt, tokio::net::lookup_host((host, port)))
+        .await
+    {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => {
+            return Err(ProtoError::new(
+                ErrorKind::Resolve,
+                format!(
+                    "cannot resolve {host}: {e}; check the host name{setting} and your network connection"
+                ),
+            ));
+        }
+        Err(_) => {
+            return Err(ProtoError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{host}:{port}: no answer within {} s while resolving the host name",
+                    rt.as_secs()
+                ),
+            ));
+        }
+    };
+    let mut last = ProtoError::new(ErrorKind::Resolve, format!("{host} has no address"));
+    for addr in addrs {
+        match timeout(rt, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) => {
+                let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    format!("; check the port{setting} and that the server is running")
+                } else {
+                    String::new()
+                };
+                last = ProtoError::new(
+                    ErrorKind::Connect,
+                    format!("cannot connect to {host}:{port} ({addr}): {e}{hint}"),
+                );
+            }
+            Err(_) => {
+                last = ProtoError::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "cannot connect to {host}:{port} ({addr}): no answer within {} s; a firewall may be dropping the connection",
+                        rt.as_secs()
+                    ),
+                );
+            }
+        }
+    }
+    Err(last)
+}
+
 /// Builds the connector for an account; the engine calls it whenever an account (re)starts, so
 /// tests can substitute a scripted server.
 pub type ConnectorFactory = Arc<dyn Fn(&Account, &KeepAlive) -> Arc<dyn Connector> + Send + Sync>;

@@ -26,14 +26,12 @@ pub mod ntlm;
 pub mod xml;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -328,54 +326,7 @@ impl Shared {
         let host = self.host();
         let port = self.port();
         let rt = self.rt();
-        let addrs: Vec<SocketAddr> = match timeout(
-            rt,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        {
-            Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => {
-                return Err(ProtoError::new(
-                    ErrorKind::Resolve,
-                    format!(
-                        "cannot resolve {host}: {e}; check the host name in url and your network connection"
-                    ),
-                ));
-            }
-            Err(_) => return Err(self.timeout_error("resolving the host name")),
-        };
-        let mut last = ProtoError::new(ErrorKind::Resolve, format!("{host} has no address"));
-        let mut tcp = None;
-        for addr in addrs {
-            match timeout(rt, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Ok(Err(e)) => {
-                    let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                        "; check the port in url and that the server is running"
-                    } else {
-                        ""
-                    };
-                    last = ProtoError::new(
-                        ErrorKind::Connect,
-                        format!("cannot connect to {host}:{port} ({addr}): {e}{hint}"),
-                    );
-                }
-                Err(_) => {
-                    last = ProtoError::new(
-                        ErrorKind::Connect,
-                        format!(
-                            "cannot connect to {host}:{port} ({addr}): no answer within {} s; a firewall may be dropping the connection",
-                            rt.as_secs()
-                        ),
-                    );
-                }
-            }
-        }
-        let tcp = tcp.ok_or(last)?;
+        let tcp = super::connect_tcp(&host, port, rt, " in url").await?;
         let _ = tcp.set_nodelay(true);
         let params = socket2::TcpKeepalive::new()
             .with_time(self.keepalive.interval() + Duration::from_secs(5))
