@@ -483,42 +483,8 @@ pub async fn probe(config_path: Option<&Path>, name: &str, max: Option<u64>) -> 
         account.effective_port(),
         ka.response_timeout_secs
     );
-    let bound = |d: Option<std::time::Duration>| {
-        d.map_or("-".to_string(), |d| format!("{} s", d.as_secs()))
-    };
     let result = adaptive::measure(connector.as_ref(), params, None, |p| {
-        let elapsed = p.elapsed.as_secs();
-        let line = match p.sample {
-            None => format!(
-                "[{:>2}:{:02}] {} {} s (survived {}, forgotten {})",
-                elapsed / 60,
-                elapsed % 60,
-                if p.confirming {
-                    "confirming"
-                } else {
-                    "testing"
-                },
-                p.testing
-                    .iter()
-                    .map(|t| t.as_secs().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                bound(p.lo),
-                bound(p.hi)
-            ),
-            Some(s) => format!(
-                "[{:>2}:{:02}]   idle {} s: {}",
-                elapsed / 60,
-                elapsed % 60,
-                s.idle.as_secs(),
-                if s.survived {
-                    "answered"
-                } else {
-                    "no answer (forgotten)"
-                }
-            ),
-        };
-        eprintln!("{line}");
+        eprintln!("[{:>5}] {}", p.clock(), p.describe());
     })
     .await;
     match result {

@@ -398,7 +398,10 @@ fn probe_brackets(nat: u64, max: u64) {
         "{sentence}"
     );
     // Progress went to stderr: elapsed, what is tested, the bounds.
-    assert!(err.contains("[ 0:00] testing 30, "), "{err}");
+    assert!(
+        err.contains("[ 0:00] testing idle connections for 30, "),
+        "{err}"
+    );
     assert!(err.contains("confirming"), "{err}");
     assert!(err.contains("forgotten"), "{err}");
     eprintln!(

@@ -457,27 +457,7 @@ pub async fn diagnose(
         if p.sample.is_some() {
             return;
         }
-        let secs = |d: Option<std::time::Duration>| {
-            d.map_or_else(|| "?".to_string(), |d| format!("{} s", d.as_secs()))
-        };
-        let elapsed = p.elapsed.as_secs();
-        progress(format!(
-            "{}:{:02} — {} idle connections for {} s (kept: {}, forgotten: {})…",
-            elapsed / 60,
-            elapsed % 60,
-            if p.confirming {
-                "confirming with"
-            } else {
-                "testing"
-            },
-            p.testing
-                .iter()
-                .map(|t| t.as_secs().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            secs(p.lo),
-            secs(p.hi)
-        ));
+        progress(format!("{} — {}…", p.clock(), p.describe()));
     })
     .await;
     match result {

@@ -292,6 +292,49 @@ pub struct Progress {
     pub sample: Option<Sample>,
 }
 
+impl Progress {
+    /// The report in words, after the elapsed time (which each caller formats its own way):
+    /// a round ("testing idle connections for 30, 40 s (kept: 20 s, forgotten: ?)") or a
+    /// sample ("  idle 30 s: answered").
+    pub fn describe(&self) -> String {
+        if let Some(s) = &self.sample {
+            return format!(
+                "  idle {} s: {}",
+                s.idle.as_secs(),
+                if s.survived {
+                    "answered"
+                } else {
+                    "no answer (forgotten)"
+                }
+            );
+        }
+        let bound = |d: Option<Duration>| {
+            d.map_or_else(|| "?".to_string(), |d| format!("{} s", d.as_secs()))
+        };
+        format!(
+            "{} idle connections for {} s (kept: {}, forgotten: {})",
+            if self.confirming {
+                "confirming with"
+            } else {
+                "testing"
+            },
+            self.testing
+                .iter()
+                .map(|t| t.as_secs().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            bound(self.lo),
+            bound(self.hi)
+        )
+    }
+
+    /// Elapsed time as minutes:seconds.
+    pub fn clock(&self) -> String {
+        let s = self.elapsed.as_secs();
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
 /// Run the search on probe connections from `connector`. `Err` when not even the first probe
 /// connection could be opened (e.g. the server refuses a second login): learning is skipped.
 ///
@@ -682,6 +725,33 @@ mod tests {
         assert_eq!((o.survived, o.failed), (None, Some(S(30))));
         assert_eq!(o.interval, S(30));
         assert!(o.sentence().contains("less than 30 s"), "{}", o.sentence());
+    }
+
+    #[test]
+    fn progress_in_words() {
+        let mut p = Progress {
+            elapsed: S(75),
+            testing: vec![S(30), S(40)],
+            confirming: false,
+            lo: Some(S(20)),
+            hi: None,
+            sample: None,
+        };
+        assert_eq!(p.clock(), "1:15");
+        assert_eq!(
+            p.describe(),
+            "testing idle connections for 30, 40 s (kept: 20 s, forgotten: ?)"
+        );
+        p.confirming = true;
+        assert!(
+            p.describe()
+                .starts_with("confirming with idle connections for 30, 40 s")
+        );
+        p.sample = Some(Sample {
+            idle: S(40),
+            survived: false,
+        });
+        assert_eq!(p.describe(), "  idle 40 s: no answer (forgotten)");
     }
 
     #[test]
