@@ -209,17 +209,19 @@ impl Supervisor {
             session.last_item(),
         )
         .await?;
-        let mut seen = self.baseline(session, info, last, *first_session).await?;
-        *first_session = false;
-        self.backoff.reset();
+        // The query answered: the connection works. Say so before the catch-up, so that
+        // "connection restored" comes before the mail that arrived during the outage.
         let _ = self.out.send(Out::Opened(self.generation));
-        self.caught_up = true;
         self.emit(Event::Connected {
             account: self.account.clone(),
             folder: self.folder.clone(),
             exists: info.exists,
             uid_validity: info.uid_validity,
         });
+        let mut seen = self.baseline(session, info, last, *first_session).await?;
+        *first_session = false;
+        self.backoff.reset();
+        self.caught_up = true;
 
         loop {
             let settings = self.settings.borrow_and_update().clone();

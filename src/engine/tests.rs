@@ -278,6 +278,30 @@ fn is_connected(e: &Event) -> bool {
     matches!(e, Event::Connected { .. })
 }
 
+fn is_mail(e: &Event) -> bool {
+    matches!(e, Event::NewMail { .. } | Event::MissedMail { .. })
+}
+
+/// After a reconnect the user hears "connected" (and "restored") before the mail that the
+/// catch-up finds, not after it.
+fn assert_connected_before_mail(events: &[Event]) {
+    let connected = events.iter().position(is_connected);
+    let mail = events.iter().position(is_mail);
+    assert!(
+        connected.is_some() && mail.is_some() && connected < mail,
+        "connected before the caught-up mail: {events:?}"
+    );
+    if let Some(restored) = events
+        .iter()
+        .position(|e| matches!(e, Event::Recovered { .. }))
+    {
+        assert!(
+            Some(restored) < mail,
+            "restored before the mail: {events:?}"
+        );
+    }
+}
+
 fn new_mail_subjects(events: &[Event]) -> Vec<String> {
     events
         .iter()
@@ -473,7 +497,8 @@ async fn dead_connection_is_detected_within_the_response_timeout_and_mail_is_cau
 
     // The path comes back: reconnect after the first backoff step (≤ 1 s) + a connect.
     server.with(|s| s.hang = false);
-    let events = until(&mut rx, secs(90), is_connected).await;
+    let events = until(&mut rx, secs(90), is_mail).await;
+    assert_connected_before_mail(&events);
     assert_eq!(
         new_mail_subjects(&events),
         ["sent into the void"],
@@ -502,12 +527,13 @@ async fn reset_connection_reconnects_within_two_seconds_and_catches_up() {
     server.kill_sessions();
     let t = Instant::now();
     server.deliver("during the restart");
-    let events = until(&mut rx, secs(10), is_connected).await;
+    let events = until(&mut rx, secs(10), is_mail).await;
     assert!(
         t.elapsed() <= secs(2),
         "reconnected after {:?}",
         t.elapsed()
     );
+    assert_connected_before_mail(&events);
     assert_eq!(new_mail_subjects(&events), ["during the restart"]);
     assert_eq!(errors(&events).len(), 1, "{events:?}");
     engine.shutdown().await;
@@ -584,7 +610,8 @@ async fn restart_announces_mail_that_arrived_while_off_as_one_summary() {
         server.deliver(s);
     }
     let (engine, mut rx) = start(&server, &cfg, Store::open(dir.path()));
-    let events = until(&mut rx, secs(5), is_connected).await;
+    let events = until(&mut rx, secs(5), is_mail).await;
+    assert_connected_before_mail(&events);
     let summaries: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
