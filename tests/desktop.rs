@@ -512,7 +512,6 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
             .tray_property(&item, "ToolTip")
             .contains("work: connected")
     });
-    let queries = d.keepalive_queries(USER);
     let logins = d.login_attempts(USER);
 
     desktop.click_menu(&item, "Settings…");
@@ -548,9 +547,15 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
         "config:\n{}",
         std::fs::read_to_string(home.config_path()).unwrap()
     );
-    // The running engine picked up the new interval: a keep-alive within ~30 s, where 600 s
-    // would have meant none.
-    wait_until("a keep-alive at the new interval", secs(50), || {
+    // The running engine picked up the new interval. The window has closed (so its Test
+    // connection sends nothing more) and whatever the reload itself sent has settled; from
+    // then on a keep-alive comes within ~30 s, where 600 s would have meant none.
+    wait_until("the settings window to close", secs(30), || {
+        settings_windows(&home.config_path()).is_empty()
+    });
+    sleep(secs(5));
+    let queries = d.keepalive_queries(USER);
+    wait_until("a keep-alive at the new interval", secs(45), || {
         d.keepalive_queries(USER) > queries
     });
     eprintln!("commands: {:#?}", d.imap_commands(USER));
@@ -569,9 +574,6 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
         "the account survived the save:\n{text}"
     );
     assert!(!text.contains("secret-pw"));
-    wait_until("the settings window to close", secs(10), || {
-        settings_windows(&home.config_path()).is_empty()
-    });
 }
 
 #[test]
