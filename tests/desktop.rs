@@ -576,6 +576,79 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
     assert!(!text.contains("secret-pw"));
 }
 
+/// The config edited by hand while the tray runs (an editor, a script, `mailpulse settings` on
+/// its own): a broken version is refused with one toast naming the file, line and key, and the
+/// agent goes on with the last good one; the fixed version takes effect at once.
+#[test]
+fn a_hand_edited_config_is_reloaded_and_a_broken_one_is_refused() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let home = Home::new();
+    let good = |interval: u32| {
+        config(
+            &home,
+            &d,
+            d.imaps_port(),
+            "tls",
+            &format!(
+                "[keepalive]\ninterval_secs = {interval}\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n"
+            ),
+            "",
+        )
+    };
+    home.write_config(&good(600));
+    let _tray = Tray::start(&home, &desktop);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("connected", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+
+    // Broken: an interval below the minimum, on line 2 of the file.
+    home.write_config(&good(10));
+    let error = expect_toast(&desktop, &home, secs(20), |t| {
+        t.summary == "mailpulse: the configuration has an error"
+    });
+    let file_line = format!("{}:2:17:", home.config_path().display());
+    assert!(
+        error.body.contains(&file_line)
+            && error.body.contains("keepalive.interval_secs")
+            && error.body.contains("still using the previous settings"),
+        "{error:?}"
+    );
+    // The agent still runs on the last good configuration: connected, and no keep-alive at
+    // the refused 10 s (nor at 30 s) in the next 35 s.
+    let queries = d.keepalive_queries(USER);
+    sleep(secs(35));
+    assert_eq!(d.keepalive_queries(USER), queries, "still at 600 s");
+    assert!(
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    );
+    let errors = |desktop: &Desktop| {
+        desktop
+            .toasts()
+            .iter()
+            .filter(|t| t.summary == "mailpulse: the configuration has an error")
+            .count()
+    };
+    assert_eq!(errors(&desktop), 1, "one toast for one broken version");
+
+    // Fixed, with a new interval: used at once, without Settings or a restart.
+    home.write_config(&good(30));
+    wait_until("the reload", secs(20), || {
+        tray_log(&home).contains("configuration reloaded: 1 account(s), keep-alive on every 30 s")
+    });
+    sleep(secs(2));
+    let queries = d.keepalive_queries(USER);
+    wait_until("a keep-alive at the new interval", secs(45), || {
+        d.keepalive_queries(USER) > queries
+    });
+    assert_eq!(errors(&desktop), 1, "{:#?}", desktop.toasts());
+}
+
 #[test]
 fn first_run_writes_a_commented_config_and_opens_settings() {
     let desktop = Desktop::start();

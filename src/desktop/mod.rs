@@ -35,6 +35,8 @@ enum UserEvent {
     ToastClicked(Option<String>),
     OpenSettings,
     SettingsClosed,
+    /// The config file changed on disk (Settings' Apply, an editor, `mailpulse settings`).
+    ConfigChanged,
     Quit,
 }
 
@@ -169,6 +171,7 @@ pub fn run(config_path: PathBuf) -> ExitCode {
         wait_for_termination().await;
         let _ = p.send_event(UserEvent::Quit);
     });
+    let watcher = watch_config(&config_path, runtime.handle(), proxy.clone());
     let icon_file = write_app_icon(&dirs.state_dir);
     let p = proxy.clone();
     let notifier = notifier::spawn(runtime.handle(), icon_file, move |account| {
@@ -195,7 +198,10 @@ pub fn run(config_path: PathBuf) -> ExitCode {
         config.keepalive.enabled,
     );
     model.general_error = config_error.clone();
+    let loaded_text = std::fs::read_to_string(&config_path).ok();
     let mut app = App {
+        loaded_text,
+        _watcher: watcher,
         config_path,
         dirs,
         config,
@@ -250,6 +256,10 @@ pub fn run(config_path: PathBuf) -> ExitCode {
 }
 
 struct App {
+    /// The file's text when it was last loaded or written by the tray itself: a change event
+    /// for the same text (our own save, an editor touching the file) reloads nothing.
+    loaded_text: Option<String>,
+    _watcher: Option<notify::RecommendedWatcher>,
     config_path: PathBuf,
     dirs: Dirs,
     config: Config,
@@ -357,10 +367,11 @@ impl App {
             UserEvent::ToastClicked(account) => self.open_client(account),
             UserEvent::OpenSettings => self.open_settings(None),
             UserEvent::SettingsClosed => {
-                tracing::info!("settings window closed; reloading the configuration");
                 self.settings_open = false;
-                self.reload();
+                // Usually reloaded already, when the watcher saw the save.
+                self.reload_if_changed("the settings window closed");
             }
+            UserEvent::ConfigChanged => self.reload_if_changed("the file changed on disk"),
             UserEvent::Quit => return true,
         }
         false
@@ -372,13 +383,27 @@ impl App {
         match Config::edit_file(&self.config_path, |doc| {
             doc["keepalive"]["enabled"] = toml_edit::value(on)
         }) {
-            Ok(c) => self.config = c,
+            Ok(c) => {
+                self.config = c;
+                self.loaded_text = std::fs::read_to_string(&self.config_path).ok();
+            }
             Err(e) => tracing::warn!("cannot save the keep-alive switch: {e}"),
         }
         self.refresh_tray();
     }
 
+    /// Reload when the file's text differs from what was last loaded or written by the tray.
+    fn reload_if_changed(&mut self, why: &str) {
+        let text = std::fs::read_to_string(&self.config_path).ok();
+        if text.is_some() && text != self.loaded_text {
+            tracing::info!("{why}; reloading {}", self.config_path.display());
+            self.reload();
+        }
+    }
+
     fn reload(&mut self) {
+        // Remembered even when the text is broken: the error is shown once per version.
+        self.loaded_text = std::fs::read_to_string(&self.config_path).ok();
         match Config::load(&self.config_path) {
             Ok(config) => {
                 // Logging first, so that the file log (if just switched on) records the reload.
@@ -515,6 +540,55 @@ impl App {
 fn tray_icon_image(state: IconState) -> tray_icon::Icon {
     tray_icon::Icon::from_rgba(icons::render(state, ICON_SIZE), ICON_SIZE, ICON_SIZE)
         .expect("icon size matches")
+}
+
+/// Watch the config file and tell the GUI loop when it changed, 300 ms after the last event of
+/// a burst (an atomic save is a create, a write and a rename; an editor may write in pieces).
+/// The folder is watched, not the file: an atomic save replaces the file, and a watch on the old
+/// one would see nothing after the first save. `None` (with a warning) when the platform
+/// refuses a watch; closing the settings window still reloads then.
+fn watch_config(
+    path: &Path,
+    runtime: &tokio::runtime::Handle,
+    proxy: EventLoopProxy<UserEvent>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = path.parent()?.to_owned();
+    let name = path.file_name()?.to_owned();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|p| p.file_name() == Some(&name))
+        {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("cannot watch the configuration for changes: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!("cannot watch {} for changes: {e}", dir.display());
+        return None;
+    }
+    runtime.spawn(async move {
+        while rx.recv().await.is_some() {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => break,
+                    more = rx.recv() => if more.is_none() { return },
+                }
+            }
+            if proxy.send_event(UserEvent::ConfigChanged).is_err() {
+                return;
+            }
+        }
+    });
+    Some(watcher)
 }
 
 /// The application icon as a PNG file, for notifications (which want a path or a theme name).
