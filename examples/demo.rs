@@ -1,6 +1,7 @@
 //! `make demo`: a private Dovecot with a demo account, the tray agent pointed at it, and a new
 //! message every 20 s, so a newcomer sees toasts within a minute. Ctrl-C stops everything it
-//! started (the server and the agent are its children, in its process group).
+//! started (the server and the agent are its children, in its process group) and removes its
+//! temporary folder.
 //!
 //! Usage: cargo run --example demo -- PATH/TO/mailpulse
 
@@ -15,9 +16,34 @@ mod message;
 mod tls;
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set on Ctrl-C (SIGINT) or SIGTERM, so that the demo cleans up instead of dying mid-way.
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        s.store(true, Ordering::SeqCst);
+    });
+    stop
+}
 
 fn main() {
+    let stop = stop_flag();
     let exe = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "target/release/mailpulse".into());
@@ -43,11 +69,13 @@ fn main() {
         ),
     )
     .unwrap();
-    // Its own state and runtime dirs, so a mailpulse you already run is left alone.
+    // Its own state, runtime and config dirs, so a mailpulse you already run is left alone,
+    // and so is its start-at-login entry (the demo's config switches start at login off).
     let mut agent = Command::new(&exe)
         .arg("--config")
         .arg(&config)
         .env("XDG_STATE_HOME", home.path().join("state"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
         .env("XDG_RUNTIME_DIR", home.path())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {exe}: {e} (run `make demo`, which builds it)"));
@@ -56,11 +84,18 @@ fn main() {
          A message arrives every 20 s; right-click the tray icon to try the menu. Ctrl-C stops it all.",
         config.display()
     );
-    for n in 1.. {
-        std::thread::sleep(Duration::from_secs(20));
-        if let Ok(Some(status)) = agent.try_wait() {
-            println!("mailpulse exited ({status}); stopping the demo.");
-            break;
+    'deliveries: for n in 1.. {
+        let next = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(200));
+            if stop.load(Ordering::SeqCst) {
+                println!("Stopping the demo.");
+                break 'deliveries;
+            }
+            if let Ok(Some(status)) = agent.try_wait() {
+                println!("mailpulse exited ({status}); stopping the demo.");
+                break 'deliveries;
+            }
         }
         server.deliver(
             "demo",
@@ -70,6 +105,14 @@ fn main() {
         );
         println!("Delivered demo message {n}.");
     }
+    // SIGTERM first, so the agent logs out; SIGKILL if it has not gone within 10 s.
+    let _ = Command::new("kill").arg(agent.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && matches!(agent.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = agent.kill();
     let _ = agent.wait();
+    drop(server); // stops Dovecot by its PID
+    drop(home); // removes the temporary folder
 }
