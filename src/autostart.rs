@@ -52,6 +52,25 @@ pub fn is_enabled() -> bool {
     platform::is_enabled()
 }
 
+/// Whether a mailpulse login entry exists at all, switched on or off (on Linux an entry the
+/// desktop switched off still exists; on macOS and Windows there is no "off" but absence).
+pub fn exists() -> bool {
+    #[cfg(all(
+        unix,
+        not(any(target_os = "macos", target_os = "ios", target_os = "android"))
+    ))]
+    {
+        platform::location().is_some_and(|p| p.exists())
+    }
+    #[cfg(not(all(
+        unix,
+        not(any(target_os = "macos", target_os = "ios", target_os = "android"))
+    )))]
+    {
+        platform::is_enabled()
+    }
+}
+
 /// Where the login entry lives on this platform, whether or not it exists; `None` when that
 /// cannot be determined (no home directory) or the platform has no autostart support.
 pub fn location() -> Option<PathBuf> {

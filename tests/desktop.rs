@@ -578,24 +578,27 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
 
 /// The config edited by hand while the tray runs (an editor, a script, `mailpulse settings` on
 /// its own): a broken version is refused with one toast naming the file, line and key, and the
-/// agent goes on with the last good one; the fixed version takes effect at once.
+/// agent goes on with the last good one; the fixed version takes effect at once. Start at login
+/// follows the setting, but an entry the desktop switched off stays off.
 #[test]
 fn a_hand_edited_config_is_reloaded_and_a_broken_one_is_refused() {
     let d = Dovecot::start(DovecotOptions::default());
     let desktop = Desktop::start();
     let home = Home::new();
-    let good = |interval: u32| {
+    let config_text = |interval: u32, start_at_login: bool| {
         config(
             &home,
             &d,
             d.imaps_port(),
             "tls",
             &format!(
-                "[keepalive]\ninterval_secs = {interval}\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n"
+                "[keepalive]\ninterval_secs = {interval}\ncheck_on_wake = false\n[desktop]\nstart_at_login = {start_at_login}\n"
             ),
             "",
         )
     };
+    let good = |interval: u32| config_text(interval, true);
+    let entry = home.path().join("config/autostart/mailpulse.desktop");
     home.write_config(&good(600));
     let _tray = Tray::start(&home, &desktop);
     let item = desktop.wait_for_tray_item(secs(30));
@@ -647,6 +650,31 @@ fn a_hand_edited_config_is_reloaded_and_a_broken_one_is_refused() {
         d.keepalive_queries(USER) > queries
     });
     assert_eq!(errors(&desktop), 1, "{:#?}", desktop.toasts());
+
+    // Start at login: on with the account, off when the setting says so.
+    let entry_text = std::fs::read_to_string(&entry).expect("start at login with an account");
+    assert!(
+        entry_text.contains("X-GNOME-Autostart-enabled=true"),
+        "{entry_text}"
+    );
+    home.write_config(&config_text(30, false));
+    wait_until("the entry to be removed", secs(20), || !entry.exists());
+    // The user switches it off in the desktop's own tool and the setting is on again: the
+    // desktop's choice stands (the tray would otherwise rewrite it at every start).
+    let switched_off = entry_text.replace(
+        "X-GNOME-Autostart-enabled=true",
+        "X-GNOME-Autostart-enabled=false",
+    );
+    std::fs::write(&entry, &switched_off).unwrap();
+    home.write_config(&good(30));
+    wait_until("the third reload", secs(20), || {
+        tray_log(&home)
+            .matches("configuration reloaded: 1 account(s)")
+            .count()
+            >= 3
+    });
+    sleep(secs(1));
+    assert_eq!(std::fs::read_to_string(&entry).unwrap(), switched_off);
 }
 
 #[test]

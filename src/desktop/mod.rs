@@ -453,9 +453,12 @@ impl App {
     }
 
     /// Start at login: on once there is an account (unless switched off), off when switched off.
+    /// An entry that the desktop's own tool switched off (GNOME's "Startup Applications" writes
+    /// `X-GNOME-Autostart-enabled=false`) is the user's choice too, and is left as it is.
     fn sync_autostart(&self) {
         let want = self.config.desktop.start_at_login && !self.config.accounts.is_empty();
-        if want && !crate::autostart::is_enabled() {
+        let exists = crate::autostart::exists();
+        if want && !exists {
             match crate::companion("mailpulse") {
                 Ok(exe) => {
                     if let Err(e) = crate::autostart::enable(&exe) {
@@ -464,8 +467,12 @@ impl App {
                 }
                 Err(e) => tracing::warn!("cannot find our own executable: {e}"),
             }
+        } else if want && !crate::autostart::is_enabled() {
+            tracing::info!(
+                "start at login was switched off in the desktop's settings; leaving it off"
+            );
         } else if !self.config.desktop.start_at_login
-            && crate::autostart::is_enabled()
+            && exists
             && let Err(e) = crate::autostart::disable()
         {
             tracing::warn!("cannot switch off start at login: {e}");
