@@ -1,5 +1,7 @@
 //! Logging with `tracing`: warnings and errors on stderr (more with `RUST_LOG`), and, when the
-//! config enables it, a daily rolling file in the platform's log directory (7 files kept).
+//! config enables it, `mailpulse.log` in the platform's log directory, rotated by size: at most
+//! [`KEEP_FILES`] files of [`FILE_BYTES`] each (`mailpulse.log`, `mailpulse.log.1`, …), private
+//! to the user (0600).
 //! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic, and
 //! ureq's the OAuth2 token requests.
 
@@ -30,7 +32,34 @@ fn quiet(mut filter: EnvFilter) -> EnvFilter {
     filter
 }
 
-pub const KEEP_FILES: usize = 7;
+/// Files kept: the current one and the rotated ones.
+pub const KEEP_FILES: usize = 5;
+/// A file is rotated once it has grown past this.
+pub const FILE_BYTES: usize = 2 << 20;
+
+/// Open for appending (file-rotate also reads), created 0600 on Unix: a log says which
+/// servers and accounts the user has.
+fn private_append() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
+/// The size-bounded log file in `dir`: rotated once past `file_bytes`, `KEEP_FILES` in all.
+fn file_writer(
+    dir: &Path,
+    file_bytes: usize,
+) -> file_rotate::FileRotate<file_rotate::suffix::AppendCount> {
+    file_rotate::FileRotate::new(
+        dir.join("mailpulse.log"),
+        file_rotate::suffix::AppendCount::new(KEEP_FILES - 1),
+        file_rotate::ContentLimit::BytesSurpassed(file_bytes),
+        file_rotate::compression::Compression::None,
+        Some(private_append()),
+    )
+}
 
 /// Changes the file log's level (or switches it off) while running.
 type Apply = Box<dyn Fn(&Logging) + Send + Sync>;
@@ -53,23 +82,17 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         .with_filter(stderr_filter);
 
     // The file layer is installed whenever there is a log dir, so that logging can be switched
-    // on later without a restart; while its filter is "off" it writes nothing (the day's file
-    // is created empty).
+    // on later without a restart; while its filter is "off" it writes nothing (the file is
+    // created empty).
     let mut guard = None;
     let file = log_dir.and_then(|dir| {
-        let _ = std::fs::create_dir_all(dir);
-        let appender = tracing_appender::rolling::Builder::new()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix("mailpulse")
-            .filename_suffix("log")
-            .max_log_files(KEEP_FILES)
-            .build(dir)
-            .map_err(|e| {
-                if logging.enabled {
-                    eprintln!("mailpulse: cannot write logs to {}: {e}", dir.display());
-                }
-            })
-            .ok()?;
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            if logging.enabled {
+                eprintln!("mailpulse: cannot write logs to {}: {e}", dir.display());
+            }
+            return None;
+        }
+        let appender = file_writer(dir, FILE_BYTES);
         // The default queue holds 128 000 lines and is allocated (and touched) up front: 4 MB
         // of an idle agent's memory. A mail agent logs a few lines a minute; when a burst
         // overflows this queue, lines are dropped rather than blocking the engine.
@@ -105,8 +128,43 @@ pub fn apply(logging: &Logging) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::io::Write;
+
     #[test]
     fn filters_parse() {
         let _ = super::quiet(tracing_subscriber::EnvFilter::new("trace"));
+    }
+
+    /// Ten times what the files may hold: the oldest lines go, the total stays bounded, the
+    /// newest line is in `mailpulse.log`, and every file is the user's alone.
+    #[test]
+    fn the_log_is_bounded_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 1000;
+        let mut w = file_writer(dir.path(), limit);
+        let lines = 10 * KEEP_FILES * limit / 50;
+        for n in 0..lines {
+            writeln!(w, "{n:>48}").unwrap(); // 49 bytes + newline
+        }
+        w.flush().unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), KEEP_FILES, "{files:?}");
+        let total: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+        assert!(total <= (KEEP_FILES * (limit + 50)) as u64, "{total} bytes");
+        let newest = std::fs::read_to_string(dir.path().join("mailpulse.log")).unwrap();
+        assert!(
+            newest.ends_with(&format!("{:>48}\n", lines - 1)),
+            "{newest}"
+        );
+        #[cfg(unix)]
+        for f in &files {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                f.metadata().unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{f:?}"
+            );
+        }
     }
 }
