@@ -18,12 +18,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `../shared/ews-schema` beside the repository, or `MAILPULSE_EWS_SCHEMA`.
+/// `tests/ews-schema` in the repository (see its README), or `MAILPULSE_EWS_SCHEMA`.
 pub fn schema_dir() -> PathBuf {
     if let Ok(p) = std::env::var("MAILPULSE_EWS_SCHEMA") {
         return PathBuf::from(p);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/ews-schema")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ews-schema")
 }
 
 fn xmlns_decls(start_tag: &str) -> Vec<(String, String)> {
