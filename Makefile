@@ -1,6 +1,7 @@
 # mailpulse — see README.md. `make run` and `make test` install what they need first.
 SHELL := /bin/bash
-CARGO ?= cargo
+# cargo from PATH, else where scripts/install-deps.sh puts it (rustup, ~/.cargo/bin).
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 CONFIG_DIR := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/mailpulse
 
 .PHONY: run demo bench bench-smoke build deps test-deps test lint clean

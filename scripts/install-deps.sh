@@ -10,9 +10,34 @@ need_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Rust: mailpulse needs 1.88 or newer (edition 2024). Distribution packages are often older,
+# so a missing toolchain comes from rustup (into ~/.cargo, no root), which the Makefile finds.
+rust_min=88
+[ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "mailpulse needs Rust (cargo). Install it from https://rustup.rs and run this again." >&2
-  exit 1
+  echo "Rust is not installed; installing it with rustup (https://rustup.rs) into ~/.cargo …"
+  if ! command -v curl >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+      need_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates
+    else
+      echo "mailpulse needs Rust (cargo): install curl, or Rust from https://rustup.rs, and run this again." >&2
+      exit 1
+    fi
+  fi
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  PATH="$HOME/.cargo/bin:$PATH"
+fi
+minor=$(cargo --version | sed -E 's/^cargo 1\.([0-9]+).*/\1/')
+if [ "${minor:-0}" -lt "$rust_min" ] 2>/dev/null; then
+  if command -v rustup >/dev/null 2>&1; then
+    echo "Rust $(cargo --version) is older than 1.$rust_min; updating with rustup …"
+    rustup update stable
+  else
+    echo "mailpulse needs Rust 1.$rust_min or newer, found $(cargo --version) from $(command -v cargo)." >&2
+    echo "Install a current one from https://rustup.rs (it goes to ~/.cargo) and run this again." >&2
+    exit 1
+  fi
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
@@ -27,16 +52,16 @@ if command -v apt-get >/dev/null 2>&1; then
   if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing: ${missing[*]}"
     need_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    # policy-rc.d keeps the package from starting the system Dovecot: tests start their own.
+    # RUNLEVEL=1 keeps the package from starting the system Dovecot: tests start their own.
     need_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
 elif command -v dnf >/dev/null 2>&1; then
   pkgs=(pkgconf-pkg-config openssl-devel gtk3-devel webkit2gtk4.1-devel)
-  [ "$what" = test ] && pkgs+=(dovecot libxml2 python3)
+  [ "$what" = test ] && pkgs+=(dovecot openssl iproute nftables conntrack-tools dbus-daemon gnome-keyring desktop-file-utils glib2 xorg-x11-server-Xvfb dunst python3-gobject ImageMagick xdg-utils xdotool libxml2 python3)
   need_root dnf install -y "${pkgs[@]}"
 elif command -v pacman >/dev/null 2>&1; then
   pkgs=(pkgconf openssl gtk3 webkit2gtk-4.1)
-  [ "$what" = test ] && pkgs+=(dovecot libxml2 python)
+  [ "$what" = test ] && pkgs+=(dovecot iproute2 nftables conntrack-tools dbus gnome-keyring desktop-file-utils glib2 xorg-server-xvfb dunst python-gobject imagemagick xdg-utils xdotool libxml2 python)
   need_root pacman -S --needed --noconfirm "${pkgs[@]}"
 elif command -v brew >/dev/null 2>&1; then
   # macOS uses the system TLS library; the test suite's Dovecot comes from Homebrew.
