@@ -253,6 +253,27 @@ fn read_log(path: &PathBuf) -> String {
 }
 
 impl Daemons {
+    /// An unlocked keyring on a bus that someone else runs (a test desktop's), so that one
+    /// session has the tray's watcher, the notification daemon and the keyring together.
+    pub fn keyring_on(bus_address: &str) -> Daemons {
+        let dir = tempfile::Builder::new()
+            .prefix("mailpulse-kr-")
+            .tempdir()
+            .expect("temporary directory");
+        for sub in ["home", "data", "config", "cache", "run"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        set_mode(&dir.path().join("run"), 0o700);
+        let mut d = Daemons {
+            dir,
+            bus_address: bus_address.to_owned(),
+            bus: None,
+            keyring: None,
+        };
+        d.start_keyring();
+        d
+    }
+
     /// A bus with an unlocked keyring on it.
     pub fn with_keyring() -> Daemons {
         let mut d = Daemons::start();
