@@ -196,7 +196,28 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut tray = Tray::start_with(&home, &desktop, &[("PATH", Path::new(&path))]);
+    // Every settings window this tray opens shows the version and, as a user would, clicks
+    // the project link in About.
+    let script = home.path().join("about.js");
+    std::fs::write(
+        &script,
+        format!(
+            r#"setTimeout(() => {{
+                 if (document.getElementById("version").textContent === "{}")
+                   document.getElementById("homepage").click();
+               }}, 500);"#,
+            env!("CARGO_PKG_VERSION")
+        ),
+    )
+    .unwrap();
+    let mut tray = Tray::start_with(
+        &home,
+        &desktop,
+        &[
+            ("PATH", Path::new(&path)),
+            ("MAILPULSE_SETTINGS_SCRIPT", &script),
+        ],
+    );
 
     // The item registers with the watcher, with its menu.
     let item = desktop.wait_for_tray_item(secs(30));
@@ -319,6 +340,13 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     });
     let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", about[0])).unwrap();
     assert!(cmdline.contains("--page\0about"), "{cmdline:?}");
+    // It showed this version, and its project link opens in the browser.
+    wait_until("the project link to be opened", secs(20), || {
+        std::fs::read_to_string(&opener_log).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l == format!("{} GDK_GL=unset", env!("CARGO_PKG_REPOSITORY")))
+        })
+    });
     for pid in about {
         let _ = std::process::Command::new("kill")
             .arg(pid.to_string())

@@ -303,6 +303,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("ok").addEventListener("click", () => save(true));
   $("apply").addEventListener("click", () => save(false));
   $("cancel").addEventListener("click", () => send({ op: "cancel" }));
+  $("homepage").addEventListener("click", (e) => { e.preventDefault(); send({ op: "open_homepage" }); });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") send({ op: "cancel" }); });
   send({ op: "ready" });
 });

@@ -62,6 +62,9 @@ enum Request {
         account: Value,
         password: Option<String>,
     },
+    /// The project link in About: opened with the desktop's browser. Only this one address,
+    /// so the page cannot make the agent open anything else.
+    OpenHomepage,
     /// "Diagnose network": the adaptive keep-alive's measurement, with progress.
     Diagnose {
         account: Value,
@@ -168,6 +171,11 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                         .await;
                         let _ = p.send_event(Reply::Message(answer));
                     });
+                }
+                Ok(Request::OpenHomepage) => {
+                    if let Err(e) = crate::hooks::open_with_desktop(HOMEPAGE) {
+                        tracing::warn!("cannot open {HOMEPAGE}: {e}");
+                    }
                 }
                 Ok(Request::Cancel) => reply(Reply::Close),
                 Err(e) => tracing::warn!("settings page sent an unknown message: {e}"),
