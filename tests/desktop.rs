@@ -151,6 +151,30 @@ fn expect_toast(
     );
 }
 
+/// There is no file manager or browser on this headless desktop: the first `xdg-open` on the
+/// returned PATH records what it was given (and whether it saw GDK_GL) in the returned log.
+fn fake_opener(home: &Home) -> (String, PathBuf) {
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = home.path().join("xdg-open.log");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\necho \"$1\" GDK_GL=${{GDK_GL-unset}} >> '{}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, log)
+}
+
 fn tray_log(home: &Home) -> String {
     std::fs::read_to_string(home.path().join("tray.log")).unwrap_or_default()
 }
@@ -176,26 +200,8 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
             opened.display()
         ),
     ));
-    // "Open log" hands the log folder to the desktop's opener (xdg-open); there is no file
-    // manager on this headless desktop, so the first xdg-open on PATH records what it was given.
-    let bin = home.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let opener_log = home.path().join("xdg-open.log");
-    let opener = bin.join("xdg-open");
-    std::fs::write(
-        &opener,
-        format!(
-            "#!/bin/sh\necho \"$1\" GDK_GL=${{GDK_GL-unset}} >> '{}'\n",
-            opener_log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    // "Open log" hands the log folder to the desktop's opener (xdg-open).
+    let (path, opener_log) = fake_opener(&home);
     // Every settings window this tray opens shows the version and, as a user would, clicks
     // the project link in About.
     let script = home.path().join("about.js");
@@ -740,7 +746,8 @@ fn a_hand_edited_config_is_reloaded_and_a_broken_one_is_refused() {
     let good = |interval: u32| config_text(interval, true);
     let entry = home.path().join("config/autostart/mailpulse.desktop");
     home.write_config(&good(600));
-    let _tray = Tray::start(&home, &desktop);
+    let (path, opener_log) = fake_opener(&home);
+    let _tray = Tray::start_with(&home, &desktop, &[("PATH", Path::new(&path))]);
     let item = desktop.wait_for_tray_item(secs(30));
     wait_until("connected", secs(30), || {
         desktop
@@ -815,6 +822,26 @@ fn a_hand_edited_config_is_reloaded_and_a_broken_one_is_refused() {
     });
     sleep(secs(1));
     assert_eq!(std::fs::read_to_string(&entry).unwrap(), switched_off);
+
+    // A webmail address added by hand: a left click on the icon opens it in the browser (the
+    // desktop's opener, here a stand-in on PATH that records what it was given).
+    home.write_config(&format!(
+        "{}webmail_url = \"https://mail.example.org/\"\n",
+        good(30)
+    ));
+    wait_until("the fourth reload", secs(20), || {
+        tray_log(&home)
+            .matches("configuration reloaded: 1 account(s)")
+            .count()
+            >= 4
+    });
+    desktop.activate(&item);
+    wait_until("the webmail to be opened", secs(10), || {
+        std::fs::read_to_string(&opener_log).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l == "https://mail.example.org/ GDK_GL=unset")
+        })
+    });
 }
 
 #[test]
@@ -857,4 +884,20 @@ fn first_run_writes_a_commented_config_and_opens_settings() {
             .exists(),
         "no start at login without an account"
     );
+    // Closed without adding an account, a left click on the icon opens Settings again: there
+    // is no mail client or webmail to open yet.
+    for pid in settings_windows(&home.config_path()) {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
+    wait_until("Settings to close", secs(10), || {
+        settings_windows(&home.config_path()).is_empty()
+    });
+    sleep(secs(1));
+    desktop.activate(&item);
+    wait_until("a left click to open Settings", secs(10), || {
+        !settings_windows(&home.config_path()).is_empty()
+    });
 }
