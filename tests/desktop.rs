@@ -258,6 +258,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     let toast = desktop.wait_for_toast(secs(30), |t| t.body == "lunch?");
     assert_eq!(toast.summary, "Bob <bob@example.org>");
     assert_eq!(toast.category, "email.arrived");
+    assert!(
+        toast.icon.ends_with("mailpulse.png") && Path::new(&toast.icon).is_file(),
+        "the app icon: {toast:?}"
+    );
     sleep(secs(1));
     assert_eq!(
         desktop

@@ -26,6 +26,8 @@ pub struct Toast {
     pub summary: String,
     pub body: String,
     pub category: String,
+    /// The application icon (a path or a theme name).
+    pub icon: String,
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -372,6 +374,7 @@ impl Desktop {
                 summary: field("summary"),
                 body: field("body"),
                 category: field("category"),
+                icon: field("icon"),
             };
             if let Some(old) = out.iter_mut().find(|t| t.id == toast.id) {
                 *old = toast;
