@@ -409,6 +409,33 @@ mod tests {
             shows(&p.on_event(&other, t + Duration::from_secs(20))).len(),
             1
         );
+        // The same UID in another folder or another account is another message too; each
+        // once.
+        for (n, (account, folder)) in [("work", "Lists"), ("home", "INBOX")]
+            .into_iter()
+            .enumerate()
+        {
+            let mut elsewhere = mail(7, "elsewhere");
+            if let Event::NewMail {
+                account: a,
+                folder: f,
+                ..
+            } = &mut elsewhere
+            {
+                *a = account.into();
+                *f = folder.into();
+            }
+            let at = t + Duration::from_secs(30 + 10 * n as u64);
+            assert_eq!(
+                shows(&p.on_event(&elsewhere, at)).len(),
+                1,
+                "{account}/{folder}"
+            );
+            assert!(
+                p.on_event(&elsewhere, at + Duration::from_secs(5))
+                    .is_empty()
+            );
+        }
     }
 
     #[test]
