@@ -188,7 +188,66 @@ fn passwords_round_trip_through_gnome_keyring() {
             .success()
     );
     assert_eq!(get("alice", "localhost"), None);
+
+    // On a terminal (a pty from `script`): a prompt naming the login, and no echo of what is
+    // typed, which is typed only once the prompt is there (echo is on before).
+    let typed = set_on_a_terminal(&home);
+    assert!(
+        typed.contains("Password for alice at localhost: "),
+        "{typed:?}"
+    );
+    assert!(!typed.contains("secret-pw"), "echoed: {typed:?}");
+    assert_eq!(get("alice", "localhost").as_deref(), Some("secret-pw"));
+    assert!(
+        home.run(&["password", "delete", "--account", "work"])
+            .status
+            .success()
+    );
+    assert_eq!(get("alice", "localhost"), None);
     // `daemons` is dropped here: both processes are killed and reaped.
+}
+
+/// `mailpulse password set` with a pseudo-terminal as its terminal
+/// (tests/support/type_on_tty.py): the password is typed once the prompt is shown and echo is
+/// off; returns everything the terminal showed.
+fn set_on_a_terminal(home: &support::agent::Home) -> String {
+    let set = home.command(&["password", "set", "--account", "work"]);
+    let mut typist = std::process::Command::new("/usr/bin/python3");
+    typist
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/type_on_tty.py"
+        ))
+        .args(["Password for", "secret-pw", "--"])
+        .arg(set.get_program())
+        .args(set.get_args());
+    for (k, v) in set.get_envs() {
+        match v {
+            Some(v) => typist.env(k, v),
+            None => typist.env_remove(k),
+        };
+    }
+    let mut child = typist
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    // The script bounds its own waits (20 s); this is a backstop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}: {shown:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shown
 }
 
 fn get(user: &'static str, host: &'static str) -> Option<String> {
