@@ -44,8 +44,8 @@ while time.monotonic() < deadline:
         os.write(fd, line.encode() + b"\n")
         typed = True
 
-if not typed:
-    os.kill(pid, 9)  # still waiting for input that will not come
+if not typed or time.monotonic() >= deadline:
+    os.kill(pid, 9)  # waiting for input that will not come, or hung
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(shown.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status) if typed else 125)
