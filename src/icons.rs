@@ -253,6 +253,49 @@ mod tests {
         }
     }
 
+    /// The share of the icon's pixels that stand out from a panel of colour `bg` (luminance
+    /// apart by at least 96 of 255), the icon blended over the panel as the panel draws it.
+    fn standing_out(img: &[u8], bg: [f32; 3]) -> f32 {
+        let lum = |c: [f32; 3]| 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+        let back = lum(bg);
+        let pixels = img.chunks(4);
+        let n = pixels.len() as f32;
+        let out = pixels
+            .filter(|p| {
+                let a = p[3] as f32 / 255.0;
+                let c = [0, 1, 2].map(|i| p[i] as f32 * a + bg[i] * (1.0 - a));
+                (lum(c) - back).abs() >= 96.0
+            })
+            .count() as f32;
+        out / n
+    }
+
+    /// One drawing for light and dark panels: on both, a good part of every state's icon
+    /// stands out (the white envelope on dark panels, its dark outline and the badge on light
+    /// ones).
+    #[test]
+    fn readable_on_light_and_dark_panels() {
+        let states = [
+            IconState::Connected,
+            IconState::NewMail(3),
+            IconState::Error,
+            IconState::KeepAliveOff,
+            IconState::Connecting,
+        ];
+        for size in [16, 22, 32, 48] {
+            for state in states {
+                let img = render(state, size);
+                let light = standing_out(&img, [242.0, 242.0, 242.0]);
+                let dark = standing_out(&img, [40.0, 40.0, 40.0]);
+                eprintln!("{state:?} {size}px: light {light:.2} dark {dark:.2}");
+                assert!(
+                    light >= 0.12 && dark >= 0.12,
+                    "{state:?} at {size}px: light {light:.2}, dark {dark:.2}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn unread_count_changes_the_drawing() {
         assert_ne!(
