@@ -396,21 +396,17 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
         return ExitCode::from(EXIT_CONFIG);
     }
     let mut ok = true;
+    let rt = config.keepalive.response_timeout();
     for account in accounts {
         let connector = protocol::connector(account, &config.keepalive, None);
+        let endpoint = format!("{}:{}", account.host, account.effective_port());
         for folder in &account.folders {
             let label = if account.folders.len() == 1 {
                 account.name.clone()
             } else {
                 format!("{}/{folder}", account.name)
             };
-            let result = async {
-                let (mut session, info) = connector.open(folder).await?;
-                let last = session.last_item().await;
-                session.close().await;
-                last.map(|l| (l, info))
-            }
-            .await;
+            let result = protocol::newest_item(connector.as_ref(), folder, &endpoint, rt).await;
             match result {
                 Ok((item, info)) => {
                     if as_json {

@@ -657,6 +657,74 @@ fn broken_servers_give_clear_errors_not_hangs_or_panics() {
     );
 }
 
+/// A server that stops half-way through its answer to the last-item query and keeps the
+/// connection open: `check` (text and `--json`) gives up after the response timeout with exit
+/// code 3 and says which server did not answer during which step, instead of hanging.
+#[test]
+fn check_gives_up_on_a_server_that_stalls_mid_reply() {
+    let d = Dovecot::start(DovecotOptions::default());
+    // The last-item query is `UID FETCH *` (the relay's trigger) only when there is a message.
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let relay = Relay::start(d.imap_port());
+    relay.stall_mid_response();
+    let home = setup(&d, plain(relay.port()), "response_timeout_secs = 3");
+    let endpoint = format!("localhost:{}", relay.port());
+    for args in [&["check"][..], &["check", "--json"]] {
+        let started = Instant::now();
+        let out = home.run_within(args, secs(45));
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "work: {endpoint}: no answer within 3 s while asking for the newest message"
+            )),
+            "{args:?}: names the server and the step: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        // Opening the folder, one response timeout for the stalled answer, and no more than
+        // another for the logout that is not even tried on a dead connection.
+        assert!(took < secs(20), "{args:?} took {took:?}");
+        if args.contains(&"--json") {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["kind"], "timeout", "{v}");
+            assert_eq!(v["account"], "work", "{v}");
+        }
+    }
+    assert!(relay.connections() >= 2);
+}
+
+/// The logout after the query is best effort, and bounded: a server that never answers it
+/// costs `check` one response timeout, not its exit.
+#[test]
+fn check_does_not_wait_forever_for_the_logout() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let relay = Relay::start(d.imap_port());
+    relay.stall_logout();
+    let home = setup(&d, plain(relay.port()), "response_timeout_secs = 3");
+    let started = Instant::now();
+    let out = home.run_within(&["check"], secs(45));
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("subject=\"already there\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(took < secs(20), "took {took:?}");
+    let cmds = d.imap_commands(USER);
+    assert!(
+        cmds.iter().any(|c| c.to_uppercase().ends_with("LOGOUT")),
+        "the logout was sent: {cmds:?}"
+    );
+}
+
 #[test]
 fn no_subcommand_explains_what_to_run() {
     let home = Home::new();
@@ -739,6 +807,49 @@ fn settings_test_connection_answers_in_words() {
     let text = bad["text"].as_str().unwrap();
     assert!(text.contains("rejected the login of \"alice\""), "{text}");
     assert!(!text.contains("nope"), "{text}");
+}
+
+/// "Test connection" against a server that stalls mid-answer: an answer in words within the
+/// response timeout (the settings window would otherwise wait forever), naming the server.
+#[cfg(feature = "desktop")]
+#[test]
+fn settings_test_connection_gives_up_on_a_server_that_stalls_mid_reply() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let relay = Relay::start(d.imap_port());
+    relay.stall_mid_response();
+    let account = serde_json::json!({
+        "name": "work", "protocol": "imap", "host": "localhost", "port": relay.port(),
+        "security": "plain", "username": USER, "folders": ["INBOX"], "password_command": null,
+    });
+    let keepalive = serde_json::json!({"response_timeout_secs": 3});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answer = rt.block_on(async {
+        tokio::time::timeout(
+            secs(45),
+            mailpulse::desktop::settings::test_connection(
+                account,
+                Some(PASSWORD.into()),
+                Some(keepalive),
+            ),
+        )
+        .await
+        .expect("Test connection must answer, not hang")
+    });
+    assert_eq!(answer["ok"], false, "{answer}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "localhost:{}: no answer within 3 s while asking for the newest message",
+            relay.port()
+        )),
+        "{text}"
+    );
+    assert!(started.elapsed() < secs(20), "{:?}", started.elapsed());
 }
 
 #[test]
