@@ -86,6 +86,17 @@ fn new_mail(w: &Watch) -> Value {
     w.until_type(secs(30), "new_mail").pop().unwrap()
 }
 
+/// A message's INTERNALDATE as the agent prints it (RFC 3339) is a real timestamp, within a
+/// few minutes of now: every message here was delivered during the test.
+fn assert_recent(date: &str) {
+    let t = chrono::DateTime::parse_from_rfc3339(date)
+        .unwrap_or_else(|e| panic!("date {date:?} is not an RFC 3339 timestamp: {e}"));
+    let off = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .abs();
+    assert!(off < 300, "date {date} is {off} s away from now");
+}
+
 #[test]
 fn check_prints_the_newest_message_over_verified_tls() {
     let d = Dovecot::start(DovecotOptions::default());
@@ -105,6 +116,8 @@ fn check_prints_the_newest_message_over_verified_tls() {
         ),
         "{stdout}"
     );
+    let (_, date) = stdout.trim_end().rsplit_once(" date=").unwrap();
+    assert_recent(date);
 
     let out = home.run(&["check", "--json", "--account", "work"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -112,6 +125,7 @@ fn check_prints_the_newest_message_over_verified_tls() {
     assert_eq!(v["exists"], 2);
     assert_eq!(v["from"], "Bob Builder <bob@example.org>");
     assert_eq!(v["seen"], false);
+    assert_recent(v["date"].as_str().unwrap_or_else(|| panic!("no date: {v}")));
 }
 
 #[test]
@@ -243,6 +257,11 @@ fn watch_announces_each_delivered_mail_once_with_sender_and_subject() {
     assert_eq!(mail["from"], "Bob <bob@example.org>");
     assert_eq!(mail["subject"], "lunch?");
     assert_eq!(mail["uid"], 2);
+    assert_recent(
+        mail["date"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no date: {mail}")),
+    );
 
     // Several at once: each once, in order.
     for i in 1..=4 {
