@@ -654,6 +654,41 @@ fn config_errors_exit_2_naming_file_line_and_key_and_reload_keeps_the_last_good_
     assert!(String::from_utf8_lossy(&out.stderr).contains("no config file at"));
 }
 
+/// A mistyped account name is a configuration error (exit 2) that names it and lists the
+/// accounts there are, before anything connects (the same for every `--account`).
+#[test]
+fn check_of_an_unknown_account_exits_2_listing_the_known_ones() {
+    let unused = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    let home = Home::new();
+    home.write_config(&config(&home, &[plain(port), plain(port)], ""));
+    for args in [
+        &["check", "--account", "NOSUCH"][..],
+        &["check", "--account", "NOSUCH", "--json"],
+        &["probe", "--account", "NOSUCH"],
+    ] {
+        let out = home.run_within(args, secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("\"NOSUCH\""), "names the account: {err}");
+        assert!(
+            err.contains(&home.config_path().display().to_string()),
+            "names the file: {err}"
+        );
+        assert!(
+            err.contains("\"work\", \"work1\""),
+            "lists the known accounts: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    unused.set_nonblocking(true).unwrap();
+    assert!(unused.accept().is_err(), "nothing connected");
+}
+
 #[test]
 fn broken_servers_give_clear_errors_not_hangs_or_panics() {
     // A server that sends garbage instead of a greeting, and one that never speaks.
