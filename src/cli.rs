@@ -559,6 +559,8 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
                 Signal::CheckNow => engine.send(Command::CheckNow),
                 Signal::Reload => match load(config_path) {
                     Ok(new) => {
+                        // Logging first, so that a file log just switched on records the reload.
+                        crate::logging::apply(&new.logging);
                         tracing::info!("configuration reloaded");
                         config = new.clone();
                         engine.send(Command::Reload(Box::new(new)));

@@ -607,6 +607,43 @@ fn secrets_never_reach_output_or_logs() {
     assert!(!String::from_utf8_lossy(&help.stdout).contains(PASSWORD));
 }
 
+/// Everything in the agent's log files so far ("" while there are none).
+fn log_files_text(home: &Home) -> String {
+    let Ok(entries) = std::fs::read_dir(home.log_dir()) else {
+        return String::new();
+    };
+    entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+/// `[logging]` is applied on SIGHUP, as the tray does: a log file switched on in the config of
+/// a running `watch` starts receiving lines, beginning with the reload itself.
+#[test]
+fn reload_applies_logging_changes() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "");
+    let mut w = Watch::start(&home);
+    connected(&w);
+    assert_eq!(log_files_text(&home), "", "logging is off by default");
+
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&format!(
+        "{text}\n[logging]\nenabled = true\nlevel = \"info\"\n"
+    ));
+    w.signal("HUP");
+    w.until_type(secs(10), "reloaded");
+    d.deliver(USER, "Bob <bob@example.org>", "logged", "x");
+    new_mail(&w);
+    // A clean exit flushes the file writer.
+    assert!(w.stop(), "{}", w.stderr_text());
+    let logged = log_files_text(&home);
+    assert!(
+        logged.contains("configuration reloaded"),
+        "the file log was switched on by the reload: {logged:?}"
+    );
+}
+
 #[test]
 fn config_errors_exit_2_naming_file_line_and_key_and_reload_keeps_the_last_good_config() {
     let d = Dovecot::start(DovecotOptions::default());
