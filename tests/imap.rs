@@ -445,6 +445,46 @@ fn dovecot_restart_is_survived_with_catch_up() {
     assert!(of_type(&quiet, "connected").is_empty(), "{quiet:?}");
 }
 
+/// `security = "plain"` is warned about once per account, not on every connection: not again
+/// when the connection is lost and made again, nor when a reload restarts the account's
+/// sessions (a new response timeout).
+#[test]
+fn the_plain_warning_is_printed_once_per_account() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let relay = Relay::start(d.imap_port());
+    let home = setup(&d, plain(relay.port()), "response_timeout_secs = 10");
+    let mut w = Watch::start(&home);
+    let warnings = |w: &Watch| w.stderr_text().matches("security = \"plain\"").count();
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+
+    relay.cut();
+    let events = w.until_type(secs(30), "connected");
+    assert!(
+        !of_type(&events, "error").is_empty(),
+        "reconnected: {events:?}"
+    );
+    assert!(relay.connections() >= 2);
+
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&text.replace("response_timeout_secs = 10", "response_timeout_secs = 11"));
+    w.signal("HUP");
+    w.until_type(secs(10), "reloaded");
+    w.until_type(secs(30), "connected");
+    assert!(relay.connections() >= 3);
+
+    assert!(w.stop(), "{}", w.stderr_text());
+    assert_eq!(warnings(&w), 1, "{}\n{}", w.stderr_text(), w.stdout_text());
+    assert!(
+        w.stderr_text().contains(&format!(
+            "the password and mail travel unencrypted to localhost:{}",
+            relay.port()
+        )),
+        "{}",
+        w.stderr_text()
+    );
+}
+
 #[test]
 fn dead_connection_is_detected_by_the_keepalive_and_lost_mail_is_announced() {
     let d = Dovecot::start(DovecotOptions::default());
