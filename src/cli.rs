@@ -171,7 +171,7 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
         PasswordAction::Set { account } | PasswordAction::Delete { account } => account,
     };
     let Some(account) = config.account(name) else {
-        eprintln!("mailpulse: no account named {name:?} in the config");
+        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
         return ExitCode::from(EXIT_CONFIG);
     };
     let result = match action {
@@ -222,7 +222,7 @@ pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) ->
         }
     };
     let Some(account) = config.account(name).cloned() else {
-        eprintln!("mailpulse: no account named {name:?} in the config");
+        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
         return ExitCode::from(EXIT_CONFIG);
     };
     let label = account.name.clone();
@@ -258,7 +258,7 @@ pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
         }
     };
     let Some(account) = config.account(name) else {
-        eprintln!("mailpulse: no account named {name:?} in the config");
+        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
         return ExitCode::from(EXIT_CONFIG);
     };
     match crate::credentials::delete_refresh_token(&account.username, &account.host) {
@@ -364,6 +364,29 @@ fn load(path: Option<&Path>) -> Result<Config, String> {
     })
 }
 
+/// The message for an account name that is not in the config: it names the name, the file and
+/// the accounts there are, so that a typo is fixed at once.
+fn unknown_account(config: &Config, name: &str, path: Option<&Path>) -> String {
+    let file = path
+        .map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default();
+    let known: Vec<String> = config
+        .accounts
+        .iter()
+        .map(|a| format!("{:?}", a.name))
+        .collect();
+    if known.is_empty() {
+        format!(
+            "no account named {name:?}{file}: there are no accounts yet; add an [[accounts]] block"
+        )
+    } else {
+        format!(
+            "no account named {name:?}{file}; the accounts there are {}",
+            known.join(", ")
+        )
+    }
+}
+
 /// `mailpulse check`.
 pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool) -> ExitCode {
     let config = match load(config_path) {
@@ -380,12 +403,7 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
         .collect();
     if accounts.is_empty() {
         match only {
-            Some(name) => eprintln!(
-                "mailpulse: no account named {name:?} in {}",
-                config_path
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ),
+            Some(name) => eprintln!("mailpulse: {}", unknown_account(&config, name, config_path)),
             None => eprintln!(
                 "mailpulse: no accounts in {}; add an [[accounts]] block",
                 config_path
@@ -396,21 +414,17 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
         return ExitCode::from(EXIT_CONFIG);
     }
     let mut ok = true;
+    let rt = config.keepalive.response_timeout();
     for account in accounts {
         let connector = protocol::connector(account, &config.keepalive, None);
+        let endpoint = format!("{}:{}", account.host, account.effective_port());
         for folder in &account.folders {
             let label = if account.folders.len() == 1 {
                 account.name.clone()
             } else {
                 format!("{}/{folder}", account.name)
             };
-            let result = async {
-                let (mut session, info) = connector.open(folder).await?;
-                let last = session.last_item().await;
-                session.close().await;
-                last.map(|l| (l, info))
-            }
-            .await;
+            let result = protocol::newest_item(connector.as_ref(), folder, &endpoint, rt).await;
             match result {
                 Ok((item, info)) => {
                     if as_json {
@@ -460,7 +474,7 @@ pub async fn probe(config_path: Option<&Path>, name: &str, max: Option<u64>) -> 
         }
     };
     let Some(account) = config.account(name) else {
-        eprintln!("mailpulse: no account named {name:?}");
+        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
         return ExitCode::from(EXIT_CONFIG);
     };
     let ka = &config.keepalive;
@@ -545,6 +559,8 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
                 Signal::CheckNow => engine.send(Command::CheckNow),
                 Signal::Reload => match load(config_path) {
                     Ok(new) => {
+                        // Logging first, so that a file log just switched on records the reload.
+                        crate::logging::apply(&new.logging);
                         tracing::info!("configuration reloaded");
                         config = new.clone();
                         engine.send(Command::Reload(Box::new(new)));

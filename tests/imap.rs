@@ -86,6 +86,17 @@ fn new_mail(w: &Watch) -> Value {
     w.until_type(secs(30), "new_mail").pop().unwrap()
 }
 
+/// A message's INTERNALDATE as the agent prints it (RFC 3339) is a real timestamp, within a
+/// few minutes of now: every message here was delivered during the test.
+fn assert_recent(date: &str) {
+    let t = chrono::DateTime::parse_from_rfc3339(date)
+        .unwrap_or_else(|e| panic!("date {date:?} is not an RFC 3339 timestamp: {e}"));
+    let off = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .abs();
+    assert!(off < 300, "date {date} is {off} s away from now");
+}
+
 #[test]
 fn check_prints_the_newest_message_over_verified_tls() {
     let d = Dovecot::start(DovecotOptions::default());
@@ -105,6 +116,8 @@ fn check_prints_the_newest_message_over_verified_tls() {
         ),
         "{stdout}"
     );
+    let (_, date) = stdout.trim_end().rsplit_once(" date=").unwrap();
+    assert_recent(date);
 
     let out = home.run(&["check", "--json", "--account", "work"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -112,6 +125,7 @@ fn check_prints_the_newest_message_over_verified_tls() {
     assert_eq!(v["exists"], 2);
     assert_eq!(v["from"], "Bob Builder <bob@example.org>");
     assert_eq!(v["seen"], false);
+    assert_recent(v["date"].as_str().unwrap_or_else(|| panic!("no date: {v}")));
 }
 
 #[test]
@@ -243,6 +257,11 @@ fn watch_announces_each_delivered_mail_once_with_sender_and_subject() {
     assert_eq!(mail["from"], "Bob <bob@example.org>");
     assert_eq!(mail["subject"], "lunch?");
     assert_eq!(mail["uid"], 2);
+    assert_recent(
+        mail["date"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no date: {mail}")),
+    );
 
     // Several at once: each once, in order.
     for i in 1..=4 {
@@ -363,32 +382,111 @@ fn mail_that_arrives_while_the_connection_is_down_is_caught_up_once() {
     std::thread::sleep(Duration::from_secs(3));
 
     relay.forward();
-    let events = w.until_type(secs(60), "connected");
-    assert_eq!(subjects(&events), ["while you were away", "and another"]);
-    assert_eq!(of_type(&events, "recovered").len(), 1, "{events:?}");
+    // "Restored" and "connected" first, then the mail of the outage (the order toasts follow).
+    let back = w.until_type(secs(60), "connected");
+    assert!(subjects(&back).is_empty(), "{back:?}");
+    assert_eq!(of_type(&back, "recovered").len(), 1, "{back:?}");
+    let mut caught_up = w.until_type(secs(30), "new_mail");
+    caught_up.extend(w.until_type(secs(30), "new_mail"));
+    assert_eq!(subjects(&caught_up), ["while you were away", "and another"]);
     let quiet = w.during(secs(3));
     assert!(subjects(&quiet).is_empty(), "{quiet:?}");
 }
 
+/// The server goes down; meanwhile a message reaches the mailbox by another path (an MTA
+/// writing the Maildir itself), so no IDLE can push it. When the server is back, the agent
+/// reconnects and finds the message by its catch-up: announced once, after the reconnect, with
+/// its sender and subject.
 #[test]
 fn dovecot_restart_is_survived_with_catch_up() {
     let mut d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "before the restart", "x");
     let home = setup(&d, tls(&d), "");
     let w = Watch::start(&home);
     connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+
     d.stop();
-    w.until_type(secs(30), "error");
-    d.restart();
-    d.deliver(USER, "Bob <bob@example.org>", "after the restart", "x");
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + secs(60);
-    while !subjects(&seen).contains(&"after the restart".to_string()) && Instant::now() < deadline {
-        seen.extend(w.during(secs(1)));
-    }
-    assert_eq!(subjects(&seen), ["after the restart"], "{seen:?}");
-    assert!(of_type(&seen, "connected").len() == 1);
+    let down = w.until_type(secs(30), "error");
+    assert_eq!(down.last().unwrap()["kind"], "disconnected", "{down:?}");
+    let file = d.drop_into_maildir(
+        USER,
+        "Bob <bob@example.org>",
+        "while the server was down",
+        "x",
+    );
+    assert!(
+        file.parent().unwrap().ends_with("new"),
+        "{}",
+        file.display()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let quiet = w.during(secs(1));
+    assert!(subjects(&quiet).is_empty(), "nothing to push it: {quiet:?}");
+
+    d.start_again();
+    let back = w.until_type(secs(60), "connected");
+    assert!(
+        subjects(&back).is_empty(),
+        "not before the reconnect: {back:?}"
+    );
+    assert_eq!(
+        back.last().unwrap()["exists"],
+        2,
+        "the server found the message: {back:?}"
+    );
+    let caught_up = w.until_type(secs(30), "new_mail");
+    assert!(
+        of_type(&caught_up, "connected").is_empty(),
+        "one reconnect: {caught_up:?}"
+    );
+    let mail = caught_up.last().unwrap();
+    assert_eq!(mail["subject"], "while the server was down", "{mail}");
+    assert_eq!(mail["from"], "Bob <bob@example.org>", "{mail}");
+    assert_eq!(mail["uid"], 2, "{mail}");
     let quiet = w.during(secs(3));
-    assert!(subjects(&quiet).is_empty());
+    assert!(subjects(&quiet).is_empty(), "exactly once: {quiet:?}");
+    assert!(of_type(&quiet, "connected").is_empty(), "{quiet:?}");
+}
+
+/// `security = "plain"` is warned about once per account, not on every connection: not again
+/// when the connection is lost and made again, nor when a reload restarts the account's
+/// sessions (a new response timeout).
+#[test]
+fn the_plain_warning_is_printed_once_per_account() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let relay = Relay::start(d.imap_port());
+    let home = setup(&d, plain(relay.port()), "response_timeout_secs = 10");
+    let mut w = Watch::start(&home);
+    let warnings = |w: &Watch| w.stderr_text().matches("security = \"plain\"").count();
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+
+    relay.cut();
+    let events = w.until_type(secs(30), "connected");
+    assert!(
+        !of_type(&events, "error").is_empty(),
+        "reconnected: {events:?}"
+    );
+    assert!(relay.connections() >= 2);
+
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&text.replace("response_timeout_secs = 10", "response_timeout_secs = 11"));
+    w.signal("HUP");
+    w.until_type(secs(10), "reloaded");
+    w.until_type(secs(30), "connected");
+    assert!(relay.connections() >= 3);
+
+    assert!(w.stop(), "{}", w.stderr_text());
+    assert_eq!(warnings(&w), 1, "{}\n{}", w.stderr_text(), w.stdout_text());
+    assert!(
+        w.stderr_text().contains(&format!(
+            "the password and mail travel unencrypted to localhost:{}",
+            relay.port()
+        )),
+        "{}",
+        w.stderr_text()
+    );
 }
 
 #[test]
@@ -425,8 +523,12 @@ fn dead_connection_is_detected_by_the_keepalive_and_lost_mail_is_announced() {
     );
 
     relay.forward();
-    let events = w.until_type(secs(30), "connected");
-    assert_eq!(subjects(&events), ["pushed into the void"]);
+    let back = w.until_type(secs(30), "connected");
+    assert!(subjects(&back).is_empty(), "{back:?}");
+    let caught_up = w.until_type(secs(30), "new_mail");
+    assert_eq!(subjects(&caught_up), ["pushed into the void"]);
+    let quiet = w.during(secs(3));
+    assert!(subjects(&quiet).is_empty(), "once: {quiet:?}");
 }
 
 #[test]
@@ -446,13 +548,17 @@ fn restart_of_the_agent_summarises_mail_that_arrived_while_it_was_off() {
     d.deliver(USER, "Bob <bob@example.org>", "while off 1", "x");
     d.deliver(USER, "Carol <carol@example.org>", "while off 2", "x");
     let w = Watch::start(&home);
-    let events = connected(&w);
+    let back = connected(&w);
+    assert!(of_type(&back, "missed_mail").is_empty(), "{back:?}");
+    // The summary follows "connected", once, and no message is announced on its own.
+    let mut events = w.until_type(secs(30), "missed_mail");
+    events.extend(w.during(secs(3)));
     let missed = of_type(&events, "missed_mail");
     assert_eq!(missed.len(), 1, "{events:?}");
     assert_eq!(missed[0]["count"], 2);
     assert_eq!(missed[0]["subject"], "while off 2");
     assert_eq!(missed[0]["from"], "Carol <carol@example.org>");
-    assert!(subjects(&events).is_empty());
+    assert!(subjects(&events).is_empty(), "{events:?}");
 }
 
 #[test]
@@ -553,6 +659,43 @@ fn secrets_never_reach_output_or_logs() {
     assert!(!String::from_utf8_lossy(&help.stdout).contains(PASSWORD));
 }
 
+/// Everything in the agent's log files so far ("" while there are none).
+fn log_files_text(home: &Home) -> String {
+    let Ok(entries) = std::fs::read_dir(home.log_dir()) else {
+        return String::new();
+    };
+    entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+/// `[logging]` is applied on SIGHUP, as the tray does: a log file switched on in the config of
+/// a running `watch` starts receiving lines, beginning with the reload itself.
+#[test]
+fn reload_applies_logging_changes() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "");
+    let mut w = Watch::start(&home);
+    connected(&w);
+    assert_eq!(log_files_text(&home), "", "logging is off by default");
+
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&format!(
+        "{text}\n[logging]\nenabled = true\nlevel = \"info\"\n"
+    ));
+    w.signal("HUP");
+    w.until_type(secs(10), "reloaded");
+    d.deliver(USER, "Bob <bob@example.org>", "logged", "x");
+    new_mail(&w);
+    // A clean exit flushes the file writer.
+    assert!(w.stop(), "{}", w.stderr_text());
+    let logged = log_files_text(&home);
+    assert!(
+        logged.contains("configuration reloaded"),
+        "the file log was switched on by the reload: {logged:?}"
+    );
+}
+
 #[test]
 fn config_errors_exit_2_naming_file_line_and_key_and_reload_keeps_the_last_good_config() {
     let d = Dovecot::start(DovecotOptions::default());
@@ -598,6 +741,41 @@ fn config_errors_exit_2_naming_file_line_and_key_and_reload_keeps_the_last_good_
     let out = missing.run(&["check"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no config file at"));
+}
+
+/// A mistyped account name is a configuration error (exit 2) that names it and lists the
+/// accounts there are, before anything connects (the same for every `--account`).
+#[test]
+fn check_of_an_unknown_account_exits_2_listing_the_known_ones() {
+    let unused = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    let home = Home::new();
+    home.write_config(&config(&home, &[plain(port), plain(port)], ""));
+    for args in [
+        &["check", "--account", "NOSUCH"][..],
+        &["check", "--account", "NOSUCH", "--json"],
+        &["probe", "--account", "NOSUCH"],
+    ] {
+        let out = home.run_within(args, secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("\"NOSUCH\""), "names the account: {err}");
+        assert!(
+            err.contains(&home.config_path().display().to_string()),
+            "names the file: {err}"
+        );
+        assert!(
+            err.contains("\"work\", \"work1\""),
+            "lists the known accounts: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    unused.set_nonblocking(true).unwrap();
+    assert!(unused.accept().is_err(), "nothing connected");
 }
 
 #[test]
@@ -654,6 +832,74 @@ fn broken_servers_give_clear_errors_not_hangs_or_panics() {
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("check the port and that the server is running")
+    );
+}
+
+/// A server that stops half-way through its answer to the last-item query and keeps the
+/// connection open: `check` (text and `--json`) gives up after the response timeout with exit
+/// code 3 and says which server did not answer during which step, instead of hanging.
+#[test]
+fn check_gives_up_on_a_server_that_stalls_mid_reply() {
+    let d = Dovecot::start(DovecotOptions::default());
+    // The last-item query is `UID FETCH *` (the relay's trigger) only when there is a message.
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let relay = Relay::start(d.imap_port());
+    relay.stall_mid_response();
+    let home = setup(&d, plain(relay.port()), "response_timeout_secs = 3");
+    let endpoint = format!("localhost:{}", relay.port());
+    for args in [&["check"][..], &["check", "--json"]] {
+        let started = Instant::now();
+        let out = home.run_within(args, secs(45));
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "work: {endpoint}: no answer within 3 s while asking for the newest message"
+            )),
+            "{args:?}: names the server and the step: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        // Opening the folder, one response timeout for the stalled answer, and no more than
+        // another for the logout that is not even tried on a dead connection.
+        assert!(took < secs(20), "{args:?} took {took:?}");
+        if args.contains(&"--json") {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["kind"], "timeout", "{v}");
+            assert_eq!(v["account"], "work", "{v}");
+        }
+    }
+    assert!(relay.connections() >= 2);
+}
+
+/// The logout after the query is best effort, and bounded: a server that never answers it
+/// costs `check` one response timeout, not its exit.
+#[test]
+fn check_does_not_wait_forever_for_the_logout() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let relay = Relay::start(d.imap_port());
+    relay.stall_logout();
+    let home = setup(&d, plain(relay.port()), "response_timeout_secs = 3");
+    let started = Instant::now();
+    let out = home.run_within(&["check"], secs(45));
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("subject=\"already there\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(took < secs(20), "took {took:?}");
+    let cmds = d.imap_commands(USER);
+    assert!(
+        cmds.iter().any(|c| c.to_uppercase().ends_with("LOGOUT")),
+        "the logout was sent: {cmds:?}"
     );
 }
 
@@ -739,6 +985,49 @@ fn settings_test_connection_answers_in_words() {
     let text = bad["text"].as_str().unwrap();
     assert!(text.contains("rejected the login of \"alice\""), "{text}");
     assert!(!text.contains("nope"), "{text}");
+}
+
+/// "Test connection" against a server that stalls mid-answer: an answer in words within the
+/// response timeout (the settings window would otherwise wait forever), naming the server.
+#[cfg(feature = "desktop")]
+#[test]
+fn settings_test_connection_gives_up_on_a_server_that_stalls_mid_reply() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "already there", "x");
+    let relay = Relay::start(d.imap_port());
+    relay.stall_mid_response();
+    let account = serde_json::json!({
+        "name": "work", "protocol": "imap", "host": "localhost", "port": relay.port(),
+        "security": "plain", "username": USER, "folders": ["INBOX"], "password_command": null,
+    });
+    let keepalive = serde_json::json!({"response_timeout_secs": 3});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answer = rt.block_on(async {
+        tokio::time::timeout(
+            secs(45),
+            mailpulse::desktop::settings::test_connection(
+                account,
+                Some(PASSWORD.into()),
+                Some(keepalive),
+            ),
+        )
+        .await
+        .expect("Test connection must answer, not hang")
+    });
+    assert_eq!(answer["ok"], false, "{answer}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "localhost:{}: no answer within 3 s while asking for the newest message",
+            relay.port()
+        )),
+        "{text}"
+    );
+    assert!(started.elapsed() < secs(20), "{:?}", started.elapsed());
 }
 
 #[test]

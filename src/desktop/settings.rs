@@ -418,12 +418,16 @@ pub async fn test_connection(
         .first()
         .cloned()
         .unwrap_or_else(|| "INBOX".into());
-    let result = async {
-        let (mut session, info) = connector.open(&folder).await?;
-        let last = session.last_item().await;
-        session.close().await;
-        last.map(|l| (l, info))
-    }
+    // An EWS account may name its server only in `url`.
+    let mut named = account.clone();
+    named.derive_host();
+    let endpoint = format!("{}:{}", named.host, named.effective_port());
+    let result = crate::protocol::newest_item(
+        connector.as_ref(),
+        &folder,
+        &endpoint,
+        keepalive.response_timeout(),
+    )
     .await;
     match result {
         Ok((Some(item), info)) => json!({"op": "tested", "ok": true, "text": format!(

@@ -6,8 +6,9 @@
 //! `UID`, `FLAGS`, `ENVELOPE` and `INTERNALDATE` is ever fetched (no body, so not even a PEEK
 //! is needed).
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_imap::imap_proto::{MailboxDatum, Response, Status};
@@ -39,7 +40,6 @@ type ImapSession = async_imap::Session<Stream>;
 pub struct ImapConnector {
     account: Account,
     keepalive: KeepAlive,
-    warned_plain: AtomicBool,
     /// A password typed into Settings but not stored yet ("Test connection").
     password: Option<secret::Secret>,
     /// Access tokens for `auth = "xoauth2"`/`"oauthbearer"`, shared by the account's folders.
@@ -53,7 +53,6 @@ impl ImapConnector {
             tokens: crate::oauth::TokenSource::new(account.clone()),
             account,
             keepalive,
-            warned_plain: AtomicBool::new(false),
             password: None,
             tls: std::sync::Mutex::new(None),
         }
@@ -253,7 +252,7 @@ impl ImapConnector {
                 self.tls(client.into_inner()).await?
             }
             Security::Plain => {
-                if !self.warned_plain.swap(true, Ordering::Relaxed) {
+                if first_plain_warning(&self.account.name, &self.endpoint()) {
                     tracing::warn!(
                         account = %self.account.name,
                         "security = \"plain\": the password and mail travel unencrypted to {}",
@@ -454,6 +453,17 @@ fn imap_error(endpoint: &str, e: async_imap::error::Error, what: &str) -> ProtoE
         ),
     };
     ProtoError::new(kind, format!("{endpoint}: {detail} while {what}"))
+}
+
+/// Whether this is the first time this process warns about `security = "plain"` for this
+/// account (name and server): the warning is given once per account, not on every connection
+/// and not again when a reload restarts the account's sessions with a new connector.
+fn first_plain_warning(account: &str, endpoint: &str) -> bool {
+    static WARNED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    WARNED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((account.to_owned(), endpoint.to_owned()))
 }
 
 /// The client side of a one-step SASL exchange: the initial response, then (if the server
@@ -932,6 +942,14 @@ mod tests {
         assert_eq!(decode_header(b"=?iso-8859-1?Q?caf=E9?= time"), "café time");
         assert_eq!(decode_header(b"plain"), "plain");
         assert_eq!(decode_header(b"=?bogus"), "=?bogus");
+    }
+
+    #[test]
+    fn the_plain_warning_is_once_per_account_and_server() {
+        assert!(first_plain_warning("unit-a", "h:143"));
+        assert!(!first_plain_warning("unit-a", "h:143"));
+        assert!(first_plain_warning("unit-b", "h:143"));
+        assert!(first_plain_warning("unit-a", "other:143"));
     }
 
     #[test]

@@ -111,6 +111,38 @@ pub trait Session: Send {
     async fn close(self: Box<Self>);
 }
 
+/// One look at a folder: connect, open `folder`, run the last-item query and log out, for
+/// `mailpulse check` and Settings' "Test connection". Opening bounds each of its steps itself;
+/// the session's own calls have no deadline (the engine's supervisor bounds them), so each is
+/// bounded here by `rt`: a server that stalls in the middle of an answer is an error naming
+/// `endpoint` and the step, not a hang. The logout is best effort and bounded too; after a
+/// query that got no answer it is not tried (dropping the session closes the socket).
+pub async fn newest_item(
+    connector: &dyn Connector,
+    folder: &str,
+    endpoint: &str,
+    rt: Duration,
+) -> Result<(Option<MailItem>, FolderInfo), ProtoError> {
+    use tokio::time::timeout;
+    let (mut session, info) = connector.open(folder).await?;
+    let Ok(last) = timeout(rt, session.last_item()).await else {
+        return Err(ProtoError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{endpoint}: no answer within {} s while asking for the newest message",
+                rt.as_secs()
+            ),
+        ));
+    };
+    if timeout(rt, session.close()).await.is_err() {
+        tracing::debug!(
+            "{endpoint}: no answer within {} s while logging out",
+            rt.as_secs()
+        );
+    }
+    last.map(|last| (last, info))
+}
+
 /// Resolve `host` and open TCP to the first of its addresses that answers, each step within
 /// `rt`: the one connect both protocols share, with errors that say what to check. `setting`
 /// names where the user wrote host and port ("" for IMAP's own fields, " in url" for EWS), so

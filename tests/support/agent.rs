@@ -62,13 +62,17 @@ impl Home {
     }
     /// Run to completion (bounded: the agent's own timeouts end it; this is a backstop).
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_within(args, Duration::from_secs(90))
+    }
+    /// Run to completion; panics (after killing it) when it takes longer than `limit`.
+    pub fn run_within(&self, args: &[&str], limit: Duration) -> Output {
         let mut child = self
             .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start mailpulse");
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + limit;
         loop {
             if child.try_wait().unwrap().is_some() {
                 return child.wait_with_output().unwrap();
@@ -77,7 +81,7 @@ impl Home {
                 let _ = child.kill();
                 let out = child.wait_with_output().unwrap();
                 panic!(
-                    "mailpulse {args:?} did not finish: {}",
+                    "mailpulse {args:?} did not finish within {limit:?}: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }

@@ -256,11 +256,20 @@ impl Dovecot {
 
     /// Stops and starts the server again with the same config, ports,
     /// Maildirs and certificate, as a server restart looks to clients.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Starts a server that was [stopped](Self::stop) again with the same config, ports,
+    /// Maildirs and certificate (a no-op while it runs).
     /// The old server's processes may hold the listening sockets for a few seconds after
     /// the master exited (they finish their clients' shutdown), so "Address already in use"
     /// is retried for up to 30 s.
-    pub fn restart(&mut self) {
-        self.stop();
+    pub fn start_again(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.spawn_and_wait() {
@@ -288,6 +297,47 @@ impl Dovecot {
         lmtp.handshake();
         lmtp.transaction(&message::addr_spec(from), user, &msg);
         lmtp.quit();
+    }
+
+    /// Puts a message into `user`'s Maildir directly, the way an MTA with its own Maildir
+    /// delivery (or anything else that bypasses Dovecot) does: written into `tmp/` and renamed
+    /// into `new/` under a unique Maildir name (`<secs>.M<usecs>P<pid>Q<n>.<host>`), owned by
+    /// the mail user. Works while the server is stopped; Dovecot gives the message its UID
+    /// when it next syncs the folder. Returns the file's path in `new/`.
+    pub fn drop_into_maildir(&self, user: &str, from: &str, subject: &str, body: &str) -> PathBuf {
+        static DELIVERIES: AtomicU32 = AtomicU32::new(0);
+        let maildir = self.maildir(user);
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(maildir.join(sub)).expect("create Maildir");
+        }
+        chown_tree(&maildir, self.id.mail_uid, self.id.mail_gid);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970");
+        // The host part must not contain '/' or ':' (Maildir's escapes for them).
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+            .replace('/', "\\057")
+            .replace(':', "\\072");
+        let name = format!(
+            "{}.M{}P{}Q{}.{host}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            DELIVERIES.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let msg = message::build(from, &self.address(user), subject, body);
+        let tmp = maildir.join("tmp").join(&name);
+        let new = maildir.join("new").join(&name);
+        fs::write(&tmp, msg).expect("write the message into tmp/");
+        chown_tree(&tmp, self.id.mail_uid, self.id.mail_gid);
+        // Never replace another message: the name is unique, and link fails if it is not.
+        fs::hard_link(&tmp, &new).expect("link the message into new/");
+        fs::remove_file(&tmp).expect("remove the message from tmp/");
+        new
     }
 
     /// Delivers `n` messages (subjects `bulk 1` .. `bulk n`, in that order)

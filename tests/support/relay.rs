@@ -19,8 +19,12 @@ const GARBAGE: u8 = 3;
 /// Once the client has sent [`TRIGGER`], half of the server's next chunk is forwarded and then
 /// nothing more: a server that stalls in the middle of a response, connection left open.
 const STALL: u8 = 4;
+/// Once the client has sent `LOGOUT`, nothing more of the server reaches it, not even the end
+/// of the connection: a server (or path) that dies just as the client says goodbye.
+const STALL_LOGOUT: u8 = 5;
 /// The last-item query, sent on every connection once the folder is open.
 const TRIGGER: &[u8] = b"UID FETCH *";
+const LOGOUT: &[u8] = b"LOGOUT";
 
 #[derive(Default)]
 struct Shared {
@@ -111,6 +115,11 @@ impl Relay {
         self.shared.mode.store(STALL, Ordering::SeqCst);
     }
 
+    /// From now on, no connection gets an answer to its `LOGOUT` (nor sees the server close).
+    pub fn stall_logout(&self) {
+        self.shared.mode.store(STALL_LOGOUT, Ordering::SeqCst);
+    }
+
     pub fn forward(&self) {
         self.shared.mode.store(FORWARD, Ordering::SeqCst);
     }
@@ -155,10 +164,19 @@ fn pump(
                 continue;
             }
             let mut chunk = &buf[..n];
-            if upstream && buf[..n].windows(TRIGGER.len()).any(|w| w == TRIGGER) {
+            let trigger = if mode == STALL_LOGOUT {
+                LOGOUT
+            } else {
+                TRIGGER
+            };
+            if upstream && buf[..n].windows(trigger.len()).any(|w| w == trigger) {
                 triggered.store(true, Ordering::SeqCst);
             }
             if !upstream && triggered.load(Ordering::SeqCst) {
+                if mode == STALL_LOGOUT {
+                    stalled = true;
+                    continue;
+                }
                 if mode == GARBAGE {
                     let garbage = b"\xff\x00)(}{\r\n* 7 FETCH (((\x01\x02".repeat(1 << 20 >> 4);
                     s.down.fetch_add(garbage.len() as u64, Ordering::SeqCst);
@@ -179,7 +197,10 @@ fn pump(
                 break;
             }
         }
-        let _ = to.shutdown(Shutdown::Both);
-        let _ = from.shutdown(Shutdown::Both);
+        // A stalled logout leaves the connection open, also when the server ends it.
+        if !(stalled && s.mode.load(Ordering::SeqCst) == STALL_LOGOUT) {
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+        }
     });
 }
