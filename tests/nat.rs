@@ -105,7 +105,7 @@ impl Agent {
     }
 
     /// Waits until the agent has said both `connected` (again) and `recovered` after an error
-    /// (the catch-up `new_mail` comes before them).
+    /// (they come before the catch-up `new_mail`).
     fn reconnected(&mut self) {
         for kind in ["connected", "recovered"] {
             let since_error = self
