@@ -182,6 +182,14 @@ fn segment_distance(x: f32, y: f32, ax: f32, ay: f32, bx: f32, by: f32) -> f32 {
 mod tests {
     use super::*;
 
+    const STATES: [IconState; 5] = [
+        IconState::Connected,
+        IconState::NewMail(3),
+        IconState::Error,
+        IconState::KeepAliveOff,
+        IconState::Connecting,
+    ];
+
     fn pixel(img: &[u8], size: u32, x: u32, y: u32) -> [u8; 4] {
         let i = ((y * size + x) * 4) as usize;
         [img[i], img[i + 1], img[i + 2], img[i + 3]]
@@ -223,14 +231,7 @@ mod tests {
     #[test]
     fn assets_match_the_drawings() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/icons");
-        let states = [
-            IconState::Connected,
-            IconState::NewMail(3),
-            IconState::Error,
-            IconState::KeepAliveOff,
-            IconState::Connecting,
-        ];
-        for state in states {
+        for state in STATES {
             for size in [16, 32, 64] {
                 let path = dir.join(format!("{}-{size}.png", state.file_stem()));
                 let png = png(state, size);
@@ -275,15 +276,8 @@ mod tests {
     /// ones).
     #[test]
     fn readable_on_light_and_dark_panels() {
-        let states = [
-            IconState::Connected,
-            IconState::NewMail(3),
-            IconState::Error,
-            IconState::KeepAliveOff,
-            IconState::Connecting,
-        ];
         for size in [16, 22, 32, 48] {
-            for state in states {
+            for state in STATES {
                 let img = render(state, size);
                 let light = standing_out(&img, [242.0, 242.0, 242.0]);
                 let dark = standing_out(&img, [40.0, 40.0, 40.0]);

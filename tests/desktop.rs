@@ -11,7 +11,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use support::agent::{Home, secs};
-use support::desktop::Desktop;
+use support::desktop::{Desktop, settings_script};
 use support::dovecot::{Dovecot, DovecotOptions};
 use support::relay::Relay;
 
@@ -523,26 +523,16 @@ fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
     // Drive the page as a user would: change the interval field, then press OK — after a pause
     // in which the test takes its screenshot.
     let script = home.path().join("automation.js");
-    std::fs::write(
+    settings_script(
         &script,
-        r#"(() => {
-           const $ = (id) => document.getElementById(id);
-           setTimeout(() => {
-             $("test-account").click();
-             $("test-result").scrollIntoView();
-             const waitForTest = setInterval(() => {
-               if (!$("test-result").classList.contains("ok")) return;
-               clearInterval(waitForTest);
-               $("logging.enabled").checked = true;
-               const f = $("keepalive.interval_secs");
-               f.value = "30";
-               f.dispatchEvent(new Event("change"));
-               setTimeout(() => $("ok").click(), 4000);
-             }, 100);
-           }, 500);
-         })();"#,
-    )
-    .unwrap();
+        r#"$("test-account").click();
+           $("test-result").scrollIntoView();
+           when(() => $("test-result").classList.contains("ok"), () => {
+             $("logging.enabled").checked = true;
+             type("keepalive.interval_secs", "30");
+             setTimeout(() => $("ok").click(), 4000);
+           });"#,
+    );
     let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
     let item = desktop.wait_for_tray_item(secs(30));
     wait_until("connected", secs(30), || {
@@ -627,46 +617,38 @@ fn settings_adds_the_first_account_with_its_password_in_the_keyring_apply_and_ca
     let home = Home::new();
     home.write_config("[keepalive]\ncheck_on_wake = false\n");
     let script = home.path().join("automation.js");
-    std::fs::write(
+    settings_script(
         &script,
-        format!(
-            r#"(() => {{
-           const $ = (id) => document.getElementById(id);
-           const type = (id, v) => {{ const f = $(id); f.value = v; f.dispatchEvent(new Event("change")); }};
-           const when = (cond, then) => {{ const t = setInterval(() => {{ if (cond()) {{ clearInterval(t); then(); }} }}, 100); }};
-           setTimeout(() => {{
-             $("add-account").click();
-             type("acct.name", "work");
-             type("acct.host", "localhost");
-             type("acct.security", "tls");
-             type("acct.port", "{port}");
-             type("acct.username", "{USER}");
-             type("acct.password", "secret-pw");
-             type("acct.ca_file", "{ca}");
-             $("test-account").click();
-             when(() => $("test-result").classList.contains("ok"), () => {{
+        &format!(
+            r#"$("add-account").click();
+           type("acct.name", "work");
+           type("acct.host", "localhost");
+           type("acct.security", "tls");
+           type("acct.port", "{port}");
+           type("acct.username", "{USER}");
+           type("acct.password", "secret-pw");
+           type("acct.ca_file", "{ca}");
+           $("test-account").click();
+           when(() => $("test-result").classList.contains("ok"), () => {{
+             $("apply").click();
+             setTimeout(() => {{
+               type("keepalive.interval_secs", "10");
                $("apply").click();
-               setTimeout(() => {{
-                 type("keepalive.interval_secs", "10");
+               // Refused in the page, before any message to Rust: the field is marked at once.
+               // Otherwise a valid 31 is saved, which the test sees in the file.
+               if (!$("keepalive.interval_secs").classList.contains("invalid")) {{
+                 type("keepalive.interval_secs", "31");
                  $("apply").click();
-                 // Refused in the page, before any message to Rust: the field is marked at once.
-                 // Otherwise a valid 31 is saved, which the test sees in the file.
-                 if (!$("keepalive.interval_secs").classList.contains("invalid")) {{
-                   type("keepalive.interval_secs", "31");
-                   $("apply").click();
-                   return;
-                 }}
-                 type("keepalive.interval_secs", "45");
-                 setTimeout(() => $("cancel").click(), 1000);
-               }}, 20000);
-             }});
-           }}, 500);
-         }})();"#,
+                 return;
+               }}
+               type("keepalive.interval_secs", "45");
+               setTimeout(() => $("cancel").click(), 1000);
+             }}, 20000);
+           }});"#,
             port = d.imaps_port(),
             ca = d.ca_pem().display(),
         ),
-    )
-    .unwrap();
+    );
     let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
     let item = desktop.wait_for_tray_item(secs(30));
     wait_until("Apply to save the account", secs(60), || {

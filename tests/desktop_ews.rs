@@ -11,7 +11,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use support::agent::{Home, secs};
-use support::desktop::Desktop;
+use support::desktop::{Desktop, settings_script};
 use support::ews_server::{AuthMode, EwsServer, Options};
 
 #[test]
@@ -26,34 +26,26 @@ fn settings_form_finds_the_ews_url_tests_and_saves_an_exchange_account() {
     home.write_config("[desktop]\nstart_at_login = false\n");
     let pw = home.password_file("secret-pw");
     let script = home.path().join("automation.js");
-    std::fs::write(
+    settings_script(
         &script,
-        format!(
-            r#"(() => {{
-           const $ = (id) => document.getElementById(id);
-           const type = (id, v) => {{ const f = $(id); f.value = v; f.dispatchEvent(new Event("change")); }};
-           const when = (cond, then) => {{ const t = setInterval(() => {{ if (cond()) {{ clearInterval(t); then(); }} }}, 100); }};
-           setTimeout(() => {{
-             $("add-account").click();
-             type("acct.protocol", "ews");
-             type("acct.host", "localhost:{port}");
-             type("acct.username", "alice@example.com");
-             type("acct.password_command", "cat '{pw}'");
-             type("acct.ca_file", "{ca}");
-             if ($("acct.url").hidden || !$("acct.security").hidden) throw new Error("EWS fields not shown");
-             $("discover").click();
-             when(() => $("discover-result").classList.contains("ok"), () => {{
-               $("test-account").click();
-               when(() => $("test-result").classList.contains("ok"), () => $("ok").click());
-             }});
-           }}, 500);
-         }})();"#,
+        &format!(
+            r#"$("add-account").click();
+           type("acct.protocol", "ews");
+           type("acct.host", "localhost:{port}");
+           type("acct.username", "alice@example.com");
+           type("acct.password_command", "cat '{pw}'");
+           type("acct.ca_file", "{ca}");
+           if ($("acct.url").hidden || !$("acct.security").hidden) throw new Error("EWS fields not shown");
+           $("discover").click();
+           when(() => $("discover-result").classList.contains("ok"), () => {{
+             $("test-account").click();
+             when(() => $("test-result").classList.contains("ok"), () => $("ok").click());
+           }});"#,
             port = server.port,
             pw = pw.display(),
             ca = server.ca_pem().display(),
         ),
-    )
-    .unwrap();
+    );
     let mut cmd = home.command(&["settings"]);
     desktop.apply(&mut cmd);
     let run = home.path().join("run");

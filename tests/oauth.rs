@@ -465,34 +465,25 @@ fn the_settings_window_signs_in_with_its_button() {
     .unwrap();
     std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let script = home.path().join("automation.js");
-    std::fs::write(
+    support::desktop::settings_script(
         &script,
-        format!(
-            r#"(() => {{
-              const $ = (id) => document.getElementById(id);
-              const set = (id, v) => {{ const el = $(id); el.value = v; el.dispatchEvent(new Event("change")); }};
-              setTimeout(() => {{
-                set("acct.auth", "xoauth2");
-                set("acct.password_command", "");
-                set("acct.oauth.provider", "generic");
-                set("acct.oauth.client_id", "{CLIENT_ID}");
-                set("acct.oauth.authorization_url", "{}");
-                set("acct.oauth.token_url", "{}");
-                set("acct.oauth.scopes", "imap offline_access");
-                $("sign-in").click();
-                const wait = setInterval(() => {{
-                  if (!$("signin-result").classList.contains("ok")) return;
-                  clearInterval(wait);
-                  $("signin-result").scrollIntoView();
-                  setTimeout(() => $("ok").click(), 4000);
-                }}, 100);
-              }}, 500);
-            }})();"#,
+        &format!(
+            r#"type("acct.auth", "xoauth2");
+              type("acct.password_command", "");
+              type("acct.oauth.provider", "generic");
+              type("acct.oauth.client_id", "{CLIENT_ID}");
+              type("acct.oauth.authorization_url", "{}");
+              type("acct.oauth.token_url", "{}");
+              type("acct.oauth.scopes", "imap offline_access");
+              $("sign-in").click();
+              when(() => $("signin-result").classList.contains("ok"), () => {{
+                $("signin-result").scrollIntoView();
+                setTimeout(() => $("ok").click(), 4000);
+              }});"#,
             idp.url("/authorize"),
             idp.url("/token")
         ),
-    )
-    .unwrap();
+    );
     let mut cmd = home.command(&["settings"]);
     desktop.apply(&mut cmd);
     let run = home.path().join("run");

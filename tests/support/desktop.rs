@@ -30,6 +30,24 @@ pub struct Toast {
     pub icon: String,
 }
 
+/// Writes a script for the settings page (pass its path as `MAILPULSE_SETTINGS_SCRIPT`):
+/// `body` runs 0.5 s after the page has loaded, with `$(id)`, `type(id, value)` (sets a field
+/// the way a user's change does) and `when(condition, then)` (checks every 100 ms).
+pub fn settings_script(path: &Path, body: &str) {
+    fs::write(
+        path,
+        format!(
+            "(() => {{\n\
+             const $ = (id) => document.getElementById(id);\n\
+             const type = (id, v) => {{ const f = $(id); f.value = v; f.dispatchEvent(new Event(\"change\")); }};\n\
+             const when = (cond, then) => {{ const t = setInterval(() => {{ if (cond()) {{ clearInterval(t); then(); }} }}, 100); }};\n\
+             setTimeout(() => {{\n{body}\n}}, 500);\n\
+             }})();\n"
+        ),
+    )
+    .unwrap();
+}
+
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
