@@ -23,6 +23,8 @@ struct ServerState {
     no_push: bool,
     /// Every open fails with this while set.
     open_error: Option<ProtoError>,
+    /// Only opening this folder fails (with `open_error`, or a refused connection).
+    broken_folder: Option<&'static str>,
     /// Every session operation hangs (a NAT gateway that forgot the connection).
     hang: bool,
     /// Bumped to kill every open session (server restart, RST).
@@ -91,7 +93,7 @@ impl Server {
 
 #[async_trait]
 impl Connector for Server {
-    async fn open(&self, _folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError> {
+    async fn open(&self, folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError> {
         let (err, hang, info, epoch) = self.with(|s| {
             s.opens.push(Instant::now());
             let info = FolderInfo {
@@ -99,7 +101,14 @@ impl Connector for Server {
                 exists: s.items.len() as u32,
                 can_push: !s.no_push,
             };
-            (s.open_error.clone(), s.hang, info, s.epoch)
+            let err = match s.broken_folder {
+                Some(broken) if broken != folder => None,
+                Some(_) => Some(s.open_error.clone().unwrap_or_else(|| {
+                    ProtoError::new(ErrorKind::Protocol, format!("{folder}: no such folder"))
+                })),
+                None => s.open_error.clone(),
+            };
+            (err, s.hang, info, s.epoch)
         });
         if hang {
             std::future::pending::<()>().await;
@@ -719,6 +728,39 @@ async fn the_worst_folder_state_is_the_account_state() {
         3,
         "connecting → working → idle, each once: {events:?}"
     );
+    engine.shutdown().await;
+}
+
+/// One folder of an account cannot be opened while the other works: the account's state is
+/// the worst, error, not the working folder's idle; the tray shows the problem.
+#[tokio::test(start_paused = true)]
+async fn an_error_in_one_folder_is_the_account_state() {
+    let server = Server::new();
+    server.with(|s| s.broken_folder = Some("Lists"));
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX", "Lists"])]),
+        Store::in_memory(),
+    );
+    let events = during(&mut rx, secs(30)).await;
+    assert_eq!(
+        events.iter().filter(|e| is_connected(e)).count(),
+        1,
+        "INBOX works"
+    );
+    let states: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connectivity { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states.last(), Some(&Connectivity::Error), "{events:?}");
+    assert!(
+        !states.contains(&Connectivity::Idle),
+        "never idle: {events:?}"
+    );
+    assert_eq!(errors(&events).len(), 1, "{events:?}");
     engine.shutdown().await;
 }
 
