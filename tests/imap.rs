@@ -141,6 +141,45 @@ fn check_on_an_empty_mailbox_says_empty() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "work: empty\n");
 }
 
+/// Without `--config`, the file comes from the platform's config folder
+/// (`$XDG_CONFIG_HOME/mailpulse/config.toml` on Linux), and a missing one is named in the error.
+#[test]
+fn without_config_the_platform_config_folder_is_used() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "found by default", "x");
+    let home = setup(&d, tls(&d), "");
+    let strip = |c: &mut std::process::Command| {
+        let mut plain = std::process::Command::new(support::agent::BIN);
+        plain.args(c.get_args().skip(2)); // without "--config PATH"
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => plain.env(k, v),
+                None => plain.env_remove(k),
+            };
+        }
+        plain
+    };
+    let expected = home.path().join("config/mailpulse/config.toml");
+    let out = strip(&mut home.command(&["check"])).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&expected.display().to_string()), "{err}");
+
+    std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
+    std::fs::copy(home.config_path(), &expected).unwrap();
+    let out = strip(&mut home.command(&["check"])).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("subject=\"found by default\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn starttls_is_negotiated_before_login() {
     let d = Dovecot::start(DovecotOptions::default());
