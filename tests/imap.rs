@@ -710,6 +710,31 @@ fn log_files_text(home: &Home) -> String {
 
 /// `[logging]` is applied on SIGHUP, as the tray does: a log file switched on in the config of
 /// a running `watch` starts receiving lines, beginning with the reload itself.
+/// The server ends the session with a BYE while the agent waits in IDLE (an administrator's
+/// `doveadm kick`): one error that says so and names the server, then a new session.
+#[test]
+fn a_bye_in_idle_is_one_error_and_a_new_session() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "");
+    let w = Watch::start(&home);
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    d.doveadm(&["kick", USER]);
+    let down = w.until_type(secs(30), "error");
+    let error = down.last().unwrap();
+    assert_eq!(error["kind"], "disconnected", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("the server ended the session")
+            && message.contains(&format!("localhost:{}", d.imaps_port())),
+        "{message}"
+    );
+    let back = w.until_type(secs(30), "connected");
+    assert!(of_type(&back, "error").is_empty(), "{back:?}");
+    let quiet = w.during(secs(3));
+    assert!(of_type(&quiet, "error").is_empty(), "{quiet:?}");
+}
+
 #[test]
 fn reload_applies_logging_changes() {
     let d = Dovecot::start(DovecotOptions::default());
