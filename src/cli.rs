@@ -160,19 +160,12 @@ pub async fn discover(
 
 /// `mailpulse password set|delete`.
 pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mailpulse: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let name = match action {
         PasswordAction::Set { account } | PasswordAction::Delete { account } => account,
     };
-    let Some(account) = config.account(name) else {
-        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
-        return ExitCode::from(EXIT_CONFIG);
+    let account = match load_account(config_path, name) {
+        Ok((_, account)) => account,
+        Err(code) => return code,
     };
     let result = match action {
         PasswordAction::Set { .. } => {
@@ -214,16 +207,9 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
 
 /// `mailpulse signin`.
 pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mailpulse: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let Some(account) = config.account(name).cloned() else {
-        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
-        return ExitCode::from(EXIT_CONFIG);
+    let account = match load_account(config_path, name) {
+        Ok((_, account)) => account,
+        Err(code) => return code,
     };
     let label = account.name.clone();
     match sign_in_account(&account, !no_browser, move |url| {
@@ -250,16 +236,9 @@ pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) ->
 
 /// `mailpulse signout`.
 pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mailpulse: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let Some(account) = config.account(name) else {
-        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
-        return ExitCode::from(EXIT_CONFIG);
+    let account = match load_account(config_path, name) {
+        Ok((_, account)) => account,
+        Err(code) => return code,
     };
     match crate::credentials::delete_refresh_token(&account.username, &account.host) {
         Ok(()) => {
@@ -366,6 +345,23 @@ fn load(path: Option<&Path>) -> Result<Config, String> {
 
 /// The message for an account name that is not in the config: it names the name, the file and
 /// the accounts there are, so that a typo is fixed at once.
+/// The named account of the config at `path`, or the exit code after saying what is wrong
+/// (the file and line, or the accounts there are).
+fn load_account(
+    path: Option<&Path>,
+    name: &str,
+) -> Result<(Config, crate::config::Account), ExitCode> {
+    let config = load(path).map_err(|e| {
+        eprintln!("mailpulse: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    let Some(account) = config.account(name).cloned() else {
+        eprintln!("mailpulse: {}", unknown_account(&config, name, path));
+        return Err(ExitCode::from(EXIT_CONFIG));
+    };
+    Ok((config, account))
+}
+
 fn unknown_account(config: &Config, name: &str, path: Option<&Path>) -> String {
     let file = path
         .map(|p| format!(" in {}", p.display()))
@@ -466,16 +462,9 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
 
 /// `mailpulse probe`.
 pub async fn probe(config_path: Option<&Path>, name: &str, max: Option<u64>) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mailpulse: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let Some(account) = config.account(name) else {
-        eprintln!("mailpulse: {}", unknown_account(&config, name, config_path));
-        return ExitCode::from(EXIT_CONFIG);
+    let (config, account) = match load_account(config_path, name) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let ka = &config.keepalive;
     let floor = MIN_INTERVAL_SECS;
@@ -489,7 +478,7 @@ pub async fn probe(config_path: Option<&Path>, name: &str, max: Option<u64>) -> 
         max: std::time::Duration::from_secs(max),
         response_timeout: ka.response_timeout(),
     };
-    let connector = crate::protocol::connector(account, ka, None);
+    let connector = crate::protocol::connector(&account, ka, None);
     eprintln!(
         "Probing {}:{} from this network: idle connections held for {floor} to {max} s, \
          then asked for an answer (each within {} s).",
