@@ -377,14 +377,20 @@ impl EngineTask {
         }
         tracing::info!("network changed from {:?} to {:?}", self.network, now);
         self.network = now;
+        self.forget_learned();
+        self.refresh_adaptive();
+        self.push_settings();
+    }
+
+    /// Every account's learned interval no longer applies (another network, other limits):
+    /// forget it and stop any measurement in progress.
+    fn forget_learned(&mut self) {
         for running in self.accounts.values_mut() {
             running.learned = None;
             if let Some((_, task)) = running.learner.take() {
                 task.abort();
             }
         }
-        self.refresh_adaptive();
-        self.push_settings();
     }
 
     fn learned(
@@ -487,12 +493,7 @@ impl EngineTask {
         );
         self.keepalive = config.keepalive.clone();
         if adaptive_changed {
-            for running in self.accounts.values_mut() {
-                running.learned = None;
-                if let Some((_, task)) = running.learner.take() {
-                    task.abort();
-                }
-            }
+            self.forget_learned();
         }
         self.refresh_adaptive();
         self.push_settings();
