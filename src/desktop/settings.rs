@@ -339,9 +339,9 @@ pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) ->
 /// opener), its address and then its result shown in the page.
 async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) -> Value {
     let fail = |name: &str, text: String| json!({"op": "signed_in", "ok": false, "account": name, "text": text});
-    let account: Account = match serde_json::from_value(account) {
+    let account = match form_account(account) {
         Ok(a) => a,
-        Err(e) => return fail("", format!("The account is incomplete: {e}")),
+        Err(text) => return fail("", text),
     };
     let check = Config {
         accounts: vec![account.clone()],
@@ -362,12 +362,24 @@ async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) 
     }
 }
 
+/// The account as the page has it (possibly unsaved), or the sentence saying it is incomplete.
+fn form_account(account: Value) -> Result<Account, String> {
+    serde_json::from_value(account).map_err(|e| format!("The account is incomplete: {e}"))
+}
+
+/// The page's keep-alive settings, the defaults where it sent none.
+fn form_keepalive(keepalive: Option<Value>) -> KeepAlive {
+    keepalive
+        .and_then(|k| serde_json::from_value(k).ok())
+        .unwrap_or_default()
+}
+
 /// "Find server": the EWS URL from Autodiscover, answered in words.
 pub async fn discover(account: Value, password: Option<String>) -> Value {
     let fail = |text: String| json!({"op": "discovered", "ok": false, "text": text});
-    let account: Account = match serde_json::from_value(account) {
+    let account = match form_account(account) {
         Ok(a) => a,
-        Err(e) => return fail(format!("The account is incomplete: {e}")),
+        Err(text) => return fail(text),
     };
     let password = match password.filter(|p| !p.is_empty()) {
         Some(p) => Secret::new(p),
@@ -401,13 +413,11 @@ pub async fn test_connection(
     keepalive: Option<Value>,
 ) -> Value {
     let fail = |text: String| json!({"op": "tested", "ok": false, "text": text});
-    let account: Account = match serde_json::from_value(account) {
+    let account = match form_account(account) {
         Ok(a) => a,
-        Err(e) => return fail(format!("The account is incomplete: {e}")),
+        Err(text) => return fail(text),
     };
-    let keepalive: KeepAlive = keepalive
-        .and_then(|k| serde_json::from_value(k).ok())
-        .unwrap_or_default();
+    let keepalive = form_keepalive(keepalive);
     let connector = crate::protocol::connector(
         &account,
         &keepalive,
@@ -451,13 +461,11 @@ pub async fn diagnose(
 ) -> Value {
     use crate::engine::adaptive;
     let fail = |text: String| json!({"op": "diagnosed", "ok": false, "text": text});
-    let account: Account = match serde_json::from_value(account) {
+    let account = match form_account(account) {
         Ok(a) => a,
-        Err(e) => return fail(format!("The account is incomplete: {e}")),
+        Err(text) => return fail(text),
     };
-    let keepalive: KeepAlive = keepalive
-        .and_then(|k| serde_json::from_value(k).ok())
-        .unwrap_or_default();
+    let keepalive = form_keepalive(keepalive);
     let params = adaptive::Params {
         floor: std::time::Duration::from_secs(crate::config::MIN_INTERVAL_SECS),
         max: keepalive.adaptive_max(),
