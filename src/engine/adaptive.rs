@@ -425,19 +425,29 @@ async fn idle_round(
     }
     let pending: FuturesUnordered<_> = probes
         .into_iter()
-        .map(|(t, mut probe, opened)| async move {
-            sleep_until(opened + t).await;
-            let ok = matches!(timeout(rt, probe.ping()).await, Ok(Ok(())));
-            if ok {
-                let _ = timeout(rt, probe.close()).await;
-            }
-            Sample {
-                idle: t,
-                survived: ok,
-            }
-        })
+        .map(|(t, probe, opened)| hold_and_ping(probe, opened, t, rt))
         .collect();
     pending.collect().await
+}
+
+/// Hold a probe connection idle until `t` after it was opened, then ping it (within `rt`); a
+/// survivor is logged out politely. The sample carries the nominal T: a ping that went out late
+/// only makes a survival more certain.
+async fn hold_and_ping(
+    mut probe: Box<dyn Probe>,
+    opened: Instant,
+    t: Duration,
+    rt: Duration,
+) -> Sample {
+    sleep_until(opened + t).await;
+    let ok = matches!(timeout(rt, probe.ping()).await, Ok(Ok(())));
+    if ok {
+        let _ = timeout(rt, probe.close()).await;
+    }
+    Sample {
+        idle: t,
+        survived: ok,
+    }
 }
 
 /// One round: open a probe connection per T, hold each idle for its T, then ping it. Ends at
@@ -467,18 +477,7 @@ async fn round(
     }
     let mut pending: FuturesUnordered<_> = probes
         .into_iter()
-        .map(|(t, mut probe, opened)| async move {
-            sleep_until(opened + t).await;
-            let ok = matches!(timeout(rt, probe.ping()).await, Ok(Ok(())));
-            if ok {
-                let _ = timeout(rt, probe.close()).await;
-            }
-            // The nominal T: a ping that went out late only makes a survival more certain.
-            Sample {
-                idle: t,
-                survived: ok,
-            }
-        })
+        .map(|(t, probe, opened)| hold_and_ping(probe, opened, t, rt))
         .collect();
     let mut samples = Vec::new();
     while let Some(sample) = pending.next().await {
