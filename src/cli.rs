@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigError, Dirs, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
+use crate::config::{Config, ConfigError, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
 use crate::engine::{self, Store, adaptive};
 use crate::event::{Command, Event, MailItem};
+use crate::fs::Dirs;
+use crate::platform::Signal;
 use crate::protocol;
 
 pub const EXIT_CONFIG: u8 = 2;
@@ -212,7 +214,7 @@ pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) ->
         Err(code) => return code,
     };
     let label = account.name.clone();
-    match sign_in_account(&account, !no_browser, move |url| {
+    match crate::oauth::sign_in_account(&account, !no_browser, move |url| {
         println!(
             "To sign in to account {label:?}, open this address in your browser:\n\n  {url}\n"
         );
@@ -254,70 +256,6 @@ pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
             eprintln!("mailpulse: {e}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// The sign-in of one account, for the command line and Settings: checks the account's
-/// settings, gets the client secret from its command, opens the browser (when `open`) and tells
-/// the result in words.
-pub async fn sign_in_account(
-    account: &crate::config::Account,
-    open: bool,
-    mut show: impl FnMut(&str) + Send + 'static,
-) -> Result<String, String> {
-    let Some(oauth) = account.oauth.clone() else {
-        return Err(format!(
-            "account {:?} has no [accounts.oauth] settings: set auth = \"xoauth2\" (or \
-             \"oauthbearer\") and an [accounts.oauth] table with provider and client_id",
-            account.name
-        ));
-    };
-    let client_secret = match &oauth.client_secret_command {
-        Some(cmd) => Some(
-            crate::secret::command_secret(&account.name, "client_secret_command", cmd)
-                .await
-                .map_err(|e| e.message)?,
-        ),
-        None => None,
-    };
-    let acct = account.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        crate::oauth::sign_in(
-            &acct,
-            client_secret.as_ref(),
-            &mut |url| {
-                show(url);
-                if open && let Err(e) = crate::hooks::open_with_desktop(url) {
-                    tracing::warn!("cannot open the browser: {e}");
-                }
-            },
-            crate::oauth::SIGNIN_TIMEOUT,
-        )
-    })
-    .await
-    .map_err(|e| format!("the sign-in failed: {e}"))?;
-    match result {
-        Ok(done) => {
-            tracing::info!(account = %account.name, "signed in");
-            let note = if account.password_command.is_some() {
-                "\nNote: this account has password_command set, which takes precedence."
-            } else {
-                ""
-            };
-            Ok(format!(
-                "Signed in: account {:?} ({} at {}) can now connect with {}. The sign-in is kept \
-                 in the keyring (entry {:?} of service {:?}); the agent refreshes its access \
-                 tokens by itself. A running mailpulse uses it at its next retry, or at once \
-                 with Check now in the tray menu.{note}",
-                account.name,
-                account.username,
-                account.host,
-                account.auth.as_str().to_uppercase(),
-                done.keyring_entry,
-                crate::credentials::SERVICE,
-            ))
-        }
-        Err(e) => Err(format!("sign-in of account {:?} failed: {e}", account.name)),
     }
 }
 
@@ -531,7 +469,7 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
         crate::wake::spawn(engine.commands());
     }
     let mut out = Printer { as_json };
-    let mut signals = Signals::new();
+    let mut signals = crate::platform::Signals::new();
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -566,53 +504,6 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
     }
     engine.shutdown().await;
     ExitCode::SUCCESS
-}
-
-enum Signal {
-    Quit,
-    Reload,
-    CheckNow,
-}
-
-/// SIGINT/SIGTERM quit (after logging out), SIGHUP reloads, SIGUSR1 checks now; Ctrl-C elsewhere.
-struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    hup: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    usr1: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Signals {
-                term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
-                hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
-                usr1: signal(SignalKind::user_defined1()).expect("SIGUSR1 handler"),
-            }
-        }
-        #[cfg(not(unix))]
-        Signals {}
-    }
-
-    async fn next(&mut self) -> Signal {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => Signal::Quit,
-            _ = self.term.recv() => Signal::Quit,
-            _ = self.hup.recv() => Signal::Reload,
-            _ = self.usr1.recv() => Signal::CheckNow,
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            Signal::Quit
-        }
-    }
 }
 
 struct Printer {

@@ -54,21 +54,7 @@ use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 pub const SERVICE: &str = "mailpulse";
 
 /// What the user is told to do when there is no usable keyring.
-#[cfg(all(
-    unix,
-    not(any(target_os = "macos", target_os = "ios", target_os = "android"))
-))]
-const UNAVAILABLE_HINT: &str = "no Secret Service on the session bus: install/start gnome-keyring \
-     or KeePassXC (with its Secret Service integration enabled), or use password_command";
-#[cfg(target_os = "macos")]
-const UNAVAILABLE_HINT: &str = "the macOS Keychain cannot be opened: check that you are logged in \
-     to a graphical session and that the login keychain exists (Keychain Access), or use \
-     password_command";
-#[cfg(windows)]
-const UNAVAILABLE_HINT: &str = "the Windows Credential Manager cannot be opened: check that the \
-     Credential Manager service is running, or use password_command";
-#[cfg(not(any(windows, all(unix, not(any(target_os = "ios", target_os = "android"))))))]
-const UNAVAILABLE_HINT: &str = "no OS keyring is supported on this platform: use password_command";
+const UNAVAILABLE_HINT: &str = crate::platform::KEYRING_UNAVAILABLE_HINT;
 
 /// What the user is told to do when the keyring refused access.
 const LOCKED_HINT: &str = "unlock your keyring (log in to the desktop session, or unlock it in \
@@ -278,31 +264,9 @@ fn entry_named(
 
 /// Open this platform's credential store.
 fn open_store() -> Result<Arc<CredentialStore>, CredentialError> {
-    #[cfg(all(
-        unix,
-        not(any(target_os = "macos", target_os = "ios", target_os = "android"))
-    ))]
-    let store = zbus_secret_service_keyring_store::Store::new();
-    #[cfg(target_os = "macos")]
-    let store = apple_native_keyring_store::keychain::Store::new();
-    #[cfg(windows)]
-    let store = windows_native_keyring_store::Store::new();
-
-    #[cfg(any(windows, all(unix, not(any(target_os = "ios", target_os = "android")))))]
-    {
-        match store {
-            Ok(store) => Ok(store),
-            Err(e) => Err(CredentialError::Unavailable {
-                detail: describe(&e),
-            }),
-        }
-    }
-    #[cfg(not(any(windows, all(unix, not(any(target_os = "ios", target_os = "android"))))))]
-    {
-        Err(CredentialError::Unavailable {
-            detail: "unsupported platform".to_owned(),
-        })
-    }
+    crate::platform::credential_store().map_err(|e| CredentialError::Unavailable {
+        detail: describe(&e),
+    })
 }
 
 /// A keyring error as a [`CredentialError`] about `account`.

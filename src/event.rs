@@ -8,6 +8,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::error::ErrorKind;
 
 /// How well an account (or one of its folders) is connected.
 ///
@@ -49,52 +50,6 @@ pub struct MailItem {
     pub date: Option<DateTime<FixedOffset>>,
     /// True when the message already carries `\Seen`.
     pub seen: bool,
-}
-
-/// What kind of failure an [`Event::Error`] reports, so a UI can say what to do about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The configuration is invalid (names file, line and key).
-    Config,
-    /// The password (or its `password_command`) could not be obtained.
-    Secret,
-    /// The host name does not resolve.
-    Resolve,
-    /// TCP connection refused, unreachable or timed out.
-    Connect,
-    /// TLS handshake or certificate verification failed.
-    Tls,
-    /// The server rejected the credentials.
-    Auth,
-    /// The folder does not exist or cannot be opened.
-    Folder,
-    /// The server answered something that is not valid IMAP, or refused a command.
-    Protocol,
-    /// No answer within `response_timeout_secs`: the connection is considered dead.
-    Timeout,
-    /// The connection was closed or reset (by the server, a NAT gateway or a firewall).
-    Disconnected,
-}
-
-impl ErrorKind {
-    /// Failures that retrying soon will not fix: the user has to act.
-    pub fn needs_user(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Config | ErrorKind::Secret | ErrorKind::Auth | ErrorKind::Tls
-        )
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        f.write_str(&s)
-    }
 }
 
 /// What the engine reports.

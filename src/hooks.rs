@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::event::MailItem;
-use crate::secret::shell;
+use crate::platform::shell;
 
 /// A hook that runs longer than this is killed.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
@@ -45,18 +45,4 @@ pub fn on_new_mail(command_line: &str, account: &str, folder: &str, item: &MailI
             });
         }
     }
-}
-
-/// Open a folder or URL with the desktop's default handler (`xdg-open`, `open`, `explorer`): the
-/// tray's "Open log", a click on a toast, and the browser of `mailpulse signin`.
-pub fn open_with_desktop(target: &str) -> std::io::Result<()> {
-    #[cfg(target_os = "macos")]
-    let program = "open";
-    #[cfg(windows)]
-    let program = "explorer";
-    #[cfg(not(any(target_os = "macos", windows)))]
-    let program = "xdg-open";
-    let mut cmd = std::process::Command::new(program);
-    crate::secret::restore_child_env(&mut cmd);
-    cmd.arg(target).stdin(Stdio::null()).spawn().map(drop)
 }

@@ -41,12 +41,12 @@ fn main() -> ExitCode {
         #[cfg(feature = "desktop")]
         Some(Cmd::Settings { .. }) => {
             drop(runtime);
-            run_companion("mailpulse-settings")
+            mailpulse::run_companion("mailpulse-settings")
         }
         #[cfg(feature = "desktop")]
         None => {
             drop(runtime);
-            run_companion("mailpulse-tray")
+            mailpulse::run_companion("mailpulse-tray")
         }
         #[cfg(not(feature = "desktop"))]
         None => {
@@ -58,35 +58,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Replace this process with a companion program, same arguments (same PID on Unix, so
-/// whoever started `mailpulse` keeps a handle on the tray).
-#[cfg(feature = "desktop")]
-fn run_companion(name: &str) -> ExitCode {
-    let exe = match mailpulse::companion(name) {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("mailpulse: cannot find where mailpulse is installed: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let mut cmd = std::process::Command::new(&exe);
-    cmd.args(std::env::args_os().skip(1));
-    #[cfg(unix)]
-    let error = {
-        use std::os::unix::process::CommandExt;
-        cmd.exec()
-    };
-    #[cfg(not(unix))]
-    let error = match cmd.status() {
-        Ok(status) => return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
-        Err(e) => e,
-    };
-    eprintln!(
-        "mailpulse: cannot start {}: {error}. It is installed beside mailpulse; reinstall \
-         mailpulse, or run `mailpulse watch` for the agent without the tray.",
-        exe.display()
-    );
-    ExitCode::from(1)
 }

@@ -20,8 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Account, AuthMethod, OAuth, OAuthProvider};
-use crate::event::ErrorKind;
-use crate::protocol::ProtoError;
+use crate::error::{ErrorKind, ProtoError};
 use crate::secret::{self, Secret};
 
 /// An access token that expires within this margin (or a quarter of its lifetime, if that is
@@ -618,6 +617,70 @@ pub fn mechanism(auth: AuthMethod) -> (&'static str, &'static [u8]) {
         // RFC 7628 §3.2.3: the client answers an error with a single %x01.
         AuthMethod::Oauthbearer => ("OAUTHBEARER", b"\x01"),
         _ => ("XOAUTH2", b""),
+    }
+}
+
+/// The sign-in of one account, for the command line and Settings: checks the account's
+/// settings, gets the client secret from its command, opens the browser (when `open`) and tells
+/// the result in words.
+pub async fn sign_in_account(
+    account: &crate::config::Account,
+    open: bool,
+    mut show: impl FnMut(&str) + Send + 'static,
+) -> Result<String, String> {
+    let Some(oauth) = account.oauth.clone() else {
+        return Err(format!(
+            "account {:?} has no [accounts.oauth] settings: set auth = \"xoauth2\" (or \
+             \"oauthbearer\") and an [accounts.oauth] table with provider and client_id",
+            account.name
+        ));
+    };
+    let client_secret = match &oauth.client_secret_command {
+        Some(cmd) => Some(
+            crate::secret::command_secret(&account.name, "client_secret_command", cmd)
+                .await
+                .map_err(|e| e.message)?,
+        ),
+        None => None,
+    };
+    let acct = account.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        sign_in(
+            &acct,
+            client_secret.as_ref(),
+            &mut |url| {
+                show(url);
+                if open && let Err(e) = crate::platform::open_with_desktop(url) {
+                    tracing::warn!("cannot open the browser: {e}");
+                }
+            },
+            SIGNIN_TIMEOUT,
+        )
+    })
+    .await
+    .map_err(|e| format!("the sign-in failed: {e}"))?;
+    match result {
+        Ok(done) => {
+            tracing::info!(account = %account.name, "signed in");
+            let note = if account.password_command.is_some() {
+                "\nNote: this account has password_command set, which takes precedence."
+            } else {
+                ""
+            };
+            Ok(format!(
+                "Signed in: account {:?} ({} at {}) can now connect with {}. The sign-in is kept \
+                 in the keyring (entry {:?} of service {:?}); the agent refreshes its access \
+                 tokens by itself. A running mailpulse uses it at its next retry, or at once \
+                 with Check now in the tray menu.{note}",
+                account.name,
+                account.username,
+                account.host,
+                account.auth.as_str().to_uppercase(),
+                done.keyring_entry,
+                crate::credentials::SERVICE,
+            ))
+        }
+        Err(e) => Err(format!("sign-in of account {:?} failed: {e}", account.name)),
     }
 }
 

@@ -6,11 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 use crate::config::Account;
-use crate::event::ErrorKind;
-use crate::protocol::ProtoError;
+use crate::error::{ErrorKind, ProtoError};
 
 /// How long a password command may take (it may prompt for a GPG passphrase).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,41 +38,6 @@ impl fmt::Display for Secret {
     }
 }
 
-/// A shell command line run the platform's way (`sh -c` / `cmd /C`), so that pipes work in
-/// `password_command` and `on_new_mail`.
-pub fn shell(command_line: &str) -> Command {
-    Command::from(shell_std(command_line))
-}
-
-/// [`shell`] for code outside the runtime.
-pub fn shell_std(command_line: &str) -> std::process::Command {
-    #[cfg(windows)]
-    {
-        let mut c = std::process::Command::new("cmd");
-        c.arg("/C").arg(command_line);
-        c
-    }
-    #[cfg(not(windows))]
-    {
-        let mut c = std::process::Command::new("sh");
-        c.arg("-c").arg(command_line);
-        restore_child_env(&mut c);
-        c
-    }
-}
-
-/// Set when the tray switched GDK's OpenGL off for itself (see `desktop::run`): the programs
-/// it starts (mail client, settings window, hooks) must not inherit that.
-pub static GDK_GL_SET_BY_US: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Undo the tray's own environment tweaks for a program it starts.
-pub fn restore_child_env(c: &mut std::process::Command) {
-    if GDK_GL_SET_BY_US.load(std::sync::atomic::Ordering::Relaxed) {
-        c.env_remove("GDK_GL");
-    }
-}
-
 /// The account's password: from its `password_command` when it has one, else from the OS
 /// keyring (entry "user@host" of service "mailpulse", see [`crate::credentials`]).
 pub async fn password(account: &Account) -> Result<Secret, ProtoError> {
@@ -97,7 +60,7 @@ pub async fn command_secret(
             format!("{key} of account {account:?} {what}"),
         )
     };
-    let mut child = shell(command_line)
+    let mut child = crate::platform::shell(command_line)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

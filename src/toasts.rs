@@ -344,7 +344,7 @@ fn short_sender(from: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::ErrorKind;
+    use crate::error::ErrorKind;
 
     fn settings() -> ToastSettings {
         ToastSettings {

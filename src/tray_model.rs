@@ -181,7 +181,8 @@ impl TrayModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ErrorKind, MailItem};
+    use crate::error::ErrorKind;
+    use crate::event::MailItem;
 
     fn state(account: &str, state: Connectivity) -> Event {
         Event::Connectivity {

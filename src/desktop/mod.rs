@@ -3,7 +3,6 @@
 //! and the notifier on a worker thread beside it. Engine → GUI through the event loop proxy,
 //! GUI → engine through the engine's command sender.
 
-pub mod instance;
 pub mod notifier;
 pub mod settings;
 
@@ -17,10 +16,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem};
 use tray_icon::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 
-use crate::config::{Config, Dirs};
+use crate::config::Config;
 use crate::engine::{self, EngineHandle, Store};
 use crate::event::{Command, Event};
+use crate::fs::Dirs;
 use crate::icons::{self, IconState};
+use crate::platform::{self, single_instance};
 use crate::toasts::{ToastPolicy, ToastSettings};
 use crate::tray_model::TrayModel;
 
@@ -67,34 +68,10 @@ pub fn first_run_config() -> String {
     out
 }
 
-/// A graphical session to show a tray in? (Linux/BSD: an X11 or Wayland display.)
-pub fn have_display() -> bool {
-    if cfg!(any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd"
-    )) {
-        std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
-            || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty())
-    } else {
-        true
-    }
-}
-
 /// Run the tray agent until Quit. Call it from `main` before any other thread exists.
 pub fn run(config_path: PathBuf) -> ExitCode {
-    // The tray draws nothing with OpenGL, but GDK probes GLX for its visuals at start-up, which
-    // loads the GL driver (Mesa's with LLVM: some 45 MB resident, 9 MB private, measured by
-    // `make bench`). The settings window is another process and keeps GL.
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("GDK_GL").is_none() {
-        // SAFETY: called from main before any thread is started (see above), so nothing reads
-        // the environment concurrently.
-        unsafe { std::env::set_var("GDK_GL", "disable") };
-        crate::secret::GDK_GL_SET_BY_US.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    if !have_display() {
+    platform::desktop::prepare_tray_env();
+    if !platform::desktop::have_display() {
         eprintln!(
             "mailpulse: no graphical session (DISPLAY and WAYLAND_DISPLAY are unset), so no tray.\n\
              Run `mailpulse watch` for the headless agent, or `mailpulse check` to test your accounts."
@@ -108,16 +85,15 @@ pub fn run(config_path: PathBuf) -> ExitCode {
     let event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
     let proxy = event_loop.create_proxy();
 
-    let socket = instance::socket_path(&dirs.state_dir);
     let p = proxy.clone();
-    match instance::claim(&socket, move |_| {
+    match single_instance::claim(&dirs.state_dir, move |_| {
         let _ = p.send_event(UserEvent::OpenSettings);
     }) {
-        Ok(instance::Claim::Forwarded) => {
+        Ok(single_instance::Claim::Forwarded) => {
             eprintln!("mailpulse is already running; asked it to open Settings.");
             return ExitCode::SUCCESS;
         }
-        Ok(instance::Claim::First) => {}
+        Ok(single_instance::Claim::First) => {}
         Err(e) => {
             eprintln!("mailpulse: cannot check for another running instance ({e}); continuing")
         }
@@ -125,7 +101,7 @@ pub fn run(config_path: PathBuf) -> ExitCode {
 
     let mut open_settings_now = false;
     if !config_path.exists() {
-        if let Err(e) = crate::config::write_atomic(&config_path, first_run_config().as_bytes()) {
+        if let Err(e) = crate::fs::write_atomic(&config_path, first_run_config().as_bytes()) {
             eprintln!("mailpulse: cannot write {}: {e}", config_path.display());
         }
         open_settings_now = true;
@@ -168,7 +144,7 @@ pub fn run(config_path: PathBuf) -> ExitCode {
     });
     let p = proxy.clone();
     runtime.spawn(async move {
-        wait_for_termination().await;
+        platform::desktop::termination().await;
         let _ = p.send_event(UserEvent::Quit);
     });
     let watcher = watch_config(&config_path, runtime.handle(), proxy.clone());
@@ -457,23 +433,23 @@ impl App {
     /// `X-GNOME-Autostart-enabled=false`) is the user's choice too, and is left as it is.
     fn sync_autostart(&self) {
         let want = self.config.desktop.start_at_login && !self.config.accounts.is_empty();
-        let exists = crate::autostart::exists();
+        let exists = crate::platform::autostart::exists();
         if want && !exists {
             match crate::companion("mailpulse") {
                 Ok(exe) => {
-                    if let Err(e) = crate::autostart::enable(&exe) {
+                    if let Err(e) = crate::platform::autostart::enable(&exe) {
                         tracing::warn!("cannot set up start at login: {e}");
                     }
                 }
                 Err(e) => tracing::warn!("cannot find our own executable: {e}"),
             }
-        } else if want && !crate::autostart::is_enabled() {
+        } else if want && !crate::platform::autostart::is_enabled() {
             tracing::info!(
                 "start at login was switched off in the desktop's settings; leaving it off"
             );
         } else if !self.config.desktop.start_at_login
             && exists
-            && let Err(e) = crate::autostart::disable()
+            && let Err(e) = crate::platform::autostart::disable()
         {
             tracing::warn!("cannot switch off start at login: {e}");
         }
@@ -488,7 +464,7 @@ impl App {
             return;
         };
         let mut cmd = std::process::Command::new(exe);
-        crate::secret::restore_child_env(&mut cmd);
+        crate::platform::restore_child_env(&mut cmd);
         cmd.arg("--config").arg(&self.config_path).arg("settings");
         if let Some(page) = page {
             cmd.arg("--page").arg(page);
@@ -519,7 +495,7 @@ impl App {
         };
         for a in candidates {
             if let Some(cmd) = &a.open_command {
-                if let Err(e) = crate::secret::shell_std(cmd).spawn() {
+                if let Err(e) = crate::platform::shell_std(cmd).spawn() {
                     tracing::warn!(account = %a.name, "cannot run open_command: {e}");
                 }
                 return;
@@ -609,21 +585,7 @@ fn write_app_icon(dir: &Path) -> Option<String> {
 
 /// Open a folder or URL with the desktop's default handler.
 fn open_thing(target: &str) {
-    if let Err(e) = crate::hooks::open_with_desktop(target) {
+    if let Err(e) = crate::platform::open_with_desktop(target) {
         tracing::warn!("cannot open {target}: {e}");
     }
-}
-
-async fn wait_for_termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use notify_rust::{Notification, NotificationHandle};
+use notify_rust::Notification;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::platform::desktop::{ToastHandle, close_toast, show_toast, toast_hints, wait_for_click};
 use crate::toasts::{Action, Toast, ToastKind};
 
 /// Sends toast actions to the notifier task (cheap to clone).
@@ -34,20 +35,20 @@ pub fn spawn(
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
     let on_click = Arc::new(on_click);
     runtime.spawn(async move {
-        let mut shown: HashMap<u64, (Arc<NotificationHandle>, Option<JoinHandle<()>>)> =
-            HashMap::new();
+        let mut shown: HashMap<u64, (Arc<ToastHandle>, Option<JoinHandle<()>>)> = HashMap::new();
         let mut warned = false;
         while let Some(action) = rx.recv().await {
             match action {
                 Action::Show { slot, toast } | Action::Update { slot, toast } => {
                     let mut n = build(&toast, icon.as_deref());
-                    if let Some((old, waiter)) = shown.remove(&slot) {
+                    let old = shown.remove(&slot).map(|(old, waiter)| {
                         if let Some(w) = waiter {
                             w.abort();
                         }
-                        n.id(old.id()); // replace it in place
-                    }
-                    match show(&n).await {
+                        old
+                    });
+                    // In place of the old one, where the platform can.
+                    match show_toast(&mut n, old.as_deref()).await {
                         Ok(handle) => {
                             let handle = Arc::new(handle);
                             let waiter = clickable(&toast).then(|| {
@@ -74,7 +75,7 @@ pub fn spawn(
                         if let Some(w) = waiter {
                             w.abort();
                         }
-                        close(&handle).await;
+                        close_toast(&handle).await;
                     }
                 }
             }
@@ -97,52 +98,9 @@ fn build(toast: &Toast, icon: Option<&str>) -> Notification {
     if let Some(icon) = icon {
         n.icon(icon);
     }
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        let category = match toast.kind {
-            ToastKind::Mail => "email.arrived",
-            ToastKind::Error => "network.error",
-            ToastKind::Restored => "network.connected",
-        };
-        n.hint(notify_rust::Hint::Category(category.into()));
-        n.hint(notify_rust::Hint::DesktopEntry("mailpulse".into()));
-    }
+    toast_hints(&mut n, toast.kind);
     if clickable(toast) {
         n.action("default", "Open");
     }
     n
 }
-
-#[cfg(all(unix, not(target_os = "macos")))]
-async fn show(n: &Notification) -> notify_rust::error::Result<NotificationHandle> {
-    n.show_async().await
-}
-
-#[cfg(not(all(unix, not(target_os = "macos"))))]
-async fn show(n: &Notification) -> notify_rust::error::Result<NotificationHandle> {
-    n.show()
-}
-
-#[cfg(all(unix, not(target_os = "macos")))]
-async fn wait_for_click(handle: &NotificationHandle, clicked: impl FnOnce()) {
-    let mut was_default = false;
-    handle
-        .wait_for_action_async(|r| {
-            was_default = matches!(r, notify_rust::NotificationResponse::Default)
-        })
-        .await;
-    if was_default {
-        clicked();
-    }
-}
-
-#[cfg(not(all(unix, not(target_os = "macos"))))]
-async fn wait_for_click(_handle: &NotificationHandle, _clicked: impl FnOnce()) {}
-
-#[cfg(all(unix, not(target_os = "macos")))]
-async fn close(handle: &NotificationHandle) {
-    handle.close_async().await;
-}
-
-#[cfg(not(all(unix, not(target_os = "macos"))))]
-async fn close(_handle: &NotificationHandle) {}

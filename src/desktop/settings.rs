@@ -76,7 +76,7 @@ enum Request {
 
 /// Run the window until it is closed.
 pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
-    if !super::have_display() {
+    if !crate::platform::desktop::have_display() {
         eprintln!(
             "mailpulse: no graphical session (DISPLAY and WAYLAND_DISPLAY are unset) for the settings window"
         );
@@ -173,7 +173,7 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                     });
                 }
                 Ok(Request::OpenHomepage) => {
-                    if let Err(e) = crate::hooks::open_with_desktop(HOMEPAGE) {
+                    if let Err(e) = crate::platform::open_with_desktop(HOMEPAGE) {
                         tracing::warn!("cannot open {HOMEPAGE}: {e}");
                     }
                 }
@@ -182,24 +182,7 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
             }
         },
     );
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd"
-    ))]
-    let webview = {
-        use tao::platform::unix::WindowExtUnix;
-        use wry::WebViewBuilderExtUnix;
-        builder.build_gtk(window.default_vbox().expect("tao window has a vbox"))
-    };
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd"
-    )))]
-    let webview = builder.build(&window);
+    let webview = crate::platform::desktop::build_webview(builder, &window);
     let webview = match webview {
         Ok(w) => w,
         Err(e) => {
@@ -265,10 +248,10 @@ fn load_message(path: &Path, page: Option<&str>) -> Value {
         })
         .collect();
     // What the adaptive keep-alive learned for this network, per account (seconds).
-    let learned: BTreeMap<String, u64> = match crate::config::Dirs::platform() {
+    let learned: BTreeMap<String, u64> = match crate::fs::Dirs::platform() {
         Some(dirs) => {
             let memory = crate::engine::adaptive::Memory::open(&dirs.state_dir);
-            let network = crate::netid::current();
+            let network = crate::platform::network_id();
             config
                 .accounts
                 .iter()
@@ -323,9 +306,10 @@ pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) ->
     }
     // Start at login follows the switch (the tray does the same when it reloads).
     let result = if config.desktop.start_at_login && !config.accounts.is_empty() {
-        crate::companion("mailpulse").and_then(|exe| crate::autostart::enable(&exe).map(|_| ()))
+        crate::companion("mailpulse")
+            .and_then(|exe| crate::platform::autostart::enable(&exe).map(|_| ()))
     } else if !config.desktop.start_at_login {
-        crate::autostart::disable()
+        crate::platform::autostart::disable()
     } else {
         Ok(())
     };
@@ -352,7 +336,7 @@ async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) 
         return fail(&account.name, format!("{key}: {message}"));
     }
     let name = account.name.clone();
-    let result = crate::cli::sign_in_account(&account, true, move |url| {
+    let result = crate::oauth::sign_in_account(&account, true, move |url| {
         let _ = proxy.send_event(Reply::Message(json!({"op": "signin_url", "url": url})));
     })
     .await;

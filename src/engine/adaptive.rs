@@ -33,8 +33,9 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::config::write_atomic;
-use crate::protocol::{Connector, Probe, ProtoError};
+use crate::error::ProtoError;
+use crate::fs::write_atomic;
+use crate::protocol::{Connector, Probe};
 
 /// Probe connections held idle at the same time in one search round (plus one for the floor in
 /// the first round). Servers allow 10 or more connections per user and address (Dovecot's
@@ -467,7 +468,7 @@ async fn round(
             Ok(Err(e)) if strict && i == 0 => return Err(e),
             Err(_) if strict && i == 0 => {
                 return Err(ProtoError::new(
-                    crate::event::ErrorKind::Timeout,
+                    crate::error::ErrorKind::Timeout,
                     "no answer while opening a probe connection",
                 ));
             }
@@ -582,7 +583,7 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
 
-    use crate::event::ErrorKind;
+    use crate::error::ErrorKind;
     use crate::protocol::{FolderInfo, Session};
 
     const S: fn(u64) -> Duration = Duration::from_secs;

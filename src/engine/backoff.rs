@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::event::ErrorKind;
+use crate::error::ErrorKind;
 
 pub const FIRST: Duration = Duration::from_secs(1);
 pub const CAP: Duration = Duration::from_secs(5 * 60);

@@ -12,7 +12,6 @@ mod store;
 mod supervisor;
 
 pub use store::{Seen, Store};
-pub use supervisor::IDLE_REISSUE;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,8 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Account, Config, KeepAlive, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
-use crate::event::{Command, Connectivity, ErrorKind, Event};
-use crate::protocol::{Connector, ConnectorFactory, ProtoError};
+use crate::error::{ErrorKind, ProtoError};
+use crate::event::{Command, Connectivity, Event};
+use crate::protocol::{Connector, ConnectorFactory};
 use supervisor::{Ctl, Supervisor};
 
 /// The keep-alive settings every supervisor follows; changes reach them at once, mid-IDLE too.
@@ -110,7 +110,7 @@ pub fn spawn(
         factory,
         store,
         memory,
-        Arc::new(crate::netid::current),
+        Arc::new(crate::platform::network_id),
     )
 }
 

@@ -12,11 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::store::{Seen, Store};
 use super::{Out, Settings};
-use crate::event::{Connectivity, ErrorKind, Event, MailItem};
-use crate::protocol::{Connector, FolderInfo, ProtoError, Session, Wake};
-
-/// RFC 2177: re-issue IDLE at least every 29 minutes, even with keep-alive off.
-pub const IDLE_REISSUE: Duration = Duration::from_secs(29 * 60);
+use crate::error::{ErrorKind, ProtoError};
+use crate::event::{Connectivity, Event, MailItem};
+use crate::protocol::{Connector, FolderInfo, IDLE_REISSUE, Session, Wake};
 
 /// Messages from the engine to one supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

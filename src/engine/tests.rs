@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{Account, Config};
-use crate::event::{Command, Connectivity, ErrorKind, Event, MailItem};
-use crate::protocol::{Connector, FolderInfo, Probe, ProtoError, Session, Wake};
+use crate::error::{ErrorKind, ProtoError};
+use crate::event::{Command, Connectivity, Event, MailItem};
+use crate::protocol::{Connector, FolderInfo, IDLE_REISSUE, Probe, Session, Wake};
 
 #[derive(Debug, Default)]
 struct ServerState {

@@ -7,6 +7,7 @@
 
 pub mod ews;
 pub mod imap;
+pub(crate) mod net;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,25 +16,11 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Account, KeepAlive, Protocol};
-use crate::event::{ErrorKind, MailItem};
+use crate::error::{ErrorKind, ProtoError};
+use crate::event::MailItem;
 
-/// A failure with the kind the engine acts on (back off longer for `Auth`, ...) and a message in
-/// words a user can act on. Messages never contain secrets.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ProtoError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl ProtoError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ProtoError {
-            kind,
-            message: message.into(),
-        }
-    }
-}
+/// RFC 2177: re-issue IDLE at least every 29 minutes, even with keep-alive off.
+pub const IDLE_REISSUE: Duration = Duration::from_secs(29 * 60);
 
 /// What a freshly opened folder looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,68 +128,6 @@ pub async fn newest_item(
         );
     }
     last.map(|last| (last, info))
-}
-
-/// Resolve `host` and open TCP to the first of its addresses that answers, each step within
-/// `rt`: the one connect both protocols share, with errors that say what to check. `setting`
-/// names where the user wrote host and port ("" for IMAP's own fields, " in url" for EWS), so
-/// the hint points at the right field. Socket tuning is left to the caller.
-pub(crate) async fn connect_tcp(
-    host: &str,
-    port: u16,
-    rt: Duration,
-    setting: &str,
-) -> Result<tokio::net::TcpStream, ProtoError> {
-    use tokio::time::timeout;
-    let addrs: Vec<std::net::SocketAddr> = match timeout(rt, tokio::net::lookup_host((host, port)))
-        .await
-    {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => {
-            return Err(ProtoError::new(
-                ErrorKind::Resolve,
-                format!(
-                    "cannot resolve {host}: {e}; check the host name{setting} and your network connection"
-                ),
-            ));
-        }
-        Err(_) => {
-            return Err(ProtoError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "{host}:{port}: no answer within {} s while resolving the host name",
-                    rt.as_secs()
-                ),
-            ));
-        }
-    };
-    let mut last = ProtoError::new(ErrorKind::Resolve, format!("{host} has no address"));
-    for addr in addrs {
-        match timeout(rt, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => return Ok(tcp),
-            Ok(Err(e)) => {
-                let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    format!("; check the port{setting} and that the server is running")
-                } else {
-                    String::new()
-                };
-                last = ProtoError::new(
-                    ErrorKind::Connect,
-                    format!("cannot connect to {host}:{port} ({addr}): {e}{hint}"),
-                );
-            }
-            Err(_) => {
-                last = ProtoError::new(
-                    ErrorKind::Connect,
-                    format!(
-                        "cannot connect to {host}:{port} ({addr}): no answer within {} s; a firewall may be dropping the connection",
-                        rt.as_secs()
-                    ),
-                );
-            }
-        }
-    }
-    Err(last)
 }
 
 /// Builds the connector for an account; the engine calls it whenever an account (re)starts, so

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use super::{Http, Shared, clip, xml};
+use super::{Http, Shared, xml};
 use crate::config::{Account, AuthMethod, KeepAlive, Protocol};
-use crate::event::ErrorKind;
-use crate::protocol::ProtoError;
+use crate::error::{ErrorKind, ProtoError};
+use crate::protocol::net::clip;
 use crate::secret::Secret;
 
 const REQUEST_SCHEMA: &str =

@@ -6,11 +6,9 @@
 //! the 401 handshake and the long streaming request that follows must share one socket; and
 //! every read has the caller's deadline.
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// Any byte stream an HTTP connection can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use crate::protocol::net::Io;
 
 /// The longest header section we accept.
 const MAX_HEAD: usize = 64 * 1024;
@@ -128,7 +126,7 @@ impl Conn {
         if !version.starts_with("HTTP/1.") {
             return Err(HttpError::Malformed(format!(
                 "not an HTTP answer: {}",
-                super::clip(&status_line)
+                crate::protocol::net::clip(&status_line)
             )));
         }
         let status = parts

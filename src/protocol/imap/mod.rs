@@ -7,7 +7,6 @@
 //! is needed).
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,26 +14,33 @@ use async_imap::imap_proto::{MailboxDatum, Response, Status};
 use async_imap::types::{Fetch, Flag, UnsolicitedResponse};
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::{Connector, FolderInfo, Probe, ProtoError, Session, Wake};
+use super::net::{self, Io, Stream, Tls, clip};
+use super::{Connector, FolderInfo, Probe, Session, Wake};
+
+mod parse;
+mod probe;
+mod session;
+#[cfg(test)]
+mod tests;
+
 use crate::config::{Account, AuthMethod, KeepAlive, Security};
-use crate::event::{ErrorKind, MailItem};
+use crate::error::{ErrorKind, ProtoError};
+use crate::event::MailItem;
 use crate::secret;
+pub use parse::decode_header;
+use parse::mail_item;
+use probe::{ImapIdleProbe, ImapProbe};
+use session::Imap;
 
 /// Everything the last-item query and catch-up ask for. No body: nothing can be marked read.
 pub const FETCH_ITEMS: &str = "(UID FLAGS ENVELOPE INTERNALDATE)";
 /// The keep-alive asks only for the newest UID: ~40 bytes of answer instead of a whole envelope.
 pub const KEEPALIVE_ITEMS: &str = "(UID)";
 
-/// Any byte stream an IMAP session can run over (TCP, TLS over TCP).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + Debug> Io for T {}
-
-type Stream = Box<dyn Io>;
 type ImapSession = async_imap::Session<Stream>;
 
 pub struct ImapConnector {
@@ -44,17 +50,17 @@ pub struct ImapConnector {
     password: Option<secret::Secret>,
     /// Access tokens for `auth = "xoauth2"`/`"oauthbearer"`, shared by the account's folders.
     tokens: crate::oauth::TokenSource,
-    tls: std::sync::Mutex<Option<native_tls::TlsConnector>>,
+    tls: Tls,
 }
 
 impl ImapConnector {
     pub fn new(account: Account, keepalive: KeepAlive) -> Self {
         ImapConnector {
+            tls: Tls::new(account.ca_file.clone()),
             tokens: crate::oauth::TokenSource::new(account.clone()),
             account,
             keepalive,
             password: None,
-            tls: std::sync::Mutex::new(None),
         }
     }
 
@@ -91,7 +97,7 @@ impl ImapConnector {
     }
 
     async fn tcp(&self, probe: bool) -> Result<TcpStream, ProtoError> {
-        let tcp = super::connect_tcp(
+        let tcp = net::connect_tcp(
             &self.account.host,
             self.account.effective_port(),
             self.rt(),
@@ -123,7 +129,7 @@ impl ImapConnector {
     fn tune(&self, tcp: &TcpStream) {
         let _ = tcp.set_nodelay(true);
         let quiet = if !self.keepalive.enabled {
-            crate::engine::IDLE_REISSUE
+            super::IDLE_REISSUE
         } else if self.keepalive.adaptive {
             self.keepalive.adaptive_max()
         } else {
@@ -139,89 +145,26 @@ impl ImapConnector {
         }
     }
 
-    /// The account's TLS settings, built once: loading the system's trust store for every
-    /// connection of every folder would cost memory and CPU for nothing.
-    fn tls_connector(&self) -> Result<tokio_native_tls::TlsConnector, ProtoError> {
-        let mut cached = self.tls.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cached.as_ref() {
-            return Ok(tokio_native_tls::TlsConnector::from(c.clone()));
-        }
-        let connector = self.build_tls_connector()?;
-        *cached = Some(connector.clone());
-        Ok(tokio_native_tls::TlsConnector::from(connector))
-    }
-
-    fn build_tls_connector(&self) -> Result<native_tls::TlsConnector, ProtoError> {
-        let mut builder = native_tls::TlsConnector::builder();
-        builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-        if let Some(path) = &self.account.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                ProtoError::new(
-                    ErrorKind::Tls,
-                    format!("cannot read ca_file {}: {e}", path.display()),
-                )
-            })?;
-            let certs = pem_certificates(&pem).map_err(|e| {
-                ProtoError::new(
-                    ErrorKind::Tls,
-                    format!(
-                        "ca_file {} holds no usable PEM certificate: {e}",
-                        path.display()
-                    ),
-                )
-            })?;
-            for cert in certs {
-                builder.add_root_certificate(cert);
-            }
-        }
-        builder
-            .build()
-            .map_err(|e| ProtoError::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))
-    }
-
     async fn tls(&self, tcp: TcpStream) -> Result<Stream, ProtoError> {
-        let connector = self.tls_connector()?;
-        let host = self.account.host.clone();
+        let not_tls = format!(
+            "try security = \"starttls\" with port 143 (port {} now)",
+            self.account.effective_port()
+        );
         let stream = self
-            .step("negotiating TLS", async {
-                connector
-                    .connect(&host, tcp)
-                    .await
-                    .map_err(|e| self.tls_error(e))
-            })
+            .tls
+            .connect(
+                &self.account.host,
+                tcp,
+                self.rt(),
+                &self.endpoint(),
+                &not_tls,
+            )
             .await?;
         Ok(Box::new(stream))
     }
 
-    fn tls_error(&self, e: native_tls::Error) -> ProtoError {
-        let text = e.to_string();
-        let advice = if text.contains("certificate verify failed") || text.contains("certificate") {
-            if self.account.ca_file.is_some() {
-                format!(
-                    "the certificate of {} is not trusted, not even with ca_file, or does not name this host",
-                    self.account.host
-                )
-            } else {
-                format!(
-                    "the certificate of {} is not trusted; if the server uses a private certificate \
-                     authority, set ca_file to its certificate",
-                    self.account.host
-                )
-            }
-        } else if text.contains("wrong version number") || text.contains("packet length too long") {
-            format!(
-                "{} does not speak TLS on port {}; try security = \"starttls\" with port 143",
-                self.account.host,
-                self.account.effective_port()
-            )
-        } else {
-            format!("TLS with {} failed", self.endpoint())
-        };
-        ProtoError::new(ErrorKind::Tls, format!("{advice} ({})", text.trim()))
-    }
-
     /// Connect and authenticate; returns the session and whether the server can IDLE.
-    pub async fn login(&self) -> Result<(ImapSession, bool), ProtoError> {
+    pub(crate) async fn login(&self) -> Result<(ImapSession, bool), ProtoError> {
         self.login_as(false).await
     }
 
@@ -483,35 +426,6 @@ impl async_imap::Authenticator for Sasl {
     }
 }
 
-/// Keep messages that quote server output short.
-fn clip(s: &str) -> String {
-    const MAX: usize = 200;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
-pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, String> {
-    let text = String::from_utf8_lossy(pem);
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut certs = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
-            break;
-        };
-        let block = &rest[start..start + len + END.len()];
-        certs.push(native_tls::Certificate::from_pem(block.as_bytes()).map_err(|e| e.to_string())?);
-        rest = &rest[start + len + END.len()..];
-    }
-    if certs.is_empty() {
-        return Err("no BEGIN CERTIFICATE block".into());
-    }
-    Ok(certs)
-}
-
 #[async_trait]
 impl Connector for ImapConnector {
     async fn open(&self, folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError> {
@@ -588,376 +502,5 @@ impl Connector for ImapConnector {
             session: None,
             endpoint: self.endpoint(),
         }))
-    }
-}
-
-/// A probe connection waiting in IDLE; what the server sends meanwhile stays unread in the
-/// socket (the kernel acknowledges it, which is all the path needs to see).
-struct ImapIdleProbe {
-    handle: Option<async_imap::extensions::idle::Handle<Stream>>,
-    session: Option<ImapSession>,
-    endpoint: String,
-}
-
-#[async_trait]
-impl Probe for ImapIdleProbe {
-    /// `DONE`, answered by the tagged OK of the IDLE. Fails as well when the server sent
-    /// anything but keep-alives (`* OK …`) meanwhile: a new message's `EXISTS` also refreshes
-    /// the mapping, and must not pass for the server's keep-alives.
-    async fn ping(&mut self) -> Result<(), ProtoError> {
-        let Some(handle) = self.handle.take() else {
-            return Ok(());
-        };
-        let session = handle
-            .done()
-            .await
-            .map_err(|e| imap_error(&self.endpoint, e, "ending IDLE on the probe connection"))?;
-        let mut other = false;
-        while let Ok(u) = session.unsolicited_responses.try_recv() {
-            let keepalive = matches!(
-                &u,
-                UnsolicitedResponse::Other(data)
-                    if matches!(data.parsed(), Response::Data { status: Status::Ok, .. })
-            );
-            other |= !keepalive;
-        }
-        self.session = Some(session);
-        if other {
-            return Err(ProtoError::new(
-                ErrorKind::Protocol,
-                format!(
-                    "{}: the folder changed during the measurement in IDLE; not counted",
-                    self.endpoint
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn close(mut self: Box<Self>) {
-        if let Some(mut session) = self.session.take() {
-            let _ = session.logout().await;
-        }
-    }
-}
-
-/// A logged-in connection held silent (no IDLE, no TCP keep-alive) by the adaptive search.
-/// Nothing is selected: the server has nothing to push on it.
-struct ImapProbe {
-    session: ImapSession,
-    endpoint: String,
-}
-
-#[async_trait]
-impl Probe for ImapProbe {
-    async fn ping(&mut self) -> Result<(), ProtoError> {
-        let r = self.session.noop().await;
-        r.map_err(|e| imap_error(&self.endpoint, e, "sending NOOP on the probe connection"))
-    }
-
-    async fn close(mut self: Box<Self>) {
-        let _ = self.session.logout().await;
-    }
-}
-
-/// An open, read-only folder.
-struct Imap {
-    /// `None` only while IDLE holds it, or after IDLE failed half-way.
-    session: Option<ImapSession>,
-    /// Messages in the folder, tracked from EXISTS/EXPUNGE (decides NOOP vs. FETCH * when empty).
-    exists: u32,
-    /// The folder grew (EXISTS) since the last `items_after`: reported by the next `wait` at
-    /// once. An EXISTS that arrives between the keep-alive query and IDLE would otherwise not
-    /// be repeated in IDLE, and the message would wait for the next keep-alive.
-    grew: bool,
-    endpoint: String,
-    response_timeout: Duration,
-}
-
-impl Imap {
-    fn session(&mut self) -> Result<&mut ImapSession, ProtoError> {
-        self.session.as_mut().ok_or_else(|| {
-            ProtoError::new(
-                ErrorKind::Disconnected,
-                format!("{}: the session was lost", self.endpoint),
-            )
-        })
-    }
-
-    fn err(&self, e: async_imap::error::Error, what: &str) -> ProtoError {
-        imap_error(&self.endpoint, e, what)
-    }
-
-    /// Whether the folder is empty. `UID FETCH *` is an error on an empty folder, so then a
-    /// NOOP is the query: the same round trip, and it reports messages that just arrived.
-    async fn is_empty(&mut self) -> Result<bool, ProtoError> {
-        if self.exists > 0 {
-            return Ok(false);
-        }
-        let session = self.session()?;
-        let r = session.noop().await;
-        r.map_err(|e| self.err(e, "sending NOOP"))?;
-        self.drain();
-        Ok(self.exists == 0)
-    }
-
-    /// Apply the unsolicited EXISTS/EXPUNGE the server sent along with other answers.
-    fn drain(&mut self) {
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        while let Ok(u) = session.unsolicited_responses.try_recv() {
-            match u {
-                UnsolicitedResponse::Exists(n) => {
-                    self.grew |= n > self.exists;
-                    self.exists = n;
-                }
-                UnsolicitedResponse::Expunge(_) => self.exists = self.exists.saturating_sub(1),
-                _ => {}
-            }
-        }
-    }
-
-    /// `UID FETCH set items`. With `(UID)` only, the items carry just their UID.
-    async fn fetch(&mut self, set: &str, items: &str) -> Result<Vec<MailItem>, ProtoError> {
-        let session = self.session()?;
-        let result = async {
-            let stream = session.uid_fetch(set, items).await?;
-            stream.try_collect::<Vec<Fetch>>().await
-        }
-        .await;
-        let fetches = result.map_err(|e| self.err(e, "fetching"))?;
-        self.drain();
-        Ok(fetches.iter().filter_map(mail_item).collect())
-    }
-}
-
-#[async_trait]
-impl Session for Imap {
-    async fn last_item(&mut self) -> Result<Option<MailItem>, ProtoError> {
-        if self.is_empty().await? {
-            return Ok(None);
-        }
-        let items = self.fetch("*", FETCH_ITEMS).await?;
-        Ok(items.into_iter().max_by_key(|i| i.uid))
-    }
-
-    async fn newest_uid(&mut self) -> Result<Option<u32>, ProtoError> {
-        if self.is_empty().await? {
-            return Ok(None);
-        }
-        let items = self.fetch("*", KEEPALIVE_ITEMS).await?;
-        Ok(items.iter().map(|i| i.uid).max())
-    }
-
-    async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError> {
-        // This fetch covers everything up to now; EXISTS arriving with it sets `grew` again.
-        self.grew = false;
-        if self.exists == 0 {
-            return Ok(Vec::new());
-        }
-        let mut items = self
-            .fetch(&format!("{}:*", uid.saturating_add(1)), FETCH_ITEMS)
-            .await?;
-        // `n:*` also returns the last message when n is above every UID.
-        items.retain(|i| i.uid > uid);
-        items.sort_by_key(|i| i.uid);
-        Ok(items)
-    }
-
-    async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError> {
-        if self.exists == 0 {
-            return Ok(0);
-        }
-        let session = self.session()?;
-        let r = session
-            .uid_search(format!("UID {}:*", uid.saturating_add(1)))
-            .await;
-        let uids = r.map_err(|e| self.err(e, "searching new messages"))?;
-        self.drain();
-        Ok(uids.into_iter().filter(|u| *u > uid).count() as u32)
-    }
-
-    async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
-        if std::mem::take(&mut self.grew) {
-            return Ok(Wake::Changed);
-        }
-        let rt = self.response_timeout;
-        let session = self.session.take().ok_or_else(|| {
-            ProtoError::new(
-                ErrorKind::Disconnected,
-                format!("{}: the session was lost", self.endpoint),
-            )
-        })?;
-        let mut handle = session.idle();
-        match timeout(rt, handle.init()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.err(e, "starting IDLE")),
-            Err(_) => return Err(dead(&self.endpoint, rt, "starting IDLE")),
-        }
-        let mut ended_by = None;
-        let result = {
-            // async-imap's own timeout restarts on every "* OK Still here"; ours must not.
-            let (idle, interrupt) = handle.wait_with_timeout(max + Duration::from_secs(3600));
-            let mut interrupt = Some(interrupt);
-            tokio::pin!(idle);
-            let deadline = sleep(max);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    r = &mut idle => break r,
-                    _ = &mut deadline, if interrupt.is_some() => {
-                        ended_by = Some(Wake::Timeout);
-                        interrupt = None;
-                    }
-                    _ = stop.cancelled(), if interrupt.is_some() => {
-                        ended_by = Some(Wake::Interrupted);
-                        interrupt = None;
-                    }
-                }
-            }
-        };
-        use async_imap::extensions::idle::IdleResponse;
-        let wake = match result {
-            Err(e) => return Err(self.err(e, "in IDLE")),
-            Ok(IdleResponse::NewData(data)) => match data.parsed() {
-                Response::Data {
-                    status: Status::Bye,
-                    outcome,
-                } => {
-                    return Err(ProtoError::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{}: the server ended the session: {}",
-                            self.endpoint,
-                            outcome.information.as_deref().unwrap_or("BYE")
-                        ),
-                    ));
-                }
-                Response::MailboxData(MailboxDatum::Exists(n)) => {
-                    self.exists = *n;
-                    Wake::Changed
-                }
-                Response::Expunge(_) => {
-                    self.exists = self.exists.saturating_sub(1);
-                    Wake::Changed
-                }
-                _ => Wake::Changed,
-            },
-            Ok(IdleResponse::Timeout) => Wake::Timeout,
-            // The stream ended without us interrupting it: the connection is gone.
-            Ok(IdleResponse::ManualInterrupt) => match ended_by {
-                Some(wake) => wake,
-                None => {
-                    return Err(ProtoError::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{}: the server closed the connection during IDLE",
-                            self.endpoint
-                        ),
-                    ));
-                }
-            },
-        };
-        let session = match timeout(rt, handle.done()).await {
-            Ok(Ok(session)) => session,
-            Ok(Err(e)) => return Err(self.err(e, "ending IDLE")),
-            Err(_) => return Err(dead(&self.endpoint, rt, "ending IDLE")),
-        };
-        self.session = Some(session);
-        self.drain();
-        Ok(wake)
-    }
-
-    async fn close(mut self: Box<Self>) {
-        if let Some(mut session) = self.session.take() {
-            let _ = session.logout().await;
-        }
-    }
-}
-
-fn dead(endpoint: &str, rt: Duration, what: &str) -> ProtoError {
-    ProtoError::new(
-        ErrorKind::Timeout,
-        format!(
-            "{endpoint}: no answer within {} s while {what}: the connection is dead",
-            rt.as_secs()
-        ),
-    )
-}
-
-fn mail_item(fetch: &Fetch) -> Option<MailItem> {
-    let uid = fetch.uid?;
-    let envelope = fetch.envelope();
-    let from = envelope
-        .and_then(|e| e.from.as_ref())
-        .and_then(|list| list.first())
-        .map(format_address)
-        .unwrap_or_default();
-    let subject = envelope
-        .and_then(|e| e.subject.as_deref())
-        .map(decode_header)
-        .unwrap_or_default();
-    Some(MailItem {
-        uid,
-        from,
-        subject,
-        date: fetch.internal_date(),
-        seen: fetch.flags().any(|f| f == Flag::Seen),
-    })
-}
-
-fn format_address(a: &async_imap::imap_proto::Address<'_>) -> String {
-    let text = |b: &Option<std::borrow::Cow<'_, [u8]>>| {
-        b.as_deref()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    };
-    let address = match (text(&a.mailbox), text(&a.host)) {
-        (Some(m), Some(h)) => format!("{m}@{h}"),
-        (Some(m), None) => m,
-        _ => String::new(),
-    };
-    match a.name.as_deref().map(decode_header) {
-        Some(name) if !name.is_empty() && !address.is_empty() => format!("{name} <{address}>"),
-        Some(name) if !name.is_empty() => name,
-        _ => address,
-    }
-}
-
-/// Decode RFC 2047 encoded words (`=?UTF-8?B?...?=`); raw bytes are taken as UTF-8, lossily.
-pub fn decode_header(raw: &[u8]) -> String {
-    rfc2047_decoder::decode(raw)
-        .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned())
-        .trim()
-        .to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_encoded_words() {
-        assert_eq!(decode_header(b"=?UTF-8?B?R3LDvMOfZQ==?="), "Grüße");
-        assert_eq!(decode_header(b"=?iso-8859-1?Q?caf=E9?= time"), "café time");
-        assert_eq!(decode_header(b"plain"), "plain");
-        assert_eq!(decode_header(b"=?bogus"), "=?bogus");
-    }
-
-    #[test]
-    fn the_plain_warning_is_once_per_account_and_server() {
-        assert!(first_plain_warning("unit-a", "h:143"));
-        assert!(!first_plain_warning("unit-a", "h:143"));
-        assert!(first_plain_warning("unit-b", "h:143"));
-        assert!(first_plain_warning("unit-a", "other:143"));
-    }
-
-    #[test]
-    fn pem_bundle_yields_each_certificate_and_rejects_junk() {
-        assert!(pem_certificates(b"hello").is_err());
-        assert!(
-            pem_certificates(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-                .is_err()
-        );
     }
 }

@@ -8,8 +8,10 @@
 //! `settings[ TOKEN]` → `ok`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+
+// The loopback transport serves Windows; it is compiled and tested on every host.
 
 /// What a second instance can ask of the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,21 +27,10 @@ pub enum Claim {
 }
 
 /// How long either side waits for the other's line.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-
-/// The socket's path: `$XDG_RUNTIME_DIR/mailpulse/instance.sock`, else in the state dir.
-/// (The loopback variant keeps its port and token beside it, in `instance.port`.)
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .map(|p| p.join("mailpulse"))
-        .unwrap_or_else(|| state_dir.to_owned())
-        .join("instance.sock")
-}
+pub(super) const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// The second instance's side: send the request line, `true` when the first answered `ok`.
-fn ask(mut stream: impl Read + Write, line: &str) -> bool {
+pub(super) fn ask(mut stream: impl Read + Write, line: &str) -> bool {
     if stream.write_all(line.as_bytes()).is_err() {
         return false;
     }
@@ -50,7 +41,7 @@ fn ask(mut stream: impl Read + Write, line: &str) -> bool {
 
 /// The first instance's side of one connection: a request line equal to `expected` is passed
 /// on and answered `ok`; anything else is dropped unanswered.
-fn answer(stream: impl Read + Write, expected: &str, on_request: &impl Fn(Request)) {
+pub(super) fn answer(stream: impl Read + Write, expected: &str, on_request: &impl Fn(Request)) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_ok() && line.trim_end() == expected {
@@ -59,48 +50,16 @@ fn answer(stream: impl Read + Write, expected: &str, on_request: &impl Fn(Reques
     }
 }
 
-fn listen_thread(serve: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+pub(super) fn listen_thread(serve: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("mailpulse-instance".into())
         .spawn(serve)
         .map(drop)
 }
 
-#[cfg(unix)]
-pub fn claim(path: &Path, on_request: impl Fn(Request) + Send + 'static) -> std::io::Result<Claim> {
-    use std::os::unix::net::{UnixListener, UnixStream};
-
-    if let Ok(stream) = UnixStream::connect(path) {
-        stream.set_read_timeout(Some(ANSWER_WITHIN))?;
-        if ask(&stream, "settings\n") {
-            return Ok(Claim::Forwarded);
-        }
-    }
-    // Nobody answered: a stale socket from a crashed instance.
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    listen_thread(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
-            answer(&stream, "settings", &on_request);
-        }
-    })?;
-    Ok(Claim::First)
-}
-
-#[cfg(not(unix))]
-pub fn claim(path: &Path, on_request: impl Fn(Request) + Send + 'static) -> std::io::Result<Claim> {
-    loopback::claim(&path.with_extension("port"), on_request)
-}
-
 /// The loopback-TCP variant (Windows; compiled and tested everywhere).
-#[cfg_attr(unix, allow(dead_code))]
-mod loopback {
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod loopback {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 
@@ -130,7 +89,7 @@ mod loopback {
         if let Some(dir) = port_file.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::config::write_atomic(port_file, format!("{port} {token}\n").as_bytes())?;
+        crate::fs::write_atomic(port_file, format!("{port} {token}\n").as_bytes())?;
         let expected = format!("settings {token}");
         listen_thread(move || {
             for stream in listener.incoming().flatten() {
@@ -202,38 +161,5 @@ mod loopback {
                 format!("{port} 00\n")
             );
         }
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-    use std::sync::mpsc::channel;
-
-    #[test]
-    fn a_second_instance_asks_the_first_to_open_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/instance.sock");
-        let (tx, rx) = channel();
-        assert!(matches!(
-            claim(&path, move |r| tx.send(r).unwrap()).unwrap(),
-            Claim::First
-        ));
-        assert!(matches!(
-            claim(&path, |_| panic!("not the first")).unwrap(),
-            Claim::Forwarded
-        ));
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-            Request::OpenSettings
-        );
-    }
-
-    #[test]
-    fn a_stale_socket_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("instance.sock");
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        assert!(matches!(claim(&path, |_| {}).unwrap(), Claim::First));
     }
 }

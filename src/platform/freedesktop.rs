@@ -1,0 +1,427 @@
+//! The freedesktop room: Linux and the BSDs with an X11/Wayland desktop. XDG autostart, the
+//! kernel's and logind's wake signals, the default route as the network's identity, the Secret
+//! Service keyring, `xdg-open`, the single-instance socket in `$XDG_RUNTIME_DIR`, and (desktop)
+//! freedesktop notifications over D-Bus and the GTK webview.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+pub(crate) use super::unix::shell_std;
+use super::unix::{absolute_env_path, home_dir, remove_if_exists};
+use crate::event::Command;
+
+/// Start at login: `$XDG_CONFIG_HOME/autostart/mailpulse.desktop` (XDG Autostart; `$HOME/.config`
+/// when `XDG_CONFIG_HOME` is unset, empty or relative).
+///
+/// Known limit: GLib's desktop-entry loader (used by gnome-session, and by other sessions that
+/// read autostart entries with GLib) checks that the program exists before it expands `%%`, so
+/// it ignores an entry whose program path contains `%`, although the entry is valid (seen with
+/// GLib 2.74); [`enable`] logs a warning in that case.
+pub mod autostart {
+    use super::*;
+    use crate::platform::login_entry::{DESKTOP_FILE_NAME, desktop_entry, desktop_entry_enabled};
+
+    /// `$XDG_CONFIG_HOME/autostart/mailpulse.desktop`, falling back to `$HOME/.config`.
+    pub fn location() -> Option<PathBuf> {
+        let config_home =
+            absolute_env_path("XDG_CONFIG_HOME").or_else(|| Some(home_dir()?.join(".config")))?;
+        Some(config_home.join("autostart").join(DESKTOP_FILE_NAME))
+    }
+
+    fn required_location() -> io::Result<PathBuf> {
+        location().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "cannot find the autostart directory: neither XDG_CONFIG_HOME nor HOME is set",
+            )
+        })
+    }
+
+    pub fn enable(exe: &Path) -> io::Result<PathBuf> {
+        let contents = desktop_entry(exe)?;
+        let path = required_location()?;
+        crate::fs::write_atomic(&path, contents.as_bytes())?;
+        tracing::info!(path = %path.display(), "autostart enabled");
+        if exe.to_string_lossy().contains('%') {
+            // The entry is correct (`%%`), but GLib looks for the program before expanding
+            // `%%`, so GNOME ignores it.
+            tracing::warn!(
+                exe = %exe.display(),
+                "the program's path contains '%': GNOME (and other desktops that read autostart \
+                 entries with GLib) will not start it at login; install mailpulse in a directory \
+                 without '%'"
+            );
+        }
+        Ok(path)
+    }
+
+    pub fn disable() -> io::Result<()> {
+        let Some(path) = location() else {
+            return Ok(());
+        };
+        remove_if_exists(&path)?;
+        tracing::info!(path = %path.display(), "autostart disabled");
+        Ok(())
+    }
+
+    pub fn is_enabled() -> bool {
+        location()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .is_some_and(|text| desktop_entry_enabled(&text))
+    }
+
+    /// Whether the entry exists at all, also when the desktop switched it off.
+    pub fn exists() -> bool {
+        location().is_some_and(|p| p.exists())
+    }
+}
+
+/// Route/address/link changes from rtnetlink and logind's resumes, each a [`Command::CheckNow`].
+pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
+    #[cfg(target_os = "linux")]
+    {
+        tokio::spawn(linux::network_changes(commands.clone()));
+        tokio::spawn(linux::logind_resumes(commands));
+    }
+    #[cfg(not(target_os = "linux"))]
+    drop(commands);
+}
+
+/// The kernel interfaces only Linux has (the BSDs fall back to the clocks and the timer).
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::*;
+    use crate::wake::SETTLE;
+    use netlink_sys::{AsyncSocket, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
+
+    const GROUPS: u32 = (libc::RTMGRP_LINK
+        | libc::RTMGRP_IPV4_IFADDR
+        | libc::RTMGRP_IPV4_ROUTE
+        | libc::RTMGRP_IPV6_IFADDR
+        | libc::RTMGRP_IPV6_ROUTE) as u32;
+
+    pub async fn network_changes(commands: UnboundedSender<Command>) {
+        let mut socket = match TokioSocket::new(NETLINK_ROUTE) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!("no network change notifications (netlink: {e})");
+                return;
+            }
+        };
+        if let Err(e) = socket.socket_mut().bind(&SocketAddr::new(0, GROUPS)) {
+            tracing::info!("no network change notifications (netlink bind: {e})");
+            return;
+        }
+        loop {
+            if let Err(e) = std::future::poll_fn(|cx| socket.poll_recv_from_full(cx)).await {
+                tracing::info!("network change notifications stopped: {e}");
+                return;
+            }
+            // Let the burst settle, swallowing what else arrives meanwhile.
+            let settle = tokio::time::sleep(SETTLE);
+            tokio::pin!(settle);
+            loop {
+                tokio::select! {
+                    _ = &mut settle => break,
+                    r = std::future::poll_fn(|cx| socket.poll_recv_from_full(cx)) => if r.is_err() { break },
+                }
+            }
+            tracing::info!("the network changed: checking every connection now");
+            if commands.send(Command::CheckNow).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// logind announces `PrepareForSleep(true)` before a suspend and `PrepareForSleep(false)`
+    /// after the resume, on the system bus. Without a system bus or logind (containers, some
+    /// minimal systems) the clock-based detector below still notices long suspends.
+    pub async fn logind_resumes(commands: UnboundedSender<Command>) {
+        use futures::StreamExt;
+        let stream = async {
+            let conn = zbus::Connection::system().await?;
+            let rule = zbus::MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .sender("org.freedesktop.login1")?
+                .path("/org/freedesktop/login1")?
+                .interface("org.freedesktop.login1.Manager")?
+                .member("PrepareForSleep")?
+                .build();
+            zbus::MessageStream::for_match_rule(rule, &conn, None).await
+        };
+        let mut stream = match stream.await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!("no resume notifications from logind (system bus: {e})");
+                return;
+            }
+        };
+        while let Some(message) = stream.next().await {
+            let Ok(message) = message else { continue };
+            match message.body().deserialize::<bool>() {
+                Ok(true) => tracing::info!("the system is going to sleep"),
+                Ok(false) => {
+                    tracing::info!("resumed from suspend (logind): checking every connection now");
+                    if commands.send(Command::CheckNow).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!("PrepareForSleep with an unexpected body: {e}"),
+            }
+        }
+        tracing::info!("resume notifications from logind stopped (the system bus went away)");
+    }
+}
+
+/// Time spent suspended so far (BOOTTIME runs on during suspend, MONOTONIC does not).
+#[cfg(target_os = "linux")]
+pub(crate) fn suspended_so_far() -> Option<Duration> {
+    fn clock(id: libc::clockid_t) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own; the clocks used exist.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+    Some(clock(libc::CLOCK_BOOTTIME).saturating_sub(clock(libc::CLOCK_MONOTONIC)))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn suspended_so_far() -> Option<Duration> {
+    None
+}
+
+/// Which network the machine is on, as far as the adaptive keep-alive needs to know: learned
+/// idle timeouts are remembered per network.
+///
+/// The identity is the default route: its gateway address and outgoing interface (Linux:
+/// `/proc/net/route`, then `/proc/net/ipv6_route`), e.g. `gw 192.168.1.1 dev wlan0`. That
+/// tells apart cable and Wi-Fi, a VPN (its own default route) and most networks (different
+/// gateway addresses). The Wi-Fi SSID is not used: reading it needs NetworkManager's D-Bus API
+/// or nl80211, which not every system has, and two networks sharing gateway address and
+/// interface (two homes, both `192.168.1.1` on `wlan0`) only cost a relearn when the first
+/// learned value fails: the main session falls back to the floor at once and learns again.
+/// Without a default route the identity is `no default route`; on other platforms `unknown`.
+pub(crate) fn network_id() -> String {
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    if let Some(id) = from_route_table(&v4) {
+        return id;
+    }
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    if let Some(id) = from_ipv6_route_table(&v6) {
+        return id;
+    }
+    "no default route".into()
+}
+
+/// The default route with the lowest metric from `/proc/net/route`.
+pub(crate) fn from_route_table(table: &str) -> Option<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+            if f.len() < 8 || f[1] != "00000000" || f[7] != "00000000" {
+                return None;
+            }
+            let flags = u32::from_str_radix(f[3], 16).ok()?;
+            if flags & 1 == 0 {
+                return None; // not up
+            }
+            let gw = u32::from_str_radix(f[2], 16).ok()?;
+            let metric: u32 = f[6].parse().ok()?;
+            // The kernel prints the address in host byte order of a little-endian u32.
+            let ip = std::net::Ipv4Addr::from(gw.swap_bytes());
+            Some((metric, format!("gw {ip} dev {}", f[0])))
+        })
+        .min_by_key(|(metric, _)| *metric)
+        .map(|(_, id)| id)
+}
+
+/// The default route with the lowest metric from `/proc/net/ipv6_route`.
+pub(crate) fn from_ipv6_route_table(table: &str) -> Option<String> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // dest plen src splen nexthop metric refcnt use flags iface
+            if f.len() < 10 || f[0] != "0".repeat(32) || f[1] != "00" || f[9] == "lo" {
+                return None;
+            }
+            let hop = u128::from_str_radix(f[4], 16).ok()?;
+            let metric = u32::from_str_radix(f[5], 16).ok()?;
+            let ip = std::net::Ipv6Addr::from(hop);
+            Some((metric, format!("gw {ip} dev {}", f[9])))
+        })
+        .min_by_key(|(metric, _)| *metric)
+        .map(|(_, id)| id)
+}
+
+/// The Secret Service (gnome-keyring, KeePassXC, KWallet's bridge) over D-Bus.
+pub(crate) fn credential_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    zbus_secret_service_keyring_store::Store::new().map(|s| s as Arc<keyring_core::CredentialStore>)
+}
+
+/// What the user is told to do when there is no usable keyring.
+pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "no Secret Service on the session bus: \
+     install/start gnome-keyring or KeePassXC (with its Secret Service integration enabled), or \
+     use password_command";
+
+/// Open a folder or URL with the desktop's default handler.
+pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
+    let mut cmd = std::process::Command::new("xdg-open");
+    super::restore_child_env(&mut cmd);
+    cmd.arg(target)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+/// The single instance: a socket in `$XDG_RUNTIME_DIR/mailpulse`, else in the state dir.
+pub mod instance {
+    use super::*;
+    pub use crate::platform::instance::{Claim, Request};
+
+    pub fn claim(
+        state_dir: &Path,
+        on_request: impl Fn(Request) + Send + 'static,
+    ) -> io::Result<Claim> {
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .map(|p| p.join("mailpulse"))
+            .unwrap_or_else(|| state_dir.to_owned());
+        crate::platform::unix::claim_socket(&dir.join("instance.sock"), on_request)
+    }
+}
+
+pub(crate) use super::unix::{Signal, Signals, replace_process};
+
+/// The desktop shell's OS part: an X11/Wayland display, GDK's environment, the GTK webview,
+/// freedesktop notifications over D-Bus (replaced in place by id, clicks reported).
+#[cfg(feature = "desktop")]
+pub(crate) mod desktop {
+    pub(crate) use crate::platform::unix::termination;
+    use crate::toasts::ToastKind;
+
+    /// A graphical session to show a tray in: an X11 or Wayland display.
+    pub(crate) fn have_display() -> bool {
+        std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+            || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty())
+    }
+
+    /// The tray draws nothing with OpenGL, but GDK probes GLX for its visuals at start-up,
+    /// which loads the GL driver (Mesa's with LLVM: some 45 MB resident, 9 MB private, measured
+    /// by `make bench`). The settings window is another process and keeps GL; programs the tray
+    /// starts get it back ([`crate::platform::restore_child_env`]).
+    ///
+    /// Call it from `main` before any other thread exists.
+    pub(crate) fn prepare_tray_env() {
+        if std::env::var_os("GDK_GL").is_none() {
+            // SAFETY: called from main before any thread is started, so nothing reads the
+            // environment concurrently.
+            unsafe { std::env::set_var("GDK_GL", "disable") };
+            crate::platform::GDK_GL_SET_BY_US.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The settings page's webview, in the window's GTK box.
+    pub(crate) fn build_webview(
+        builder: wry::WebViewBuilder<'_>,
+        window: &tao::window::Window,
+    ) -> wry::Result<wry::WebView> {
+        use tao::platform::unix::WindowExtUnix;
+        use wry::WebViewBuilderExtUnix;
+        builder.build_gtk(window.default_vbox().expect("tao window has a vbox"))
+    }
+
+    /// A shown notification: its id (to replace or close it) and the D-Bus connection that
+    /// reports its actions.
+    pub(crate) type ToastHandle = notify_rust::NotificationHandle;
+
+    /// The category and desktop-entry hints of the notification spec.
+    pub(crate) fn toast_hints(n: &mut notify_rust::Notification, kind: ToastKind) {
+        let category = match kind {
+            ToastKind::Mail => "email.arrived",
+            ToastKind::Error => "network.error",
+            ToastKind::Restored => "network.connected",
+        };
+        n.hint(notify_rust::Hint::Category(category.into()));
+        n.hint(notify_rust::Hint::DesktopEntry("mailpulse".into()));
+    }
+
+    /// Show `n`, in place of `old` when given.
+    pub(crate) async fn show_toast(
+        n: &mut notify_rust::Notification,
+        old: Option<&ToastHandle>,
+    ) -> notify_rust::error::Result<ToastHandle> {
+        if let Some(old) = old {
+            n.id(old.id());
+        }
+        n.show_async().await
+    }
+
+    /// Wait until the user clicks the toast's default action, then run `clicked`.
+    pub(crate) async fn wait_for_click(handle: &ToastHandle, clicked: impl FnOnce()) {
+        let mut was_default = false;
+        handle
+            .wait_for_action_async(|r| {
+                was_default = matches!(r, notify_rust::NotificationResponse::Default)
+            })
+            .await;
+        if was_default {
+            clicked();
+        }
+    }
+
+    pub(crate) async fn close_toast(handle: &ToastHandle) {
+        handle.close_async().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_route_with_lowest_metric() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+            eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+            eth0\t0000000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(from_route_table(table).unwrap(), "gw 10.0.0.1 dev eth0");
+        let only_subnet = "Iface\tDestination\tGateway\n\
+            eth0\t0000000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(from_route_table(only_subnet), None);
+    }
+
+    #[test]
+    fn ipv6_default_route() {
+        let table = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 wlan0\n\
+            00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n";
+        assert_eq!(
+            from_ipv6_route_table(table).unwrap(),
+            "gw fe80::1 dev wlan0"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_suspend_clock_difference_is_read() {
+        // No suspend happens during a test: the difference is stable.
+        let a = suspended_so_far().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let b = suspended_so_far().unwrap();
+        assert!(
+            b.saturating_sub(a) < Duration::from_millis(100),
+            "{a:?} → {b:?}"
+        );
+    }
+}

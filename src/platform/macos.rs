@@ -1,0 +1,177 @@
+//! The macOS room: a launchd user agent, the mach clocks for resume, the Keychain, `open`, the
+//! single-instance socket in the per-user temporary folder, and (desktop) user notifications and
+//! WKWebView. Type-checked on every CI run (`make cross-check`), not run here.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+pub(crate) use super::unix::shell_std;
+use super::unix::{home_dir, remove_if_exists};
+use crate::event::Command;
+
+/// Start at login: `~/Library/LaunchAgents/org.mailpulse.mailpulse.plist` (a launchd user agent,
+/// `RunAtLoad`).
+pub mod autostart {
+    use super::*;
+    use crate::platform::login_entry::{LAUNCH_AGENT_LABEL, launch_agent_plist};
+
+    /// `~/Library/LaunchAgents/org.mailpulse.mailpulse.plist`.
+    pub fn location() -> Option<PathBuf> {
+        Some(
+            home_dir()?
+                .join("Library")
+                .join("LaunchAgents")
+                .join(format!("{LAUNCH_AGENT_LABEL}.plist")),
+        )
+    }
+
+    fn required_location() -> io::Result<PathBuf> {
+        location().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "cannot find the LaunchAgents directory: HOME is not set",
+            )
+        })
+    }
+
+    /// Writes the agent; launchd loads it at the next login (nothing is started now).
+    pub fn enable(exe: &Path) -> io::Result<PathBuf> {
+        let contents = launch_agent_plist(exe)?;
+        let path = required_location()?;
+        crate::fs::write_atomic(&path, contents.as_bytes())?;
+        tracing::info!(path = %path.display(), "autostart enabled");
+        Ok(path)
+    }
+
+    pub fn disable() -> io::Result<()> {
+        let Some(path) = location() else {
+            return Ok(());
+        };
+        remove_if_exists(&path)?;
+        tracing::info!(path = %path.display(), "autostart disabled");
+        Ok(())
+    }
+
+    pub fn is_enabled() -> bool {
+        location().is_some_and(|path| path.is_file())
+    }
+
+    /// There is no "switched off" entry on macOS: it exists or not.
+    pub fn exists() -> bool {
+        is_enabled()
+    }
+}
+
+/// Network-change and wake notifications need the GUI run loop (not wired yet): the clocks
+/// below find a resume within a minute, the keep-alive a dead connection within one interval.
+pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
+    drop(commands);
+}
+
+/// macOS: `mach_continuous_time` runs on during sleep, `mach_absolute_time` does not.
+pub(crate) fn suspended_so_far() -> Option<Duration> {
+    unsafe extern "C" {
+        fn mach_continuous_time() -> u64;
+        fn mach_absolute_time() -> u64;
+        fn mach_timebase_info(info: *mut [u32; 2]) -> i32;
+    }
+    let mut base = [0u32; 2];
+    // SAFETY: plain reads of the kernel's clocks into values we own.
+    let (cont, abs) = unsafe {
+        if mach_timebase_info(&mut base) != 0 || base[1] == 0 {
+            return None;
+        }
+        (mach_continuous_time(), mach_absolute_time())
+    };
+    let ticks = cont.saturating_sub(abs) as u128;
+    Some(Duration::from_nanos(
+        (ticks * base[0] as u128 / base[1] as u128) as u64,
+    ))
+}
+
+/// Learned intervals are remembered per network; macOS's network identity is not read yet.
+pub(crate) fn network_id() -> String {
+    "unknown".into()
+}
+
+/// The login Keychain.
+pub(crate) fn credential_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    apple_native_keyring_store::keychain::Store::new()
+        .map(|s| s as Arc<keyring_core::CredentialStore>)
+}
+
+/// What the user is told to do when there is no usable keyring.
+pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the macOS Keychain cannot be opened: check \
+     that you are logged in to a graphical session and that the login keychain exists (Keychain \
+     Access), or use password_command";
+
+/// Open a folder or URL with the default application.
+pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
+    std::process::Command::new("open")
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+/// The single instance: a socket in the per-user temporary folder (`$TMPDIR`), else in the
+/// state dir.
+pub mod instance {
+    use super::*;
+    pub use crate::platform::instance::{Claim, Request};
+
+    pub fn claim(
+        state_dir: &Path,
+        on_request: impl Fn(Request) + Send + 'static,
+    ) -> io::Result<Claim> {
+        let dir = std::env::var_os("TMPDIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .map(|p| p.join("mailpulse"))
+            .unwrap_or_else(|| state_dir.to_owned());
+        crate::platform::unix::claim_socket(&dir.join("instance.sock"), on_request)
+    }
+}
+
+pub(crate) use super::unix::{Signal, Signals, replace_process};
+
+/// The desktop shell's OS part: the tray owns the main thread, WKWebView, user notifications
+/// (shown, not replaced or clicked: notify-rust reports neither on macOS).
+#[cfg(feature = "desktop")]
+pub(crate) mod desktop {
+    pub(crate) use crate::platform::unix::termination;
+    use crate::toasts::ToastKind;
+
+    /// A macOS login session always has a menu bar.
+    pub(crate) fn have_display() -> bool {
+        true
+    }
+
+    pub(crate) fn prepare_tray_env() {}
+
+    pub(crate) fn build_webview(
+        builder: wry::WebViewBuilder<'_>,
+        window: &tao::window::Window,
+    ) -> wry::Result<wry::WebView> {
+        builder.build(window)
+    }
+
+    pub(crate) type ToastHandle = ();
+
+    pub(crate) fn toast_hints(_n: &mut notify_rust::Notification, _kind: ToastKind) {}
+
+    pub(crate) async fn show_toast(
+        n: &mut notify_rust::Notification,
+        _old: Option<&ToastHandle>,
+    ) -> notify_rust::error::Result<ToastHandle> {
+        n.show().map(drop)
+    }
+
+    pub(crate) async fn wait_for_click(_handle: &ToastHandle, _clicked: impl FnOnce()) {}
+
+    pub(crate) async fn close_toast(_handle: &ToastHandle) {}
+}

@@ -1,0 +1,64 @@
+//! Everything that differs between operating systems, in one room per OS, selected here once:
+//! `freedesktop.rs` (Linux and the BSDs), `windows.rs`, `macos.rs`. Shared code calls
+//! `platform::…` and never spells out a `cfg(target_os)`.
+//!
+//! What every room provides:
+//!
+//! | item | what |
+//! | --- | --- |
+//! | `autostart::{enable, disable, is_enabled, exists, location}` | start at login (XDG autostart entry, LaunchAgent, `Run` key) |
+//! | `instance::claim(state_dir, on_request)` | single instance; a second one asks the first to open Settings |
+//! | `spawn_wake_sources(commands)` | network-change and resume notifications → `Command::CheckNow` |
+//! | `suspended_so_far()` | time spent suspended, from a clock pair (the resume fallback) |
+//! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
+//! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
+//! | `shell_std(line)`, `open_with_desktop(target)` | process spawning: `sh -c`/`cmd /C`, the default handler |
+//! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
+//! | `desktop::…` (feature `desktop`) | display, environment, webview, the toasts' OS part, termination |
+//!
+//! The pure parts are shared and tested on every host: `login_entry` (each OS's login entry as
+//! text) and `instance` (the one-line protocol and the loopback transport).
+
+// `freedesktop` is a cfg alias (build.rs): all(unix, not(any(macos, ios, android))).
+#[cfg(freedesktop)]
+#[path = "freedesktop.rs"]
+mod os;
+#[cfg(target_os = "macos")]
+#[path = "macos.rs"]
+mod os;
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod os;
+#[cfg(not(any(freedesktop, target_os = "macos", windows)))]
+compile_error!("mailpulse runs on Linux and the BSDs (freedesktop), Windows and macOS");
+
+pub(crate) mod instance;
+pub(crate) mod login_entry;
+#[cfg(unix)]
+mod unix;
+
+#[cfg(feature = "desktop")]
+pub(crate) use os::desktop;
+pub(crate) use os::{
+    KEYRING_UNAVAILABLE_HINT, Signal, Signals, credential_store, network_id, open_with_desktop,
+    replace_process, shell_std, spawn_wake_sources, suspended_so_far,
+};
+pub use os::{autostart, instance as single_instance};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when the tray switched GDK's OpenGL off for itself (see `desktop::prepare_tray_env`):
+/// the programs it starts (mail client, settings window, hooks) must not inherit that.
+pub(crate) static GDK_GL_SET_BY_US: AtomicBool = AtomicBool::new(false);
+
+/// [`shell_std`] on the tokio runtime.
+pub(crate) fn shell(command_line: &str) -> tokio::process::Command {
+    tokio::process::Command::from(shell_std(command_line))
+}
+
+/// Undo the tray's own environment tweaks for a program it starts.
+pub(crate) fn restore_child_env(c: &mut std::process::Command) {
+    if GDK_GL_SET_BY_US.load(Ordering::Relaxed) {
+        c.env_remove("GDK_GL");
+    }
+}

@@ -1,0 +1,159 @@
+//! What the Unix rooms (freedesktop and macOS) share: `sh -c`, the home directory, and the
+//! single-instance socket (in a 0700 folder: only the user can connect).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::instance::{ANSWER_WITHIN, Claim, Request, answer, ask, listen_thread};
+
+/// A shell command line run with `sh -c`, so that pipes work in `password_command` and
+/// `on_new_mail`.
+pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(command_line);
+    super::restore_child_env(&mut c);
+    c
+}
+
+/// A non-empty environment variable holding an absolute path.
+pub(crate) fn absolute_env_path(name: &str) -> Option<PathBuf> {
+    let value = PathBuf::from(std::env::var_os(name)?);
+    value.is_absolute().then_some(value)
+}
+
+/// The home directory: `$HOME`, else the password database.
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    #[allow(deprecated)] // Deprecated until Rust 1.86 for Windows-only reasons.
+    absolute_env_path("HOME").or_else(|| std::env::home_dir().filter(|h| h.is_absolute()))
+}
+
+/// Remove `path`; `Ok(())` when it does not exist.
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// What a shell signal asks of `mailpulse watch`.
+pub(crate) enum Signal {
+    Quit,
+    Reload,
+    CheckNow,
+}
+
+/// SIGINT/SIGTERM quit (after logging out), SIGHUP reloads, SIGUSR1 checks now.
+pub(crate) struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+            usr1: signal(SignalKind::user_defined1()).expect("SIGUSR1 handler"),
+        }
+    }
+
+    pub(crate) async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Quit,
+            _ = self.term.recv() => Signal::Quit,
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.usr1.recv() => Signal::CheckNow,
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C: the tray's way to be told to quit.
+#[cfg_attr(not(feature = "desktop"), allow(dead_code))]
+pub(crate) async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Replace this process with `cmd` (`exec`: same PID, so whoever started `mailpulse` keeps a
+/// handle on the tray). Returns only on failure.
+pub(crate) fn replace_process(
+    mut cmd: std::process::Command,
+) -> Result<std::process::ExitCode, io::Error> {
+    use std::os::unix::process::CommandExt;
+    Err(cmd.exec())
+}
+
+/// The single-instance claim over a Unix socket at `path`.
+pub(crate) fn claim_socket(
+    path: &Path,
+    on_request: impl Fn(Request) + Send + 'static,
+) -> std::io::Result<Claim> {
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    if let Ok(stream) = UnixStream::connect(path) {
+        stream.set_read_timeout(Some(ANSWER_WITHIN))?;
+        if ask(&stream, "settings\n") {
+            return Ok(Claim::Forwarded);
+        }
+    }
+    // Nobody answered: a stale socket from a crashed instance.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    listen_thread(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
+            answer(&stream, "settings", &on_request);
+        }
+    })?;
+    Ok(Claim::First)
+}
+
+#[cfg(not(unix))]
+pub fn claim(path: &Path, on_request: impl Fn(Request) + Send + 'static) -> std::io::Result<Claim> {
+    loopback::claim(&path.with_extension("port"), on_request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    #[test]
+    fn a_second_instance_asks_the_first_to_open_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/instance.sock");
+        let (tx, rx) = channel();
+        assert!(matches!(
+            claim_socket(&path, move |r| tx.send(r).unwrap()).unwrap(),
+            Claim::First
+        ));
+        assert!(matches!(
+            claim_socket(&path, |_| panic!("not the first")).unwrap(),
+            Claim::Forwarded
+        ));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Request::OpenSettings
+        );
+    }
+
+    #[test]
+    fn a_stale_socket_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("instance.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(matches!(claim_socket(&path, |_| {}).unwrap(), Claim::First));
+    }
+}
