@@ -33,16 +33,6 @@ pub enum ErrorKind {
     Disconnected,
 }
 
-impl ErrorKind {
-    /// Failures that retrying soon will not fix: the user has to act.
-    pub fn needs_user(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Config | ErrorKind::Secret | ErrorKind::Auth | ErrorKind::Tls
-        )
-    }
-}
-
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = serde_json::to_value(self)

@@ -121,9 +121,8 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub enum Command {
     /// The patent's "Enable Firewall Keep-Alive" switch.
+    #[cfg_attr(not(feature = "desktop"), allow(dead_code))] // used by the desktop shell
     SetKeepAlive(bool),
-    /// Keep-alive interval in seconds (values below the minimum are raised to it).
-    SetInterval(u64),
     /// Initiate now: run the last-item query on every session, reconnect at once where one is dead.
     CheckNow,
     /// Apply a new, already validated configuration without restarting.

@@ -19,6 +19,7 @@ pub enum IconState {
 }
 
 impl IconState {
+    #[cfg(test)]
     pub fn file_stem(self) -> &'static str {
         match self {
             IconState::Connected => "connected",

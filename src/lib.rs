@@ -16,7 +16,6 @@ pub fn companion(name: &str) -> std::io::Result<std::path::PathBuf> {
 
 /// Replace this process with a companion program, same arguments (same PID on Unix, so
 /// whoever started `mailpulse` keeps a handle on the tray).
-#[cfg(feature = "desktop")]
 pub fn run_companion(name: &str) -> std::process::ExitCode {
     let exe = match companion(name) {
         Ok(exe) => exe,
@@ -39,22 +38,38 @@ pub fn run_companion(name: &str) -> std::process::ExitCode {
     std::process::ExitCode::from(1)
 }
 
+// The public surface is what the three programs, the integration tests and the benchmark use;
+// everything else is crate-private, so the compiler reports dead code.
 pub mod cli;
-pub mod config;
-pub mod credentials;
+pub(crate) mod config;
+pub(crate) mod credentials;
 #[cfg(feature = "desktop")]
 pub mod desktop;
-pub mod engine;
-pub mod error;
-pub mod event;
-pub mod fs;
-pub mod hooks;
-pub mod icons;
-pub mod logging;
-pub mod oauth;
-pub mod platform;
-pub mod protocol;
-pub mod secret;
-pub mod toasts;
-pub mod tray_model;
-pub mod wake;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod event;
+pub(crate) mod fs;
+pub(crate) mod hooks;
+#[cfg(feature = "desktop")]
+pub(crate) mod icons;
+pub(crate) mod logging;
+pub(crate) mod oauth;
+pub(crate) mod platform;
+pub(crate) mod protocol;
+pub(crate) mod secret;
+#[cfg(feature = "desktop")]
+pub(crate) mod toasts;
+#[cfg(feature = "desktop")]
+pub(crate) mod tray_model;
+pub(crate) mod wake;
+
+/// What the integration tests and the benchmark reach inside the crate; not an API.
+#[doc(hidden)]
+pub mod testing {
+    pub mod credentials {
+        pub use crate::credentials::*;
+    }
+    pub use crate::engine::adaptive::{Params, Sample, Search};
+    pub use crate::platform::autostart;
+    pub use crate::protocol::ews::xml;
+}

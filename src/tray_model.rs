@@ -58,10 +58,6 @@ impl TrayModel {
         self.keepalive
     }
 
-    pub fn unread(&self) -> u32 {
-        self.unread
-    }
-
     /// The user looked (opened the mail client, clicked a toast).
     pub fn mark_read(&mut self) {
         self.unread = 0;

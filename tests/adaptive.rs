@@ -10,6 +10,8 @@
 //! --test-threads=8`. Needs root, iproute2, nftables and conntrack.
 //!
 //! Figures for the README/benchmark are printed with `--nocapture` as `figure: …` lines.
+// Linux only: needs a private Dovecot and network namespaces.
+#![cfg(target_os = "linux")]
 
 #[path = "support/netns.rs"]
 mod netns;
@@ -422,6 +424,7 @@ fn probe_brackets_a_90_s_gateway() {
 
 /// The settings window's "Diagnose network" (the same measurement, reported in words as it
 /// goes): a 40 s gateway, idle times up to 60 s.
+#[cfg(feature = "desktop")] // the settings window's Diagnose
 #[test]
 fn settings_diagnose_network_reports_progress_and_the_bracket() {
     const NAT: u64 = 40;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use mailpulse::platform::autostart;
+use mailpulse::testing::autostart;
 
 /// A directory name with every character that the Exec quoting has to deal with, except `%`
 /// (see [`PERCENT_DIR`]).

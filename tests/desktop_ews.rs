@@ -2,6 +2,8 @@
 //! the address, presses "Find server" (Autodiscover fills in the EWS URL), "Test connection"
 //! (the newest inbox item), then OK — on a headless desktop (Xvfb, private D-Bus) against the
 //! test EWS server. Then the tray runs the saved account, and new mail becomes a toast.
+// Linux only: needs a D-Bus session, dunst and a StatusNotifierItem host under Xvfb.
+#![cfg(target_os = "linux")]
 #![cfg(feature = "desktop")]
 
 mod support;

@@ -345,11 +345,11 @@ fn schema_rejects_the_real_notification_namespace_and_accepts_our_requests() {
     assert!(xmllint(&[("real".into(), doc.clone())]).is_err());
     assert!(xmllint(&[("fixed".into(), support::ews_schema::schema_form(&doc))]).is_ok());
     // And a broken request is caught (the validator is not a rubber stamp).
-    let bad = mailpulse::protocol::ews::xml::find_items("inbox", 1, 0)
+    let bad = mailpulse::testing::xml::find_items("inbox", 1, 0)
         .replace("<m:SortOrder>", "<m:Bogus/><m:SortOrder>");
     assert!(xmllint(&[("bad".into(), body_child(&bad).unwrap())]).is_err());
     // Every request builder, including those a given test may not reach.
-    use mailpulse::protocol::ews::xml;
+    use mailpulse::testing::xml;
     let requests = [
         xml::get_folder("inbox"),
         xml::find_items("inbox", 25, 50),

@@ -2,6 +2,8 @@
 //!
 //! Each test starts its own Dovecot (own temp dir and ports), so they run in
 //! parallel. Every wait is bounded; every server is stopped by PID on drop.
+// Linux only: needs a private Dovecot (Debian's package).
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -1,6 +1,8 @@
 //! mailpulse against a real, private Dovecot: what a user sees from `mailpulse check` and
 //! `mailpulse watch --json`. Deadlines are generous (the machine is shared); nothing here
 //! depends on timing luck, only on upper bounds.
+// Linux only: needs a private Dovecot (Debian's package).
+#![cfg(target_os = "linux")]
 
 mod support;
 

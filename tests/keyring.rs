@@ -28,7 +28,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mailpulse::credentials::{self, CredentialError};
+use mailpulse::testing::credentials::{self, CredentialError};
 
 mod support;
 

@@ -11,6 +11,8 @@
 //! Needs root, iproute2, nftables and conntrack.
 //!
 //! Numbers worth knowing for the README are printed with `--nocapture` as `figure: …` lines.
+// Linux only: needs network namespaces, nftables and a private Dovecot.
+#![cfg(target_os = "linux")]
 
 #[path = "support/netns.rs"]
 mod netns;

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::write_atomic;
 
+// Editing the file in place serves the settings window and the tray only.
+#[cfg_attr(not(feature = "desktop"), allow(dead_code))]
 mod edit;
 mod locate;
 #[cfg(test)]
@@ -31,6 +33,7 @@ pub const MIN_INTERVAL_SECS: u64 = 30;
 pub const MAX_INTERVAL_SECS: u64 = 29 * 60;
 
 /// The commented example shipped in `config/mailpulse.toml`.
+#[cfg_attr(not(feature = "desktop"), allow(dead_code))] // used by the desktop shell
 pub const EXAMPLE: &str = include_str!("../../config/mailpulse.toml");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -423,6 +426,7 @@ pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path}: {source}")]
+    #[cfg_attr(not(feature = "desktop"), allow(dead_code))] // used by the desktop shell
     Write { path: PathBuf, source: io::Error },
     #[error("{}", format_invalid(.path, *.line, *.column, .key, .message))]
     Invalid {
@@ -495,12 +499,14 @@ impl Config {
     }
 
     /// Serialise to TOML.
+    #[cfg_attr(not(feature = "desktop"), allow(dead_code))] // used by the desktop shell
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a Config always serialises")
     }
 
     /// [`validate`](Self::validate) as a [`ConfigError`] about `path` (for in-memory configs
     /// about to be saved there: no line to point at).
+    #[cfg_attr(not(feature = "desktop"), allow(dead_code))] // used by the desktop shell
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate()
             .map_err(|(key, message)| ConfigError::Invalid {
@@ -510,14 +516,5 @@ impl Config {
                 key,
                 message,
             })
-    }
-
-    /// Validate, then write atomically (temp file, fsync, rename) with mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        self.check(path)?;
-        write_atomic(path, self.to_toml().as_bytes()).map_err(|source| ConfigError::Write {
-            path: path.to_owned(),
-            source,
-        })
     }
 }

@@ -171,7 +171,7 @@ fn save_is_atomic_0600_and_round_trips() {
     let mut c = parse(ACCOUNT).unwrap();
     c.keepalive.interval_secs = 45;
     c.accounts[0].password_command = Some("pass show x".into());
-    c.save(&path).unwrap();
+    c.save_merged(&path).unwrap();
     let back = Config::load(&path).unwrap();
     assert_eq!(back, c);
     #[cfg(unix)]
@@ -185,7 +185,7 @@ fn save_is_atomic_0600_and_round_trips() {
     assert_eq!(names.len(), 1);
     // An invalid config is not written.
     c.keepalive.interval_secs = 5;
-    assert!(c.save(&path).is_err());
+    assert!(c.save_merged(&path).is_err());
     assert_eq!(Config::load(&path).unwrap().keepalive.interval_secs, 45);
 }
 

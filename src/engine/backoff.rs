@@ -30,6 +30,7 @@ impl Backoff {
     }
 
     /// A backoff whose jitter is reproducible (for tests).
+    #[cfg(test)]
     pub fn with_seed(seed: u64) -> Self {
         Backoff {
             next: FIRST,

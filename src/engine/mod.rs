@@ -11,7 +11,7 @@ pub mod backoff;
 mod store;
 mod supervisor;
 
-pub use store::{Seen, Store};
+pub use store::Store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Account, Config, KeepAlive, MAX_INTERVAL_SECS, MIN_INTERVAL_SECS};
+use crate::config::{Account, Config, KeepAlive};
 use crate::error::{ErrorKind, ProtoError};
 use crate::event::{Command, Connectivity, Event};
 use crate::protocol::{Connector, ConnectorFactory};
@@ -224,7 +224,6 @@ impl EngineTask {
     fn command(&mut self, command: Command) {
         let name = match &command {
             Command::SetKeepAlive(_) => "set keep-alive",
-            Command::SetInterval(_) => "set interval",
             Command::CheckNow => "check now",
             Command::Reload(_) => "reload",
             Command::Quit => "quit",
@@ -234,10 +233,6 @@ impl EngineTask {
             Command::SetKeepAlive(on) => {
                 self.keepalive.enabled = on;
                 self.refresh_adaptive();
-                self.push_settings();
-            }
-            Command::SetInterval(secs) => {
-                self.keepalive.interval_secs = secs.clamp(MIN_INTERVAL_SECS, MAX_INTERVAL_SECS);
                 self.push_settings();
             }
             Command::CheckNow => {

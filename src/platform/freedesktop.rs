@@ -285,6 +285,7 @@ pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
 }
 
 /// The single instance: a socket in `$XDG_RUNTIME_DIR/mailpulse`, else in the state dir.
+#[cfg(feature = "desktop")]
 pub mod instance {
     use super::*;
     pub use crate::platform::instance::{Claim, Request};
@@ -302,7 +303,7 @@ pub mod instance {
     }
 }
 
-pub(crate) use super::unix::{Signal, Signals, replace_process};
+pub(crate) use super::unix::{Signals, replace_process};
 
 /// The desktop shell's OS part: an X11/Wayland display, GDK's environment, the GTK webview,
 /// freedesktop notifications over D-Bus (replaced in place by id, clicks reported).

@@ -120,6 +120,7 @@ pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
 
 /// The single instance: a socket in the per-user temporary folder (`$TMPDIR`), else in the
 /// state dir.
+#[cfg(feature = "desktop")]
 pub mod instance {
     use super::*;
     pub use crate::platform::instance::{Claim, Request};
@@ -137,7 +138,7 @@ pub mod instance {
     }
 }
 
-pub(crate) use super::unix::{Signal, Signals, replace_process};
+pub(crate) use super::unix::{Signals, replace_process};
 
 /// The desktop shell's OS part: the tray owns the main thread, WKWebView, user notifications
 /// (shown, not replaced or clicked: notify-rust reports neither on macOS).

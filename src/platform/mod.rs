@@ -32,20 +32,32 @@ mod os;
 #[cfg(not(any(freedesktop, target_os = "macos", windows)))]
 compile_error!("mailpulse runs on Linux and the BSDs (freedesktop), Windows and macOS");
 
+#[cfg(feature = "desktop")]
 pub(crate) mod instance;
 pub(crate) mod login_entry;
 #[cfg(unix)]
 mod unix;
 
+pub use os::autostart;
 #[cfg(feature = "desktop")]
 pub(crate) use os::desktop;
+#[cfg(feature = "desktop")]
+pub(crate) use os::instance as single_instance;
 pub(crate) use os::{
-    KEYRING_UNAVAILABLE_HINT, Signal, Signals, credential_store, network_id, open_with_desktop,
+    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, network_id, open_with_desktop,
     replace_process, shell_std, spawn_wake_sources, suspended_so_far,
 };
-pub use os::{autostart, instance as single_instance};
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the shell's signals ask of `mailpulse watch` (`Signals::next`): Unix has all three
+/// (SIGTERM/SIGINT, SIGHUP, SIGUSR1), Windows' console only Ctrl-C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Quit,
+    Reload,
+    CheckNow,
+}
 
 /// Set when the tray switched GDK's OpenGL off for itself (see `desktop::prepare_tray_env`):
 /// the programs it starts (mail client, settings window, hooks) must not inherit that.

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::Signal;
+#[cfg(feature = "desktop")]
 use super::instance::{ANSWER_WITHIN, Claim, Request, answer, ask, listen_thread};
 
 /// A shell command line run with `sh -c`, so that pipes work in `password_command` and
@@ -33,13 +35,6 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
-}
-
-/// What a shell signal asks of `mailpulse watch`.
-pub(crate) enum Signal {
-    Quit,
-    Reload,
-    CheckNow,
 }
 
 /// SIGINT/SIGTERM quit (after logging out), SIGHUP reloads, SIGUSR1 checks now.
@@ -90,6 +85,7 @@ pub(crate) fn replace_process(
 }
 
 /// The single-instance claim over a Unix socket at `path`.
+#[cfg(feature = "desktop")]
 pub(crate) fn claim_socket(
     path: &Path,
     on_request: impl Fn(Request) + Send + 'static,
@@ -119,12 +115,7 @@ pub(crate) fn claim_socket(
     Ok(Claim::First)
 }
 
-#[cfg(not(unix))]
-pub fn claim(path: &Path, on_request: impl Fn(Request) + Send + 'static) -> std::io::Result<Claim> {
-    loopback::claim(&path.with_extension("port"), on_request)
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "desktop"))]
 mod tests {
     use super::*;
     use std::sync::mpsc::channel;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::Signal;
 use crate::event::Command;
 
 /// Start at login: value `mailpulse` of `HKEY_CURRENT_USER\Software\Microsoft\Windows\CurrentVersion\Run`.
@@ -110,6 +111,7 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the Windows Credential Manage
 pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
     let mut c = std::process::Command::new("cmd");
     c.arg("/C").arg(command_line);
+    super::restore_child_env(&mut c);
     c
 }
 
@@ -124,6 +126,7 @@ pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
 
 /// The single instance: a loopback port and a random token in a file of the user's own state
 /// folder (`instance.port`); a request without the token is ignored.
+#[cfg(feature = "desktop")]
 pub mod instance {
     use super::*;
     pub use crate::platform::instance::{Claim, Request};
@@ -134,12 +137,6 @@ pub mod instance {
     ) -> io::Result<Claim> {
         crate::platform::instance::loopback::claim(&state_dir.join("instance.port"), on_request)
     }
-}
-
-pub(crate) enum Signal {
-    Quit,
-    Reload,
-    CheckNow,
 }
 
 /// Ctrl-C (or the console closing) quits; there is no reload signal on Windows.

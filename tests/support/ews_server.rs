@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, SubsecRound, Utc};
-use mailpulse::protocol::ews::xml::{El, parse};
+use mailpulse::testing::xml::{El, parse};
 
 use super::tls::{TlsFiles, write_test_pki};
 

@@ -18,19 +18,29 @@
 //! item, hence the blanket `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
 
-pub mod dovecot;
-pub mod imap;
-pub mod message;
-pub mod tls;
-
-pub use dovecot::{Dovecot, DovecotOptions, free_port};
-pub use imap::ImapClient;
+// Platform-neutral: the mailpulse binary as a child, messages, TLS files, the EWS and OAuth test
+// servers, the relay; they compile and run on every OS.
 pub mod agent;
-pub mod desktop;
 pub mod ews_schema;
 pub mod ews_server;
 pub mod idp;
-pub mod keyring;
-pub mod logind;
+pub mod imap;
+pub mod message;
 pub mod ntlm_server;
 pub mod relay;
+pub mod tls;
+
+// Linux only: a private Dovecot (Debian's package, uid/gid and modes of Unix), a D-Bus session
+// with a notification daemon and a keyring under Xvfb, a fake logind on a private system bus.
+#[cfg(target_os = "linux")]
+pub mod desktop;
+#[cfg(target_os = "linux")]
+pub mod dovecot;
+#[cfg(target_os = "linux")]
+pub mod keyring;
+#[cfg(target_os = "linux")]
+pub mod logind;
+
+#[cfg(target_os = "linux")]
+pub use dovecot::{Dovecot, DovecotOptions, free_port};
+pub use imap::ImapClient;

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -69,7 +68,12 @@ pub fn write_test_pki(dir: &Path) -> TlsFiles {
     fs::write(&files.ca_pem, ca_cert.pem()).expect("write ca.pem");
     fs::write(&files.cert_pem, server_cert.pem()).expect("write server.pem");
     fs::write(&files.key_pem, server_key.serialize_pem()).expect("write server.key");
-    fs::set_permissions(&files.key_pem, fs::Permissions::from_mode(0o600))
-        .expect("chmod server.key");
+    // Dovecot refuses a private key others can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&files.key_pem, fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+    }
     files
 }

@@ -31,7 +31,6 @@ use crate::config::{Account, AuthMethod, KeepAlive, Security};
 use crate::error::{ErrorKind, ProtoError};
 use crate::event::MailItem;
 use crate::secret;
-pub use parse::decode_header;
 use parse::mail_item;
 use probe::{ImapIdleProbe, ImapProbe};
 use session::Imap;

@@ -1,3 +1,4 @@
+use super::parse::decode_header;
 use super::*;
 
 #[test]

@@ -1,24 +1,24 @@
-//! `make bench`: what mailpulse costs and how fast it is, each figure next to a floor measured in
+//! The benchmark on Linux: what mailpulse costs and how fast it is, each figure next to a floor measured in
 //! the same run on the same machine (this machine is shared and noisy: medians, spreads and
 //! ratios are what to read). Prints a table and writes `bench/results.json`.
 //!
 //! Usage: bench [--quick] PATH/TO/mailpulse
 //!   --quick: a smoke run for CI (few deliveries, short idle windows, small mailbox).
 
-#[path = "../tests/support/desktop.rs"]
+#[path = "../../tests/support/desktop.rs"]
 mod desktop;
-#[path = "../tests/support/dovecot.rs"]
+#[path = "../../tests/support/dovecot.rs"]
 #[allow(dead_code)]
 mod dovecot;
-#[path = "../tests/support/imap.rs"]
+#[path = "../../tests/support/imap.rs"]
 #[allow(dead_code)]
 mod imap;
-#[path = "../tests/support/message.rs"]
+#[path = "../../tests/support/message.rs"]
 #[allow(dead_code)]
 mod message;
-#[path = "../tests/support/relay.rs"]
+#[path = "../../tests/support/relay.rs"]
 mod relay;
-#[path = "../tests/support/tls.rs"]
+#[path = "../../tests/support/tls.rs"]
 #[allow(dead_code)]
 mod tls;
 
@@ -41,7 +41,7 @@ struct Figure {
     how: String,
 }
 
-fn main() {
+pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let headless = args
@@ -477,7 +477,7 @@ fn bytes_per_cycle(exe: &Path, quick: bool, figures: &mut Vec<Figure>) {
 /// The interval adaptive keep-alive learns behind a gateway that forgets idle flows after
 /// `nat` seconds (`None`: never), with the default floor of 30 s and maximum of 29 minutes.
 fn adaptive_interval(nat: Option<u64>) -> u64 {
-    use mailpulse::engine::adaptive::{Params, Sample, Search};
+    use mailpulse::testing::{Params, Sample, Search};
     let mut search = Search::new(Params {
         floor: Duration::from_secs(30),
         max: Duration::from_secs(29 * 60),

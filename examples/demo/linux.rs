@@ -1,17 +1,17 @@
-//! `make demo`: a private Dovecot with a demo account, the tray agent pointed at it, and a new
+//! The demo on Linux: a private Dovecot with a demo account, the tray agent pointed at it, and a new
 //! message every 20 s, so a newcomer sees toasts within a minute. Ctrl-C stops everything it
 //! started (the server and the agent are its children, in its process group) and removes its
 //! temporary folder.
 //!
 //! Usage: cargo run --example demo -- PATH/TO/mailpulse
 
-#[path = "../tests/support/dovecot.rs"]
+#[path = "../../tests/support/dovecot.rs"]
 #[allow(dead_code)]
 mod dovecot;
-#[path = "../tests/support/message.rs"]
+#[path = "../../tests/support/message.rs"]
 #[allow(dead_code)]
 mod message;
-#[path = "../tests/support/tls.rs"]
+#[path = "../../tests/support/tls.rs"]
 #[allow(dead_code)]
 mod tls;
 
@@ -42,7 +42,7 @@ fn stop_flag() -> Arc<AtomicBool> {
     stop
 }
 
-fn main() {
+pub fn main() {
     let stop = stop_flag();
     let exe = std::env::args()
         .nth(1)
