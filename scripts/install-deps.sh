@@ -42,9 +42,10 @@ fi
 
 if command -v apt-get >/dev/null 2>&1; then
   pkgs=(pkg-config libssl-dev libgtk-3-dev libwebkit2gtk-4.1-dev)
-  [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool libxml2-utils python3-venv)
+  [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool libxml2-utils python3-venv gcc-mingw-w64-x86-64 wine wine64)
   # libxml2-utils: xmllint validates the EWS traffic of tests/ews.rs against Microsoft's schema;
-  # python3-venv: the exchangelib interop test installs exchangelib from PyPI into a venv.
+  # python3-venv: the exchangelib interop test installs exchangelib from PyPI into a venv;
+  # gcc-mingw-w64-x86-64, wine, wine64: tests/wine.rs links mailpulse.exe and runs it under Wine.
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -68,4 +69,17 @@ elif command -v brew >/dev/null 2>&1; then
   [ "$what" = test ] && brew install dovecot
 else
   echo "Unknown package manager: install pkg-config and the OpenSSL headers yourself." >&2
+fi
+
+# `make cross-check` type-checks Windows and macOS with clippy, and tests/wine.rs builds
+# mailpulse.exe: clippy and the three targets' standard libraries come from rustup (without
+# rustup, cross-check cannot run and the Wine test says it skips).
+if [ "$what" = test ] && command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  for t in x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin; do
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$t"; then
+      echo "Adding the Rust target $t (make cross-check, tests/wine.rs) …"
+      rustup target add "$t"
+    fi
+  done
 fi

@@ -16,9 +16,6 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::event::Command;
 
-/// Changes arrive in bursts (a link coming up adds addresses and routes): wait this long for
-/// the burst to end, then initiate once.
-pub const SETTLE: Duration = Duration::from_millis(500);
 /// Suspends shorter than this are ignored.
 pub const MIN_SUSPEND: Duration = Duration::from_secs(30);
 /// How often the suspend detector looks at the clocks.

@@ -95,7 +95,10 @@ pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
 #[cfg(target_os = "linux")]
 mod linux {
     use super::*;
-    use crate::wake::SETTLE;
+
+    /// Changes arrive in bursts (a link coming up adds addresses and routes): wait this long for
+    /// the burst to end, then initiate once.
+    const SETTLE: Duration = Duration::from_millis(500);
     use netlink_sys::{AsyncSocket, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
 
     const GROUPS: u32 = (libc::RTMGRP_LINK

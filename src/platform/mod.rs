@@ -51,8 +51,9 @@ pub(crate) use os::{
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the shell's signals ask of `mailpulse watch` (`Signals::next`): Unix has all three
-/// (SIGTERM/SIGINT, SIGHUP, SIGUSR1), Windows' console only Ctrl-C.
+/// (SIGTERM/SIGINT, SIGHUP, SIGUSR1), Windows' console Ctrl-C (quit) and Ctrl-Break (reload).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // not every OS has a signal for each
 pub enum Signal {
     Quit,
     Reload,

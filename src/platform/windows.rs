@@ -139,17 +139,31 @@ pub mod instance {
     }
 }
 
-/// Ctrl-C (or the console closing) quits; there is no reload signal on Windows.
-pub(crate) struct Signals;
+/// Ctrl-C quits (after logging out), Ctrl-Break reloads the config: the console's two signals.
+pub(crate) struct Signals {
+    brk: Option<tokio::signal::windows::CtrlBreak>,
+}
 
 impl Signals {
     pub(crate) fn new() -> Signals {
-        Signals
+        Signals {
+            brk: tokio::signal::windows::ctrl_break().ok(),
+        }
     }
 
     pub(crate) async fn next(&mut self) -> Signal {
-        let _ = tokio::signal::ctrl_c().await;
-        Signal::Quit
+        let brk = async {
+            match self.brk.as_mut() {
+                Some(b) => {
+                    b.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Quit,
+            _ = brk => Signal::Reload,
+        }
     }
 }
 
