@@ -361,10 +361,9 @@ mod tests {
     fn messages_say_what_to_do() {
         let e = CredentialError::Unavailable { detail: "x".into() };
         assert!(e.to_string().contains("password_command"), "{e}");
-        #[cfg(target_os = "linux")]
         assert!(
             e.to_string()
-                .starts_with("no Secret Service on the session bus: install/start gnome-keyring"),
+                .starts_with(crate::platform::KEYRING_UNAVAILABLE_HINT),
             "{e}"
         );
         let e = CredentialError::Locked {

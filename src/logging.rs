@@ -42,8 +42,7 @@ pub const FILE_BYTES: usize = 2 << 20;
 fn private_append() -> std::fs::OpenOptions {
     let mut o = std::fs::OpenOptions::new();
     o.read(true).create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    crate::fs::owner_only(&mut o);
     o
 }
 

@@ -46,7 +46,7 @@ use support::dovecot::{Dovecot, DovecotOptions};
 
 /// The cargo features of the Windows build. The desktop build does not link for Windows yet;
 /// when it does, this becomes `&[]` and the same tests run the tray-capable exe headless.
-const EXE_FEATURES: &[&str] = &["--no-default-features"];
+const EXE_FEATURES: &[&str] = &[];
 
 const TARGET: &str = "x86_64-pc-windows-gnu";
 /// tests/wine/revocation.c, registered in the prefix as its revocation provider (see there).

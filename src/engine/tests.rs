@@ -421,9 +421,12 @@ async fn keepalive_query_runs_every_interval_and_follows_commands_at_once() {
     );
     assert_eq!(server.with(|s| *s.waits.last().unwrap()), IDLE_REISSUE);
 
-    // On again with a 30 s interval: an initiation at once, then every 30 s.
+    // On again with a 30 s interval (the tray reloads the edited config): an initiation at
+    // once, then every 30 s.
     let q = server.queries();
-    engine.send(Command::SetKeepAlive(true));
+    let mut faster = config(&[("work", &["INBOX"])]);
+    faster.keepalive.interval_secs = 30;
+    engine.send(Command::Reload(Box::new(faster)));
     during(&mut rx, secs(1)).await;
     assert_eq!(server.queries(), q + 1, "initiated at once");
     let q = server.queries();

@@ -277,6 +277,14 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "no Secret Service on the sess
      install/start gnome-keyring or KeePassXC (with its Secret Service integration enabled), or \
      use password_command";
 
+/// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
+pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(time)
+        .with_interval(interval)
+        .with_retries(3)
+}
+
 /// Open a folder or URL with the desktop's default handler.
 pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
     let mut cmd = std::process::Command::new("xdg-open");

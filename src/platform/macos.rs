@@ -109,6 +109,14 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the macOS Keychain cannot be 
      that you are logged in to a graphical session and that the login keychain exists (Keychain \
      Access), or use password_command";
 
+/// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
+pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(time)
+        .with_interval(interval)
+        .with_retries(3)
+}
+
 /// Open a folder or URL with the default application.
 pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
     std::process::Command::new("open")

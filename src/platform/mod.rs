@@ -45,7 +45,7 @@ pub(crate) use os::desktop;
 pub(crate) use os::instance as single_instance;
 pub(crate) use os::{
     KEYRING_UNAVAILABLE_HINT, Signals, credential_store, network_id, open_with_desktop,
-    replace_process, shell_std, spawn_wake_sources, suspended_so_far,
+    replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -115,6 +115,13 @@ pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
     c
 }
 
+/// TCP keep-alive probes after `time` of silence, every `interval` (Windows fixes the count at 10).
+pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(time)
+        .with_interval(interval)
+}
+
 /// Open a folder or URL with the default application.
 pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
     std::process::Command::new("explorer")

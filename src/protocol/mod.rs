@@ -8,6 +8,7 @@
 pub mod ews;
 pub mod imap;
 pub(crate) mod net;
+mod schannel_errors;
 
 use std::sync::Arc;
 use std::time::Duration;

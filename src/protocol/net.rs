@@ -89,6 +89,16 @@ pub(crate) async fn connect_tcp(
     Err(last)
 }
 
+/// TCP keep-alive as a second line of defence: kernel probes after `quiet` + 5 s of silence,
+/// every 10 s (3 of them where the OS lets us say so). Nothing is sent while traffic flows.
+pub(crate) fn set_tcp_keepalive(tcp: &tokio::net::TcpStream, quiet: Duration) {
+    let params =
+        crate::platform::tcp_keepalive(quiet + Duration::from_secs(5), Duration::from_secs(10));
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&params) {
+        tracing::debug!("cannot set TCP keep-alive: {e}");
+    }
+}
+
 /// The TLS settings of one account: certificates verified against the system's trust store plus
 /// the account's `ca_file`, TLS 1.2 at least. The connector is built once, on first use: loading
 /// the trust store for every connection of every folder would cost memory and CPU for nothing.
@@ -182,7 +192,9 @@ fn tls_error(
     not_tls: &str,
 ) -> ProtoError {
     let text = e.to_string();
-    let advice = if text.contains("certificate") {
+    let advice = if let Some(a) = super::schannel_errors::advice(&text, host) {
+        a
+    } else if text.contains("certificate") {
         match ca_file {
             Some(ca) => format!(
                 "the certificate of {host} is not trusted, not even with ca_file {}, or does not \

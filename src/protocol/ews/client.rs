@@ -88,12 +88,7 @@ impl Shared {
         let rt = self.rt();
         let tcp = net::connect_tcp(&host, port, rt, " in url").await?;
         let _ = tcp.set_nodelay(true);
-        let params = socket2::TcpKeepalive::new()
-            .with_time(self.keepalive.interval() + Duration::from_secs(5))
-            .with_interval(Duration::from_secs(10));
-        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&params) {
-            tracing::debug!("cannot set TCP keep-alive: {e}");
-        }
+        net::set_tcp_keepalive(&tcp, self.keepalive.interval());
         if url.scheme() == "http" {
             if !self.warned_plain.swap(true, Ordering::Relaxed) {
                 tracing::warn!(account = %self.account.name, "plain http: the password travels unencrypted to {}", self.endpoint());

@@ -134,14 +134,7 @@ impl ImapConnector {
         } else {
             self.keepalive.interval()
         };
-        let params = socket2::TcpKeepalive::new()
-            .with_time(quiet + Duration::from_secs(5))
-            .with_interval(Duration::from_secs(10));
-        #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
-        let params = params.with_retries(3);
-        if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&params) {
-            tracing::debug!("cannot set TCP keep-alive: {e}");
-        }
+        net::set_tcp_keepalive(tcp, quiet);
     }
 
     async fn tls(&self, tcp: TcpStream) -> Result<Stream, ProtoError> {
