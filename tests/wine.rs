@@ -179,6 +179,13 @@ fn build_bundle() -> Result<PathBuf, String> {
     // A copy, not a link: the next build must not rewrite the exe a running test uses.
     std::fs::copy(&exe, dir.join("mailpulse.exe"))
         .map_err(|e| format!("copy {}: {e}", exe.display()))?;
+    // The desktop build imports WebView2Loader.dll (wry's WebView2 on the gnu target), which
+    // webview2-com-sys's build script leaves in its OUT_DIR; a Windows package ships it beside
+    // the exe, and so does this bundle.
+    if let Some(loader) = webview2_loader(exe.parent().unwrap_or(Path::new("."))) {
+        std::fs::copy(&loader, dir.join("WebView2Loader.dll"))
+            .map_err(|e| format!("copy {}: {e}", loader.display()))?;
+    }
 
     let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
     for (dll, source, lib) in [
@@ -205,6 +212,20 @@ fn build_bundle() -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// `PROFILE_DIR/build/webview2-com-sys-*/out/x64/WebView2Loader.dll`, when the build has one.
+fn webview2_loader(profile_dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(profile_dir.join("build"))
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("webview2-com-sys-")
+        })
+        .map(|e| e.path().join("out/x64/WebView2Loader.dll"))
+        .find(|p| p.is_file())
 }
 
 /// Run to completion within `limit`, else kill it (by its PID) and say so.
