@@ -285,32 +285,19 @@ pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpK
         .with_retries(3)
 }
 
-/// Open a folder or URL with the desktop's default handler.
-pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
-    let mut cmd = std::process::Command::new("xdg-open");
-    super::restore_child_env(&mut cmd);
-    cmd.arg(target)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map(drop)
-}
+/// What opens a folder or URL with the desktop's default handler.
+pub(crate) const OPENER: &str = "xdg-open";
 
 /// The single instance: a socket in `$XDG_RUNTIME_DIR/mailpulse`, else in the state dir.
 #[cfg(feature = "desktop")]
 pub mod instance {
-    use super::*;
     pub use crate::platform::instance::{Claim, Request};
 
     pub fn claim(
-        state_dir: &Path,
+        state_dir: &std::path::Path,
         on_request: impl Fn(Request) + Send + 'static,
-    ) -> io::Result<Claim> {
-        let dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .map(|p| p.join("mailpulse"))
-            .unwrap_or_else(|| state_dir.to_owned());
-        crate::platform::unix::claim_socket(&dir.join("instance.sock"), on_request)
+    ) -> std::io::Result<Claim> {
+        crate::platform::unix::claim_socket_in("XDG_RUNTIME_DIR", state_dir, on_request)
     }
 }
 

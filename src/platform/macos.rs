@@ -117,70 +117,29 @@ pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpK
         .with_retries(3)
 }
 
-/// Open a folder or URL with the default application.
-pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
-    std::process::Command::new("open")
-        .arg(target)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map(drop)
-}
+/// What opens a folder or URL with the default application.
+pub(crate) const OPENER: &str = "open";
 
 /// The single instance: a socket in the per-user temporary folder (`$TMPDIR`), else in the
 /// state dir.
 #[cfg(feature = "desktop")]
 pub mod instance {
-    use super::*;
     pub use crate::platform::instance::{Claim, Request};
 
     pub fn claim(
-        state_dir: &Path,
+        state_dir: &std::path::Path,
         on_request: impl Fn(Request) + Send + 'static,
-    ) -> io::Result<Claim> {
-        let dir = std::env::var_os("TMPDIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .map(|p| p.join("mailpulse"))
-            .unwrap_or_else(|| state_dir.to_owned());
-        crate::platform::unix::claim_socket(&dir.join("instance.sock"), on_request)
+    ) -> std::io::Result<Claim> {
+        crate::platform::unix::claim_socket_in("TMPDIR", state_dir, on_request)
     }
 }
 
 pub(crate) use super::unix::{Signals, replace_process};
 
-/// The desktop shell's OS part: the tray owns the main thread, WKWebView, user notifications
-/// (shown, not replaced or clicked: notify-rust reports neither on macOS).
+/// The desktop shell's OS part: the tray owns the main thread (tao), WKWebView, user
+/// notifications (shown, not replaced or clicked: notify-rust reports neither on macOS).
 #[cfg(feature = "desktop")]
 pub(crate) mod desktop {
+    pub(crate) use crate::platform::native_desktop::*;
     pub(crate) use crate::platform::unix::termination;
-    use crate::toasts::ToastKind;
-
-    /// A macOS login session always has a menu bar.
-    pub(crate) fn have_display() -> bool {
-        true
-    }
-
-    pub(crate) fn prepare_tray_env() {}
-
-    pub(crate) fn build_webview(
-        builder: wry::WebViewBuilder<'_>,
-        window: &tao::window::Window,
-    ) -> wry::Result<wry::WebView> {
-        builder.build(window)
-    }
-
-    pub(crate) type ToastHandle = ();
-
-    pub(crate) fn toast_hints(_n: &mut notify_rust::Notification, _kind: ToastKind) {}
-
-    pub(crate) async fn show_toast(
-        n: &mut notify_rust::Notification,
-        _old: Option<&ToastHandle>,
-    ) -> notify_rust::error::Result<ToastHandle> {
-        n.show().map(drop)
-    }
-
-    pub(crate) async fn wait_for_click(_handle: &ToastHandle, _clicked: impl FnOnce()) {}
-
-    pub(crate) async fn close_toast(_handle: &ToastHandle) {}
 }

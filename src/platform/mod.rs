@@ -35,6 +35,8 @@ compile_error!("mailpulse runs on Linux and the BSDs (freedesktop), Windows and 
 #[cfg(feature = "desktop")]
 pub(crate) mod instance;
 pub(crate) mod login_entry;
+#[cfg(all(feature = "desktop", not(freedesktop)))]
+mod native_desktop;
 #[cfg(unix)]
 mod unix;
 
@@ -44,8 +46,8 @@ pub(crate) use os::desktop;
 #[cfg(feature = "desktop")]
 pub(crate) use os::instance as single_instance;
 pub(crate) use os::{
-    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, network_id, open_with_desktop,
-    replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
+    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, network_id, replace_process, shell_std,
+    spawn_wake_sources, suspended_so_far, tcp_keepalive,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +65,17 @@ pub enum Signal {
 /// Set when the tray switched GDK's OpenGL off for itself (see `desktop::prepare_tray_env`):
 /// the programs it starts (mail client, settings window, hooks) must not inherit that.
 pub(crate) static GDK_GL_SET_BY_US: AtomicBool = AtomicBool::new(false);
+
+/// Open a folder or URL with the desktop's default handler (`xdg-open`, `open`, `explorer`):
+/// the tray's "Open log", a click on a toast, and the browser of `mailpulse signin`.
+pub(crate) fn open_with_desktop(target: &str) -> std::io::Result<()> {
+    let mut cmd = std::process::Command::new(os::OPENER);
+    restore_child_env(&mut cmd);
+    cmd.arg(target)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
 
 /// [`shell_std`] on the tokio runtime.
 pub(crate) fn shell(command_line: &str) -> tokio::process::Command {

@@ -84,6 +84,22 @@ pub(crate) fn replace_process(
     Err(cmd.exec())
 }
 
+/// The single-instance socket `instance.sock` in `$DIR_VAR/mailpulse` (the per-user runtime or
+/// temporary folder), else in the state dir.
+#[cfg(feature = "desktop")]
+pub(crate) fn claim_socket_in(
+    dir_var: &str,
+    state_dir: &Path,
+    on_request: impl Fn(Request) + Send + 'static,
+) -> io::Result<Claim> {
+    let dir = std::env::var_os(dir_var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .map(|p| p.join("mailpulse"))
+        .unwrap_or_else(|| state_dir.to_owned());
+    claim_socket(&dir.join("instance.sock"), on_request)
+}
+
 /// The single-instance claim over a Unix socket at `path`.
 #[cfg(feature = "desktop")]
 pub(crate) fn claim_socket(

@@ -122,14 +122,8 @@ pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpK
         .with_interval(interval)
 }
 
-/// Open a folder or URL with the default application.
-pub(crate) fn open_with_desktop(target: &str) -> io::Result<()> {
-    std::process::Command::new("explorer")
-        .arg(target)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .map(drop)
-}
+/// What opens a folder or URL with the default application.
+pub(crate) const OPENER: &str = "explorer";
 
 /// The single instance: a loopback port and a random token in a file of the user's own state
 /// folder (`instance.port`); a request without the token is ignored.
@@ -189,39 +183,10 @@ pub(crate) fn replace_process(
 /// clicks are not wired yet).
 #[cfg(feature = "desktop")]
 pub(crate) mod desktop {
-    use crate::toasts::ToastKind;
-
-    /// A Windows session always has a notification area.
-    pub(crate) fn have_display() -> bool {
-        true
-    }
-
-    pub(crate) fn prepare_tray_env() {}
-
-    pub(crate) fn build_webview(
-        builder: wry::WebViewBuilder<'_>,
-        window: &tao::window::Window,
-    ) -> wry::Result<wry::WebView> {
-        builder.build(window)
-    }
+    pub(crate) use crate::platform::native_desktop::*;
 
     /// Ctrl-C (or the console closing).
     pub(crate) async fn termination() {
         let _ = tokio::signal::ctrl_c().await;
     }
-
-    pub(crate) type ToastHandle = ();
-
-    pub(crate) fn toast_hints(_n: &mut notify_rust::Notification, _kind: ToastKind) {}
-
-    pub(crate) async fn show_toast(
-        n: &mut notify_rust::Notification,
-        _old: Option<&ToastHandle>,
-    ) -> notify_rust::error::Result<ToastHandle> {
-        n.show().map(drop)
-    }
-
-    pub(crate) async fn wait_for_click(_handle: &ToastHandle, _clicked: impl FnOnce()) {}
-
-    pub(crate) async fn close_toast(_handle: &ToastHandle) {}
 }
