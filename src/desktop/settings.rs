@@ -74,6 +74,43 @@ enum Request {
     Cancel,
 }
 
+/// Exit code of `mailpulse-settings` when the platform's web view cannot be created.
+pub const WEBVIEW_UNAVAILABLE: u8 = 3;
+
+/// The web view could not be created (on Windows: no WebView2 runtime). Say what to install,
+/// once on stderr and once as a toast, and open the config file in the user's editor instead.
+fn webview_unavailable(
+    runtime: &tokio::runtime::Runtime,
+    config_path: &std::path::Path,
+    error: &str,
+) -> ExitCode {
+    let opened = crate::platform::open_with_desktop(&config_path.to_string_lossy()).is_ok();
+    let message = format!(
+        "the settings window cannot be shown ({}): {}. {}",
+        error.trim(),
+        crate::platform::desktop::WEBVIEW_MISSING_HINT,
+        if opened {
+            format!(
+                "The config file {} is opened instead.",
+                config_path.display()
+            )
+        } else {
+            format!("Until then, edit {}.", config_path.display())
+        }
+    );
+    eprintln!("mailpulse: {message}");
+    tracing::warn!("{message}");
+    let mut toast = notify_rust::Notification::new();
+    toast
+        .appname("mailpulse")
+        .summary("mailpulse: Settings cannot be shown")
+        .body(&message);
+    if let Err(e) = runtime.block_on(crate::platform::desktop::show_toast(&mut toast, None)) {
+        tracing::debug!("no toast for the missing web view: {e}");
+    }
+    ExitCode::from(WEBVIEW_UNAVAILABLE)
+}
+
 /// Run the window until it is closed.
 pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
     if !crate::platform::desktop::have_display() {
@@ -185,10 +222,7 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
     let webview = crate::platform::desktop::build_webview(builder, &window);
     let webview = match webview {
         Ok(w) => w,
-        Err(e) => {
-            eprintln!("mailpulse: cannot show the settings page: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return webview_unavailable(&runtime, &config_path, &e.to_string()),
     };
 
     event_loop.run(move |event, _, control_flow| {

@@ -310,6 +310,10 @@ pub(crate) mod desktop {
     pub(crate) use crate::platform::unix::termination;
     use crate::toasts::ToastKind;
 
+    /// What to do when the settings window's web view cannot be created.
+    pub(crate) const WEBVIEW_MISSING_HINT: &str =
+        "install WebKitGTK 4.1 (Debian and Ubuntu: libwebkit2gtk-4.1-0), which draws it";
+
     /// A graphical session to show a tray in: an X11 or Wayland display.
     pub(crate) fn have_display() -> bool {
         std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())

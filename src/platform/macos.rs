@@ -141,5 +141,8 @@ pub(crate) use super::unix::{Signals, replace_process};
 #[cfg(feature = "desktop")]
 pub(crate) mod desktop {
     pub(crate) use crate::platform::native_desktop::*;
+
+    /// What to do when the settings window's web view cannot be created.
+    pub(crate) const WEBVIEW_MISSING_HINT: &str = "WKWebView comes with macOS; update macOS";
     pub(crate) use crate::platform::unix::termination;
 }

@@ -185,6 +185,9 @@ pub(crate) fn replace_process(
 pub(crate) mod desktop {
     pub(crate) use crate::platform::native_desktop::*;
 
+    /// What to do when the settings window's web view cannot be created.
+    pub(crate) const WEBVIEW_MISSING_HINT: &str = "install the Microsoft Edge WebView2 Runtime (Windows 11 has it; for Windows 10 Microsoft offers the Evergreen installer), which draws it";
+
     /// Ctrl-C (or the console closing).
     pub(crate) async fn termination() {
         let _ = tokio::signal::ctrl_c().await;
