@@ -16,7 +16,7 @@ use std::io;
 use std::path::Path;
 
 /// The launchd label of the macOS login agent (also its file name, plus `.plist`).
-pub const LAUNCH_AGENT_LABEL: &str = "org.mailpulse.mailpulse";
+pub const LAUNCH_AGENT_LABEL: &str = super::BUNDLE_ID;
 /// The name of the freedesktop autostart file.
 pub const DESKTOP_FILE_NAME: &str = "mailpulse.desktop";
 /// The name of the value under the Windows `Run` key.

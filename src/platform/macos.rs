@@ -145,4 +145,12 @@ pub(crate) mod desktop {
     /// What to do when the settings window's web view cannot be created.
     pub(crate) const WEBVIEW_MISSING_HINT: &str = "WKWebView comes with macOS; update macOS";
     pub(crate) use crate::platform::unix::termination;
+
+    /// Toasts are sent in the name of mailpulse's bundle (`mailpulse.app`), not of the Finder,
+    /// which mac-notification-sys uses when no application is named.
+    pub(crate) fn prepare_tray_env() {
+        if let Err(e) = notify_rust::set_application(crate::platform::BUNDLE_ID) {
+            tracing::debug!("notifications stay in the Finder's name: {e}");
+        }
+    }
 }

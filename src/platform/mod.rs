@@ -62,6 +62,10 @@ pub enum Signal {
     CheckNow,
 }
 
+/// The application's identifier where a platform asks for one (the macOS bundle and its
+/// notifications, the LaunchAgent's label).
+pub(crate) const BUNDLE_ID: &str = "org.mailpulse.mailpulse";
+
 /// Set when the tray switched GDK's OpenGL off for itself (see `desktop::prepare_tray_env`):
 /// the programs it starts (mail client, settings window, hooks) must not inherit that.
 pub(crate) static GDK_GL_SET_BY_US: AtomicBool = AtomicBool::new(false);

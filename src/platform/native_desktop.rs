@@ -10,8 +10,6 @@ pub(crate) fn have_display() -> bool {
     true
 }
 
-pub(crate) fn prepare_tray_env() {}
-
 pub(crate) fn build_webview(
     builder: wry::WebViewBuilder<'_>,
     window: &tao::window::Window,

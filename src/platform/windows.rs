@@ -188,6 +188,9 @@ pub(crate) mod desktop {
     /// What to do when the settings window's web view cannot be created.
     pub(crate) const WEBVIEW_MISSING_HINT: &str = "install the Microsoft Edge WebView2 Runtime (Windows 11 has it; for Windows 10 Microsoft offers the Evergreen installer), which draws it";
 
+    /// Nothing to adjust in the tray's own environment on Windows.
+    pub(crate) fn prepare_tray_env() {}
+
     /// Ctrl-C (or the console closing).
     pub(crate) async fn termination() {
         let _ = tokio::signal::ctrl_c().await;
