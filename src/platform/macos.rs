@@ -137,7 +137,8 @@ pub mod instance {
 pub(crate) use super::unix::{Signals, replace_process};
 
 /// The desktop shell's OS part: the tray owns the main thread (tao), WKWebView, user
-/// notifications (shown, not replaced or clicked: notify-rust reports neither on macOS).
+/// notifications (shown, not replaced or clicked: notify-rust's macOS backend reports neither an
+/// id to replace a toast in place nor a click).
 #[cfg(feature = "desktop")]
 pub(crate) mod desktop {
     pub(crate) use crate::platform::native_desktop::*;
@@ -145,6 +146,23 @@ pub(crate) mod desktop {
     /// What to do when the settings window's web view cannot be created.
     pub(crate) const WEBVIEW_MISSING_HINT: &str = "WKWebView comes with macOS; update macOS";
     pub(crate) use crate::platform::unix::termination;
+    use crate::toasts::ToastKind;
+
+    pub(crate) type ToastHandle = ();
+
+    pub(crate) fn toast_hints(_n: &mut notify_rust::Notification, _kind: ToastKind) {}
+
+    /// Show `n`; a newer toast of the same slot is shown beside the old one.
+    pub(crate) async fn show_toast(
+        n: &mut notify_rust::Notification,
+        _old: Option<&ToastHandle>,
+    ) -> notify_rust::error::Result<ToastHandle> {
+        n.show().map(drop)
+    }
+
+    pub(crate) async fn wait_for_click(_handle: &ToastHandle, _clicked: impl FnOnce()) {}
+
+    pub(crate) async fn close_toast(_handle: &ToastHandle) {}
 
     /// Toasts are sent in the name of mailpulse's bundle (`mailpulse.app`), not of the Finder,
     /// which mac-notification-sys uses when no application is named.

@@ -179,14 +179,54 @@ pub(crate) fn replace_process(
     ))
 }
 
-/// The desktop shell's OS part: WebView2, Windows toast notifications (shown; replacing and
-/// clicks are not wired yet).
+/// The desktop shell's OS part: WebView2, Windows toast notifications (a click opens the mail
+/// client or webmail, as on Linux).
 #[cfg(feature = "desktop")]
 pub(crate) mod desktop {
     pub(crate) use crate::platform::native_desktop::*;
 
     /// What to do when the settings window's web view cannot be created.
     pub(crate) const WEBVIEW_MISSING_HINT: &str = "install the Microsoft Edge WebView2 Runtime (Windows 11 has it; for Windows 10 Microsoft offers the Evergreen installer), which draws it";
+
+    use crate::toasts::ToastKind;
+
+    /// A shown toast: notify-rust's handle, whose events (a click, a dismissal) arrive once.
+    /// Windows offers no replacing through notify-rust (no tag): a newer toast of the same slot
+    /// is shown beside the old one, and the Action Center keeps both.
+    pub(crate) struct ToastHandle(std::sync::Mutex<Option<notify_rust::NotificationHandle>>);
+
+    pub(crate) fn toast_hints(_n: &mut notify_rust::Notification, _kind: ToastKind) {}
+
+    pub(crate) async fn show_toast(
+        n: &mut notify_rust::Notification,
+        _old: Option<&ToastHandle>,
+    ) -> notify_rust::error::Result<ToastHandle> {
+        let handle = n.show()?;
+        Ok(ToastHandle(std::sync::Mutex::new(Some(handle))))
+    }
+
+    /// A click on the toast's body (its default activation) runs `clicked`; the wait for it
+    /// blocks on notify-rust's channel, so it runs on the blocking pool.
+    pub(crate) async fn wait_for_click(handle: &ToastHandle, clicked: impl FnOnce()) {
+        let Some(h) = handle.0.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let default = tokio::task::spawn_blocking(move || {
+            let mut default = false;
+            let _ = h.wait_for_response(|r: &notify_rust::NotificationResponse| {
+                default = matches!(r, notify_rust::NotificationResponse::Default)
+            });
+            default
+        })
+        .await
+        .unwrap_or(false);
+        if default {
+            clicked();
+        }
+    }
+
+    /// Toasts leave on their own (Action Center keeps them); nothing to close.
+    pub(crate) async fn close_toast(_handle: &ToastHandle) {}
 
     /// Nothing to adjust in the tray's own environment on Windows.
     pub(crate) fn prepare_tray_env() {}
