@@ -7,17 +7,19 @@
 //! | item | what |
 //! | --- | --- |
 //! | `autostart::{enable, disable, is_enabled, exists, location}` | start at login (XDG autostart entry, LaunchAgent, `Run` key) |
-//! | `instance::claim(state_dir, on_request)` | single instance; a second one asks the first to open Settings |
+//! | `instance::claim(state_dir, on_request)` (here `single_instance`) | single instance; a second one asks the first to open Settings |
 //! | `spawn_wake_sources(commands)` | network-change and resume notifications → `Command::CheckNow` |
 //! | `suspended_so_far()` | time spent suspended, from a clock pair (the resume fallback) |
 //! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
-//! | `shell_std(line)`, `open_with_desktop(target)` | process spawning: `sh -c`/`cmd /C`, the default handler |
+//! | `shell_std(line)`, `OPENER` | process spawning: `sh -c`/`cmd /C`; what opens a file or URL (`open_with_desktop` here) |
+//! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
 //! | `desktop::…` (feature `desktop`) | display, environment, webview, the toasts' OS part, termination |
 //!
-//! The pure parts are shared and tested on every host: `login_entry` (each OS's login entry as
-//! text) and `instance` (the one-line protocol and the loopback transport).
+//! Shared parts: `login_entry` (each OS's login entry as text) and `instance` (the one-line
+//! protocol and the loopback transport), compiled and tested on every host; `unix` (what
+//! freedesktop and macOS share) and `native_desktop` (what macOS and Windows share).
 
 // `freedesktop` is a cfg alias (build.rs): all(unix, not(any(macos, ios, android))).
 #[cfg(freedesktop)]
