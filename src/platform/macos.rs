@@ -66,10 +66,80 @@ pub mod autostart {
     }
 }
 
-/// Network-change and wake notifications need the GUI run loop (not wired yet): the clocks
-/// below find a resume within a minute, the keep-alive a dead connection within one interval.
+/// Network changes from the System Configuration dynamic store (the primary IPv4/IPv6 service
+/// and router: `State:/Network/Global/IPv4|IPv6`), watched on a thread of its own that runs a
+/// CFRunLoop; a burst is settled for 0.5 s and becomes one [`Command::CheckNow`]. A resume is
+/// found by the clock pair below (within a minute), not yet by IOKit's power notifications.
 pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
-    drop(commands);
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = std::thread::Builder::new()
+        .name("mailpulse-network".into())
+        .spawn(move || network_changes(changed_tx));
+    if let Err(e) = watcher {
+        tracing::info!("no network change notifications: {e}");
+        return;
+    }
+    tokio::spawn(async move {
+        const SETTLE: Duration = Duration::from_millis(500);
+        while changed.recv().await.is_some() {
+            let settle = tokio::time::sleep(SETTLE);
+            tokio::pin!(settle);
+            loop {
+                tokio::select! {
+                    _ = &mut settle => break,
+                    more = changed.recv() => if more.is_none() { return },
+                }
+            }
+            tracing::info!("the network changed: checking every connection now");
+            if commands.send(Command::CheckNow).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The dynamic store's run loop: returns only if the store cannot be watched.
+fn network_changes(changed: UnboundedSender<()>) {
+    use core_foundation::array::CFArray;
+    use core_foundation::runloop::{CFRunLoop, kCFRunLoopCommonModes};
+    use core_foundation::string::CFString;
+    use system_configuration::dynamic_store::{
+        SCDynamicStore, SCDynamicStoreBuilder, SCDynamicStoreCallBackContext,
+    };
+
+    fn callout(
+        _store: SCDynamicStore,
+        _keys: CFArray<CFString>,
+        changed: &mut UnboundedSender<()>,
+    ) {
+        let _ = changed.send(());
+    }
+    let Some(store) = SCDynamicStoreBuilder::new("mailpulse")
+        .callback_context(SCDynamicStoreCallBackContext {
+            callout,
+            info: changed,
+        })
+        .build()
+    else {
+        tracing::info!("no network change notifications (the dynamic store cannot be opened)");
+        return;
+    };
+    let keys = CFArray::from_CFTypes(&[
+        CFString::from("State:/Network/Global/IPv4"),
+        CFString::from("State:/Network/Global/IPv6"),
+    ]);
+    let patterns: CFArray<CFString> = CFArray::from_CFTypes(&[]);
+    if !store.set_notification_keys(&keys, &patterns) {
+        tracing::info!("no network change notifications (the dynamic store refused the keys)");
+        return;
+    }
+    let Some(source) = store.create_run_loop_source() else {
+        tracing::info!("no network change notifications (no run loop source)");
+        return;
+    };
+    // SAFETY: kCFRunLoopCommonModes is an immutable constant of CoreFoundation.
+    CFRunLoop::get_current().add_source(&source, unsafe { kCFRunLoopCommonModes });
+    CFRunLoop::run_current();
 }
 
 /// macOS: `mach_continuous_time` runs on during sleep, `mach_absolute_time` does not.
