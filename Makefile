@@ -75,3 +75,28 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# Packages a user installs (docs/INSTALL.md), into target/package/: what this OS can build.
+#   Linux:   the .deb (cargo-deb, installed once when missing) and the Windows zip, cross-built
+#            with mingw-w64 and run under Wine when it is installed
+#   macOS:   mailpulse.app and a .dmg
+#   Windows: the zip (Git Bash)
+# Each is a release build with fat LTO: several minutes per target on 2 cores.
+.PHONY: package package-deb package-windows package-macos
+PACKAGE_OS := $(shell uname -s)
+ifeq ($(PACKAGE_OS),Darwin)
+package: package-macos
+else ifneq ($(filter MINGW% MSYS% CYGWIN%,$(PACKAGE_OS)),)
+package: package-windows
+else
+package: package-deb package-windows
+endif
+
+package-deb: deps
+	CARGO="$(CARGO)" scripts/package-deb.sh
+
+package-windows:
+	CARGO="$(CARGO)" scripts/package-windows.sh
+
+package-macos: deps
+	CARGO="$(CARGO)" scripts/package-macos.sh
