@@ -2,6 +2,9 @@
 //! needed: `freedesktop` = a Unix with an X11/Wayland desktop (Linux, the BSDs).
 
 fn main() {
+    // Nothing but this file decides the aliases: do not rerun (and rebuild the crate) on every
+    // change elsewhere in the package.
+    println!("cargo:rerun-if-changed=build.rs");
     cfg_aliases::cfg_aliases! {
         freedesktop: { all(unix, not(any(target_os = "macos", target_os = "ios", target_os = "android"))) },
     }
