@@ -103,6 +103,20 @@ pub enum Cmd {
         #[command(subcommand)]
         action: PasswordAction,
     },
+    /// Start mailpulse at login, or not (the entry Settings' "Start at login" writes: an XDG
+    /// autostart file, a LaunchAgent, or the `Run` key). `on`/`off` also set `start_at_login`
+    /// in the config, so that the tray keeps the choice.
+    Autostart {
+        #[arg(value_enum, default_value = "status")]
+        action: AutostartAction,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutostartAction {
+    On,
+    Off,
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +268,53 @@ pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mailpulse: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `mailpulse autostart [on|off|status]`. The config is changed first (a broken one changes
+/// nothing), then the OS's login entry.
+pub fn autostart(config_path: Option<&Path>, action: AutostartAction) -> ExitCode {
+    use crate::platform::autostart;
+    let location = autostart::location()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no login entry location on this system".into());
+    if action == AutostartAction::Status {
+        let state = if autostart::is_enabled() {
+            "on"
+        } else if autostart::exists() {
+            "off (switched off in the desktop's settings)"
+        } else {
+            "off"
+        };
+        println!("start at login: {state} ({location})");
+        return ExitCode::SUCCESS;
+    }
+    let on = action == AutostartAction::On;
+    if let Some(path) = config_path.filter(|p| p.exists())
+        && let Err(e) = Config::edit_file(path, |doc| {
+            doc["desktop"]["start_at_login"] = toml_edit::value(on);
+        })
+    {
+        eprintln!("mailpulse: {e}; start at login left as it was");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let result = if on {
+        crate::companion("mailpulse").and_then(|exe| autostart::enable(&exe).map(drop))
+    } else {
+        autostart::disable()
+    };
+    match result {
+        Ok(()) => {
+            println!(
+                "start at login: {} ({location})",
+                if on { "on" } else { "off" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: cannot change start at login ({location}): {e}");
             ExitCode::from(1)
         }
     }

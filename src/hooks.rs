@@ -1,19 +1,20 @@
 //! `on_new_mail`: a user command run for every new message (e.g. `mbsync work`). The message's
 //! details go into its environment, never into its command line, so a hostile subject cannot
-//! inject shell syntax.
+//! inject shell syntax: `sh -c` expands `"$MAILPULSE_SUBJECT"` as data, and on Windows the
+//! command runs without cmd.exe, which would paste `%MAILPULSE_SUBJECT%` into its command text.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::event::MailItem;
-use crate::platform::shell;
+use crate::platform::hook_std;
 
 /// A hook that runs longer than this is killed.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Start the command in the background; failures are logged, never fatal.
 pub fn on_new_mail(command_line: &str, account: &str, folder: &str, item: &MailItem) {
-    let mut command = shell(command_line);
+    let mut command = tokio::process::Command::from(hook_std(command_line));
     command
         .env("MAILPULSE_ACCOUNT", account)
         .env("MAILPULSE_FOLDER", folder)

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             runtime.block_on(cli::probe(config_path.as_deref(), &account, max))
         }
         Some(Cmd::Password { action }) => cli::password(config_path.as_deref(), &action),
+        Some(Cmd::Autostart { action }) => cli::autostart(config_path.as_deref(), action),
         Some(Cmd::Discover {
             email,
             username,

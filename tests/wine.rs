@@ -157,6 +157,8 @@ fn build_bundle() -> Result<PathBuf, String> {
                     TARGET,
                     "--bin",
                     "mailpulse",
+                    "--bin",
+                    "mailpulse-tray",
                 ])
                 .args(EXE_FEATURES)
                 .arg("--target-dir")
@@ -179,6 +181,11 @@ fn build_bundle() -> Result<PathBuf, String> {
     // A copy, not a link: the next build must not rewrite the exe a running test uses.
     std::fs::copy(&exe, dir.join("mailpulse.exe"))
         .map_err(|e| format!("copy {}: {e}", exe.display()))?;
+    let tray = exe.with_file_name("mailpulse-tray.exe");
+    if tray.is_file() {
+        std::fs::copy(&tray, dir.join("mailpulse-tray.exe"))
+            .map_err(|e| format!("copy {}: {e}", tray.display()))?;
+    }
     // The desktop build imports WebView2Loader.dll (wry's WebView2 on the gnu target), which
     // webview2-com-sys's build script leaves in its OUT_DIR; a Windows package ships it beside
     // the exe, and so does this bundle.
@@ -368,6 +375,17 @@ impl Prefix {
             .env_remove("RUST_LOG");
         cmd
     }
+
+    /// `wine reg query KEY /v VALUE`: the value's line, or `None` when it is not there.
+    fn reg_value(&self, key: &str, value: &str) -> Option<String> {
+        let mut q = self.wine_env(Command::new("wine"));
+        q.args(["reg", "query", key, "/v", value])
+            .stdin(Stdio::null());
+        let out = run_bounded(q, RUN_LIMIT, "wine reg query").unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.trim_start().starts_with(value))?;
+        out.status.success().then(|| line.trim().to_owned())
+    }
 }
 
 impl Drop for Prefix {
@@ -402,8 +420,12 @@ struct Agent {
 
 impl Agent {
     fn new() -> Agent {
+        Agent::in_prefix(Prefix::shared())
+    }
+
+    fn in_prefix(prefix: Arc<Prefix>) -> Agent {
         Agent {
-            prefix: Prefix::shared(),
+            prefix,
             exe: bundle().join("mailpulse.exe"),
             dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -676,4 +698,199 @@ fn password_set_stores_it_in_credential_manager_and_check_logs_in_with_it() {
     assert!(out.status.success(), "{}", text(&out));
     let out = agent.run(&["check"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
+
+const RUN_KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
+
+#[test]
+fn autostart_writes_and_removes_the_run_key_and_the_config_keeps_the_choice() {
+    if skip_unless_ready() {
+        return;
+    }
+    let d = Dovecot::start(DovecotOptions::default());
+    let agent = Agent::new();
+    agent.write_config(&d, true);
+
+    let out = agent.run(&["autostart", "on"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let entry = agent
+        .prefix
+        .reg_value(RUN_KEY, "mailpulse")
+        .unwrap_or_else(|| panic!("no Run value after `autostart on`: {}", text(&out)));
+    assert!(
+        entry.contains("REG_SZ") && entry.contains("mailpulse.exe"),
+        "{entry}"
+    );
+    let config = std::fs::read_to_string(agent.config_path()).unwrap();
+    assert!(config.contains("start_at_login = true"), "{config}");
+    let out = agent.run(&["autostart"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("start at login: on ("),
+        "{}",
+        text(&out)
+    );
+
+    let out = agent.run(&["autostart", "off"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(agent.prefix.reg_value(RUN_KEY, "mailpulse"), None);
+    let config = std::fs::read_to_string(agent.config_path()).unwrap();
+    assert!(config.contains("start_at_login = false"), "{config}");
+    let out = agent.run(&["autostart", "status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("start at login: off ("),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `on_new_mail` runs without cmd.exe: a `%MAILPULSE_SUBJECT%` in the command line stays text
+/// (cmd would paste the subject into its command and run what follows `&`), and the subject
+/// reaches the hook as data in its environment.
+#[test]
+fn a_hostile_subject_reaches_the_hook_as_data_and_runs_nothing() {
+    if skip_unless_ready() {
+        return;
+    }
+    const KEY: &str = r"HKCU\Software\mailpulse-test";
+    let d = Dovecot::start(DovecotOptions::default());
+    let agent = Agent::new();
+    let password = agent.dir.path().join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    let seen = agent.dir.path().join("subject.txt");
+    let account = |name: &str, hook: &str| {
+        format!(
+            "[[accounts]]\nname = \"{name}\"\nhost = \"localhost\"\nport = {}\n\
+             security = \"tls\"\nusername = \"{USER}\"\nca_file = '{}'\n\
+             password_command = 'type {}'\non_new_mail = '{hook}'\n\n",
+            d.imaps_port(),
+            win(&d.ca_pem()),
+            win(&password),
+        )
+    };
+    let config = format!(
+        "[keepalive]\ncheck_on_wake = false\n\n{}{}",
+        account(
+            "direct",
+            &format!(r"reg add {KEY} /v subject /d %MAILPULSE_SUBJECT% /f")
+        ),
+        account(
+            "data",
+            &format!("cmd /D /C set MAILPULSE_SUBJECT> {}", win(&seen))
+        ),
+    );
+    std::fs::write(agent.config_path(), config).unwrap();
+
+    let w = Watch::start(&agent);
+    let mut idle = std::collections::BTreeSet::new();
+    while idle.len() < 2 {
+        let seen = w.until(EVENT_LIMIT, |v| {
+            v["type"] == "state" && v["state"] == "idle"
+        });
+        idle.insert(seen.last().unwrap()["account"].to_string());
+    }
+    let hostile = format!(r"x & reg add {KEY} /v pwned /d 1 /f");
+    d.deliver(USER, "Eve <eve@example.org>", &hostile, "hi");
+    let mut mails = 0;
+    let deadline = Instant::now() + EVENT_LIMIT;
+    while mails < 2 && Instant::now() < deadline {
+        w.until(EVENT_LIMIT, |v| v["type"] == "new_mail");
+        mails += 1;
+    }
+    // Both hooks have run once their traces are there (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && (agent.prefix.reg_value(KEY, "subject").is_none()
+            || std::fs::read(&seen).map_or(true, |b| b.is_empty()))
+    {
+        thread::sleep(Duration::from_millis(500));
+    }
+    let direct = agent.prefix.reg_value(KEY, "subject");
+    assert!(
+        direct
+            .as_deref()
+            .is_some_and(|l| l.ends_with("%MAILPULSE_SUBJECT%")),
+        "the hook without a shell got the text as written: {direct:?}\n{}",
+        w.transcript()
+    );
+    assert_eq!(
+        agent.prefix.reg_value(KEY, "pwned"),
+        None,
+        "the subject ran as a command"
+    );
+    let data = String::from_utf8_lossy(&std::fs::read(&seen).unwrap_or_default()).into_owned();
+    assert_eq!(
+        data.trim_end(),
+        format!("MAILPULSE_SUBJECT={hostile}"),
+        "{}",
+        w.transcript()
+    );
+}
+
+/// The tray under Wine, on a private X display: it writes the `Run` value at start (an account
+/// and `start_at_login`, the default), and a second tray asks the first over the named pipe and
+/// exits instead of starting.
+#[test]
+fn a_second_tray_asks_the_first_over_the_pipe_and_exits() {
+    if skip_unless_ready() {
+        return;
+    }
+    let desktop = support::desktop::Desktop::start();
+    let d = Dovecot::start(DovecotOptions::default());
+    // A prefix of its own: its explorer.exe (the tray area) runs on this display.
+    let agent = Agent::in_prefix(Arc::new(Prefix::boot()));
+    agent.write_config(&d, true);
+    let tray = |agent: &Agent| {
+        let mut c = agent.prefix.wine_env(Command::new("wine"));
+        c.arg(bundle().join("mailpulse-tray.exe"))
+            .arg("--config")
+            .arg(win(&agent.config_path()))
+            .stdin(Stdio::null());
+        desktop.apply(&mut c);
+        c
+    };
+    let mut first = tray(&agent)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the first tray");
+    let first_err = first.stderr.take().unwrap();
+    let first_err = thread::spawn(move || read_all(first_err));
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut first = Stop(first);
+
+    // Up once it has claimed the instance and set up start at login.
+    let deadline = Instant::now() + EVENT_LIMIT;
+    let mut entry = None;
+    while entry.is_none() && Instant::now() < deadline {
+        if let Ok(Some(status)) = first.0.try_wait() {
+            panic!(
+                "the first tray ended ({status}): {}",
+                String::from_utf8_lossy(&first_err.join().unwrap_or_default())
+            );
+        }
+        thread::sleep(Duration::from_millis(500));
+        entry = agent.prefix.reg_value(RUN_KEY, "mailpulse");
+    }
+    let entry = entry.expect("the tray wrote the Run value");
+    assert!(entry.contains("mailpulse.exe"), "{entry}");
+
+    let out =
+        run_bounded(tray(&agent), RUN_LIMIT, "the second tray").unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running; asked it to open Settings"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        first.0.try_wait().ok().flatten().is_none(),
+        "the first tray is still running"
+    );
+    drop(first);
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-pub(crate) use super::unix::shell_std;
 use super::unix::{absolute_env_path, home_dir, remove_if_exists};
+pub(crate) use super::unix::{hook_std, shell_std};
 use crate::event::Command;
 
 /// Start at login: `$XDG_CONFIG_HOME/autostart/mailpulse.desktop` (XDG Autostart; `$HOME/.config`

@@ -1,4 +1,5 @@
-//! The macOS room: a launchd user agent, the mach clocks for resume, the Keychain, `open`, the
+//! The macOS room: a launchd user agent, IOKit wake and dynamic-store network notifications (the
+//! mach clocks as the fallback for resume), the Keychain, `open`, the
 //! single-instance socket in the per-user temporary folder, and (desktop) user notifications and
 //! WKWebView. Type-checked on every CI run (`make cross-check`), not run here.
 
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-pub(crate) use super::unix::shell_std;
 use super::unix::{home_dir, remove_if_exists};
+pub(crate) use super::unix::{hook_std, shell_std};
 use crate::event::Command;
 
 /// Start at login: `~/Library/LaunchAgents/org.mailpulse.mailpulse.plist` (a launchd user agent,
@@ -67,39 +68,103 @@ pub mod autostart {
 }
 
 /// Network changes from the System Configuration dynamic store (the primary IPv4/IPv6 service
-/// and router: `State:/Network/Global/IPv4|IPv6`), watched on a thread of its own that runs a
-/// CFRunLoop; a burst is settled for 0.5 s and becomes one [`Command::CheckNow`]. A resume is
-/// found by the clock pair below (within a minute), not yet by IOKit's power notifications.
+/// and router: `State:/Network/Global/IPv4|IPv6`) and the system's wake from IOKit's root power
+/// domain (`IORegisterForSystemPower`), both on one thread of their own that runs a CFRunLoop; a
+/// burst is settled for 0.5 s and becomes one [`Command::CheckNow`]. The clock pair below stays as
+/// the fallback for resume.
 pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
-    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (changed_tx, changed) = tokio::sync::mpsc::unbounded_channel::<super::WakeReason>();
     let watcher = std::thread::Builder::new()
-        .name("mailpulse-network".into())
-        .spawn(move || network_changes(changed_tx));
+        .name("mailpulse-wake".into())
+        .spawn(move || {
+            let power = power::register(changed_tx.clone());
+            // Runs the loop as long as the dynamic store can be watched…
+            network_changes(changed_tx);
+            // …and where it cannot, the loop runs for the power notifications alone.
+            if power {
+                core_foundation::runloop::CFRunLoop::run_current();
+            }
+        });
     if let Err(e) = watcher {
-        tracing::info!("no network change notifications: {e}");
+        tracing::info!("no network change or wake notifications: {e}");
         return;
     }
-    tokio::spawn(async move {
-        const SETTLE: Duration = Duration::from_millis(500);
-        while changed.recv().await.is_some() {
-            let settle = tokio::time::sleep(SETTLE);
-            tokio::pin!(settle);
-            loop {
-                tokio::select! {
-                    _ = &mut settle => break,
-                    more = changed.recv() => if more.is_none() { return },
-                }
+    tokio::spawn(super::forward_settled(changed, commands));
+}
+
+/// IOKit's system power notifications on the current thread's run loop: "has powered on" is a
+/// wake. Sleep requests must be answered (`IOAllowPowerChange`), or the system waits 30 s for us.
+mod power {
+    use super::*;
+    use core_foundation::base::TCFType;
+    use core_foundation::runloop::{CFRunLoop, CFRunLoopSource, kCFRunLoopCommonModes};
+    use std::ffi::c_void;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    type IoConnect = u32;
+    type IoService = u32;
+    type NotificationPort = *mut c_void;
+
+    const SYSTEM_WILL_SLEEP: u32 = 0xe000_0280;
+    const CAN_SYSTEM_SLEEP: u32 = 0xe000_0270;
+    const SYSTEM_HAS_POWERED_ON: u32 = 0xe000_0300;
+
+    #[link(name = "IOKit", kind = "framework")]
+    unsafe extern "C" {
+        fn IORegisterForSystemPower(
+            refcon: *mut c_void,
+            port: *mut NotificationPort,
+            callback: extern "C" fn(*mut c_void, IoService, u32, *mut c_void),
+            notifier: *mut u32,
+        ) -> IoConnect;
+        fn IONotificationPortGetRunLoopSource(
+            port: NotificationPort,
+        ) -> core_foundation::runloop::CFRunLoopSourceRef;
+        fn IOAllowPowerChange(kernel_port: IoConnect, notification_id: isize) -> i32;
+    }
+
+    /// The root power domain's connection, for the answers to sleep requests.
+    static ROOT: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn on_power(refcon: *mut c_void, _service: IoService, kind: u32, arg: *mut c_void) {
+        match kind {
+            SYSTEM_WILL_SLEEP | CAN_SYSTEM_SLEEP => {
+                // SAFETY: answers the request this callback was given.
+                unsafe { IOAllowPowerChange(ROOT.load(Ordering::Relaxed), arg as isize) };
             }
-            tracing::info!("the network changed: checking every connection now");
-            if commands.send(Command::CheckNow).is_err() {
-                return;
+            SYSTEM_HAS_POWERED_ON => {
+                // SAFETY: the refcon is the sender leaked in `register`.
+                let tx = unsafe { &*refcon.cast::<UnboundedSender<super::super::WakeReason>>() };
+                let _ = tx.send(super::super::WakeReason::Resume);
             }
+            _ => {}
         }
-    });
+    }
+
+    /// Register on this thread's run loop; the registration lives as long as the process.
+    pub(super) fn register(changed: UnboundedSender<super::super::WakeReason>) -> bool {
+        let refcon = Box::into_raw(Box::new(changed)).cast::<c_void>();
+        let mut port: NotificationPort = std::ptr::null_mut();
+        let mut notifier = 0u32;
+        // SAFETY: the out-pointers are ours; the refcon is leaked on purpose ('static).
+        let root = unsafe { IORegisterForSystemPower(refcon, &mut port, on_power, &mut notifier) };
+        if root == 0 || port.is_null() {
+            tracing::info!("no wake notifications (IORegisterForSystemPower failed)");
+            return false;
+        }
+        ROOT.store(root, Ordering::Relaxed);
+        // SAFETY: the port's source is owned by the port (get rule): retained for our wrapper.
+        let source = unsafe {
+            CFRunLoopSource::wrap_under_get_rule(IONotificationPortGetRunLoopSource(port))
+        };
+        // SAFETY: kCFRunLoopCommonModes is an immutable constant of CoreFoundation.
+        CFRunLoop::get_current().add_source(&source, unsafe { kCFRunLoopCommonModes });
+        true
+    }
 }
 
 /// The dynamic store's run loop: returns only if the store cannot be watched.
-fn network_changes(changed: UnboundedSender<()>) {
+fn network_changes(changed: UnboundedSender<super::WakeReason>) {
     use core_foundation::array::CFArray;
     use core_foundation::runloop::{CFRunLoop, kCFRunLoopCommonModes};
     use core_foundation::string::CFString;
@@ -110,9 +175,9 @@ fn network_changes(changed: UnboundedSender<()>) {
     fn callout(
         _store: SCDynamicStore,
         _keys: CFArray<CFString>,
-        changed: &mut UnboundedSender<()>,
+        changed: &mut UnboundedSender<super::WakeReason>,
     ) {
-        let _ = changed.send(());
+        let _ = changed.send(super::WakeReason::Network);
     }
     let Some(store) = SCDynamicStoreBuilder::new("mailpulse")
         .callback_context(SCDynamicStoreCallBackContext {

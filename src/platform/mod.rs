@@ -12,13 +12,14 @@
 //! | `suspended_so_far()` | time spent suspended, from a clock pair (the resume fallback) |
 //! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
-//! | `shell_std(line)`, `OPENER` | process spawning: `sh -c`/`cmd /C`; what opens a file or URL (`open_with_desktop` here) |
+//! | `shell_std(line)`, `hook_std(line)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c`; on Windows no shell); what opens a file or URL (`open_with_desktop` here) |
 //! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
 //! | `desktop::…` (feature `desktop`) | display, environment, webview, the toasts' OS part, termination |
 //!
-//! Shared parts: `login_entry` (each OS's login entry as text) and `instance` (the one-line
-//! protocol and the loopback transport), compiled and tested on every host; `unix` (what
+//! Shared parts: `login_entry` (each OS's login entry as text), `instance` (the one-line
+//! protocol), the settling of wake notifications and the Windows command-line split, compiled
+//! and tested on every host; `unix` (what
 //! freedesktop and macOS share) and `native_desktop` (what macOS and Windows share).
 
 // `freedesktop` is a cfg alias (build.rs): all(unix, not(any(macos, ios, android))).
@@ -48,8 +49,8 @@ pub(crate) use os::desktop;
 #[cfg(feature = "desktop")]
 pub(crate) use os::instance as single_instance;
 pub(crate) use os::{
-    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, network_id, replace_process, shell_std,
-    spawn_wake_sources, suspended_so_far, tcp_keepalive,
+    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, network_id, replace_process,
+    shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +84,72 @@ pub(crate) fn open_with_desktop(target: &str) -> std::io::Result<()> {
         .map(drop)
 }
 
+/// Why a platform's wake source fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // not every OS has both sources
+pub(crate) enum WakeReason {
+    Network,
+    Resume,
+}
+
+/// Notifications arrive in bursts (a link coming up adds addresses and routes; a resume brings
+/// the network back): wait this long after the last one (at most ten times this long after the
+/// first), then initiate once.
+pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Turn a platform's raw wake notifications into one [`Command::CheckNow`] per settled burst.
+#[allow(dead_code)] // the freedesktop room settles its netlink stream itself
+pub(crate) async fn forward_settled(
+    mut raw: tokio::sync::mpsc::UnboundedReceiver<WakeReason>,
+    commands: tokio::sync::mpsc::UnboundedSender<crate::event::Command>,
+) {
+    while let Some(mut reason) = raw.recv().await {
+        // A notification that never stops still gets its check after ten settling times.
+        let latest = tokio::time::Instant::now() + SETTLE * 10;
+        let settle = tokio::time::sleep(SETTLE);
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = &mut settle => break,
+                more = raw.recv() => {
+                    match more {
+                        Some(WakeReason::Resume) => reason = WakeReason::Resume,
+                        Some(WakeReason::Network) => {}
+                        None => return,
+                    }
+                    settle.as_mut().reset((tokio::time::Instant::now() + SETTLE).min(latest));
+                }
+            }
+        }
+        match reason {
+            WakeReason::Resume => tracing::info!("resumed: checking every connection now"),
+            WakeReason::Network => {
+                tracing::info!("the network changed: checking every connection now")
+            }
+        }
+        if commands.send(crate::event::Command::CheckNow).is_err() {
+            return;
+        }
+    }
+}
+
+/// A Windows command line split the way `CreateProcess` finds the program: a quoted first part
+/// (`"C:\Program Files\x.exe" a b`) or the first word, and the rest as it is written.
+#[allow(dead_code)] // the Windows room's hooks; tested on every host
+pub(crate) fn split_program(line: &str) -> (&str, &str) {
+    let line = line.trim();
+    if let Some(quoted) = line.strip_prefix('"') {
+        return match quoted.find('"') {
+            Some(end) => (&quoted[..end], quoted[end + 1..].trim_start()),
+            None => (quoted, ""),
+        };
+    }
+    match line.find(char::is_whitespace) {
+        Some(end) => (&line[..end], line[end..].trim_start()),
+        None => (line, ""),
+    }
+}
+
 /// [`shell_std`] on the tokio runtime.
 pub(crate) fn shell(command_line: &str) -> tokio::process::Command {
     tokio::process::Command::from(shell_std(command_line))
@@ -92,5 +159,47 @@ pub(crate) fn shell(command_line: &str) -> tokio::process::Command {
 pub(crate) fn restore_child_env(c: &mut std::process::Command) {
     if GDK_GL_SET_BY_US.load(Ordering::Relaxed) {
         c.env_remove("GDK_GL");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Command;
+
+    #[test]
+    fn the_program_is_the_first_word_or_the_quoted_first_part() {
+        assert_eq!(split_program("notify.exe"), ("notify.exe", ""));
+        assert_eq!(
+            split_program("  reg add HKCU\\x /d %MAILPULSE_SUBJECT% "),
+            ("reg", "add HKCU\\x /d %MAILPULSE_SUBJECT%")
+        );
+        assert_eq!(
+            split_program(r#""C:\Program Files\Hook\hook.exe" --subject "a b""#),
+            (r"C:\Program Files\Hook\hook.exe", r#"--subject "a b""#)
+        );
+        assert_eq!(
+            split_program(r#""C:\unterminated"#),
+            (r"C:\unterminated", "")
+        );
+        assert_eq!(split_program(""), ("", ""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_wake_notifications_becomes_one_check() {
+        let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(forward_settled(raw_rx, tx));
+        for _ in 0..5 {
+            raw_tx.send(WakeReason::Network).unwrap();
+            tokio::time::sleep(SETTLE / 5).await;
+        }
+        raw_tx.send(WakeReason::Resume).unwrap();
+        tokio::time::sleep(SETTLE * 2).await;
+        assert!(matches!(rx.try_recv(), Ok(Command::CheckNow)));
+        assert!(rx.try_recv().is_err(), "one check for the whole burst");
+        raw_tx.send(WakeReason::Network).unwrap();
+        tokio::time::sleep(SETTLE * 2).await;
+        assert!(matches!(rx.try_recv(), Ok(Command::CheckNow)));
     }
 }

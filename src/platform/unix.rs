@@ -17,6 +17,11 @@ pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
     c
 }
 
+/// A hook: `sh -c` as well; the shell expands `"$MAILPULSE_SUBJECT"` as data, never as code.
+pub(crate) fn hook_std(command_line: &str) -> std::process::Command {
+    shell_std(command_line)
+}
+
 /// A non-empty environment variable holding an absolute path.
 pub(crate) fn absolute_env_path(name: &str) -> Option<PathBuf> {
     let value = PathBuf::from(std::env::var_os(name)?);

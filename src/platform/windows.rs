@@ -1,6 +1,7 @@
-//! The Windows room: the `Run` key, the interrupt-time clocks for resume, the Credential
-//! Manager, `cmd /C`, `explorer`, the single instance over loopback with a token, and (desktop)
-//! Windows toasts and WebView2. Type-checked on every CI run (`make cross-check`).
+//! The Windows room: the `Run` key, IP helper and power notifications (with the interrupt-time
+//! clocks as the fallback for resume), the Credential Manager, `cmd /D /S /C` for
+//! `password_command` and no shell for hooks, `explorer`, the single instance (a named mutex and
+//! a named pipe only this user can open), and (desktop) Windows toasts and WebView2. Type-checked on every CI run (`make cross-check`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -67,11 +68,108 @@ pub mod autostart {
     }
 }
 
-/// Power-broadcast and connectivity notifications need a window's message loop (not wired
-/// yet): the clocks below find a resume within a minute, the keep-alive a dead connection within
-/// one interval.
+/// Network changes (a unicast address or a route added, changed or removed) from the IP helper,
+/// and resume from the power manager: both call back on a system thread, without a window or a
+/// message loop, and go through the same settling as on macOS and Linux. The clock pair below
+/// stays as the fallback where a registration fails.
 pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
-    drop(commands);
+    use windows_sys::Win32::Foundation::{HANDLE, NO_ERROR};
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        NotifyRouteChange2, NotifyUnicastIpAddressChange,
+    };
+    use windows_sys::Win32::Networking::WinSock::AF_UNSPEC;
+    use windows_sys::Win32::System::Power::{
+        DEVICE_NOTIFY_SUBSCRIBE_PARAMETERS, PowerRegisterSuspendResumeNotification,
+    };
+    use windows_sys::Win32::UI::WindowsAndMessaging::DEVICE_NOTIFY_CALLBACK;
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<super::WakeReason>();
+    // The callbacks' context lives as long as the process (the registrations are never
+    // cancelled), so it is leaked on purpose.
+    let context: &'static UnboundedSender<super::WakeReason> = Box::leak(Box::new(tx));
+    let context_ptr = std::ptr::from_ref(context).cast::<std::ffi::c_void>();
+    let mut handle: HANDLE = std::ptr::null_mut();
+    // SAFETY: the callbacks only read the leaked sender; the handles are written by the calls.
+    let address = unsafe {
+        NotifyUnicastIpAddressChange(
+            AF_UNSPEC,
+            Some(address_changed),
+            context_ptr,
+            false,
+            &mut handle,
+        )
+    };
+    // SAFETY: as above.
+    let route = unsafe {
+        NotifyRouteChange2(
+            AF_UNSPEC,
+            Some(route_changed),
+            context_ptr,
+            false,
+            &mut handle,
+        )
+    };
+    if address != NO_ERROR || route != NO_ERROR {
+        tracing::info!(
+            "network change notifications: address {address}, route {route} (0 = watching)"
+        );
+    }
+    let params: &'static mut DEVICE_NOTIFY_SUBSCRIBE_PARAMETERS =
+        Box::leak(Box::new(DEVICE_NOTIFY_SUBSCRIBE_PARAMETERS {
+            Callback: Some(power_changed),
+            Context: context_ptr.cast_mut(),
+        }));
+    let mut registration = std::ptr::null_mut();
+    // SAFETY: with DEVICE_NOTIFY_CALLBACK the recipient is the (leaked, 'static) parameters.
+    let power = unsafe {
+        PowerRegisterSuspendResumeNotification(
+            DEVICE_NOTIFY_CALLBACK,
+            std::ptr::from_mut(params).cast(),
+            &mut registration,
+        )
+    };
+    if power != NO_ERROR {
+        tracing::info!("no resume notifications (error {power}); the clocks find a resume");
+    }
+    tokio::spawn(super::forward_settled(rx, commands));
+}
+
+/// The context every wake callback gets: the leaked sender of [`spawn_wake_sources`].
+fn wake(context: *const std::ffi::c_void, reason: super::WakeReason) {
+    // SAFETY: the context is the 'static sender leaked in spawn_wake_sources.
+    let tx = unsafe { &*context.cast::<UnboundedSender<super::WakeReason>>() };
+    let _ = tx.send(reason);
+}
+
+unsafe extern "system" fn address_changed(
+    context: *const std::ffi::c_void,
+    _row: *const windows_sys::Win32::NetworkManagement::IpHelper::MIB_UNICASTIPADDRESS_ROW,
+    _kind: windows_sys::Win32::NetworkManagement::IpHelper::MIB_NOTIFICATION_TYPE,
+) {
+    wake(context, super::WakeReason::Network);
+}
+
+unsafe extern "system" fn route_changed(
+    context: *const std::ffi::c_void,
+    _row: *const windows_sys::Win32::NetworkManagement::IpHelper::MIB_IPFORWARD_ROW2,
+    _kind: windows_sys::Win32::NetworkManagement::IpHelper::MIB_NOTIFICATION_TYPE,
+) {
+    wake(context, super::WakeReason::Network);
+}
+
+/// `PBT_APMRESUMEAUTOMATIC` (every resume) and `PBT_APMRESUMESUSPEND` (a user is present).
+unsafe extern "system" fn power_changed(
+    context: *const std::ffi::c_void,
+    kind: u32,
+    _setting: *const std::ffi::c_void,
+) -> u32 {
+    use windows_sys::Win32::UI::WindowsAndMessaging::{
+        PBT_APMRESUMEAUTOMATIC, PBT_APMRESUMESUSPEND,
+    };
+    if kind == PBT_APMRESUMEAUTOMATIC || kind == PBT_APMRESUMESUSPEND {
+        wake(context, super::WakeReason::Resume);
+    }
+    0
 }
 
 /// Windows: the interrupt time counts sleep, the unbiased interrupt time does not
@@ -106,11 +204,29 @@ pub(crate) fn credential_store() -> keyring_core::Result<Arc<keyring_core::Crede
 pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the Windows Credential Manager cannot be \
      opened: check that the Credential Manager service is running, or use password_command";
 
-/// A command line run with `cmd /C`, so that pipes work in `password_command` and
-/// `on_new_mail`.
+/// A command line of the user's own (`password_command`), run with `cmd /D /S /C "…"`, so that
+/// pipes and redirections work: `/D` skips the AutoRun commands of the registry, `/S` takes the
+/// text between the outer quotes as it is.
 pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
+    use std::os::windows::process::CommandExt;
     let mut c = std::process::Command::new("cmd");
-    c.arg("/C").arg(command_line);
+    c.args(["/D", "/S", "/C"])
+        .raw_arg(format!("\"{command_line}\""));
+    super::restore_child_env(&mut c);
+    c
+}
+
+/// A hook (`on_new_mail`), run without cmd.exe: cmd expands `%VARIABLE%` into the command text
+/// before parsing it, so a subject in `%MAILPULSE_SUBJECT%` would become commands. The program
+/// is the first word (or the quoted first part) and the rest goes to it as written; the mail
+/// stays in the environment, where PowerShell reads it as data (`$env:MAILPULSE_SUBJECT`).
+pub(crate) fn hook_std(command_line: &str) -> std::process::Command {
+    use std::os::windows::process::CommandExt;
+    let (program, rest) = super::split_program(command_line);
+    let mut c = std::process::Command::new(program);
+    if !rest.is_empty() {
+        c.raw_arg(rest);
+    }
     super::restore_child_env(&mut c);
     c
 }
@@ -125,18 +241,265 @@ pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpK
 /// What opens a folder or URL with the default application.
 pub(crate) const OPENER: &str = "explorer";
 
-/// The single instance: a loopback port and a random token in a file of the user's own state
-/// folder (`instance.port`); a request without the token is ignored.
+/// The single instance: a named mutex in the session's namespace says whether one runs; a
+/// named pipe whose only access rule names this user (and SYSTEM) carries the request, so no
+/// other user of the machine can open it, and remote clients are rejected. Both names carry the
+/// user's SID and the session, so two users, or one user in two sessions, each have their own.
 #[cfg(feature = "desktop")]
 pub mod instance {
     use super::*;
+    use crate::platform::instance::{ANSWER_WITHIN, answer, ask, listen_thread};
     pub use crate::platform::instance::{Claim, Request};
+    use std::fs::File;
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+    use std::time::Instant;
+    use windows_sys::Win32::Foundation::{
+        ERROR_ALREADY_EXISTS, ERROR_PIPE_CONNECTED, GetLastError, INVALID_HANDLE_VALUE, LocalFree,
+    };
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+        SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+        TokenUser,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_FLAG_FIRST_PIPE_INSTANCE, FlushFileBuffers, PIPE_ACCESS_DUPLEX,
+    };
+    use windows_sys::Win32::System::Pipes::{
+        ConnectNamedPipe, CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS,
+        PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+    };
+    use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
+    use windows_sys::Win32::System::Threading::{
+        CreateMutexW, GetCurrentProcess, GetCurrentProcessId, OpenProcessToken,
+    };
+
+    const REQUEST: &str = "settings";
 
     pub fn claim(
-        state_dir: &Path,
+        _state_dir: &Path,
         on_request: impl Fn(Request) + Send + 'static,
     ) -> io::Result<Claim> {
-        crate::platform::instance::loopback::claim(&state_dir.join("instance.port"), on_request)
+        let names = Names::current()?;
+        let wide_mutex = wide(&names.mutex);
+        // SAFETY: a plain call with a NUL-terminated name; the handle is kept below.
+        let mutex = unsafe { CreateMutexW(std::ptr::null(), 0, wide_mutex.as_ptr()) };
+        // SAFETY: read right after the call that set it.
+        let existed = unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+        if mutex.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh handle owned by nobody else.
+        let mutex = unsafe { OwnedHandle::from_raw_handle(mutex) };
+        if existed {
+            drop(mutex);
+            return forward(&names.pipe);
+        }
+        // Held until the process ends: that is what tells later instances we run.
+        std::mem::forget(mutex);
+        let security = Security::only_user(&names.sid)?;
+        let first = create_pipe(&names.pipe, &security, true)?;
+        listen_thread(move || serve(first, &names.pipe, &security, &on_request))?;
+        Ok(Claim::First)
+    }
+
+    /// A second instance: the first may still be starting, so the pipe is retried for a while.
+    fn forward(pipe: &str) -> io::Result<Claim> {
+        let deadline = Instant::now() + ANSWER_WITHIN;
+        loop {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(pipe)
+            {
+                Ok(f) if ask(&f, &format!("{REQUEST}\n")) => return Ok(Claim::Forwarded),
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(_) => break,
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "mailpulse is already running in this session but did not answer; end it in the Task \
+             Manager if it hangs",
+        ))
+    }
+
+    fn serve(
+        mut pipe: OwnedHandle,
+        name: &str,
+        security: &Security,
+        on_request: &impl Fn(Request),
+    ) {
+        loop {
+            // SAFETY: a valid pipe handle, synchronous (no OVERLAPPED).
+            let connected = unsafe { ConnectNamedPipe(pipe.as_raw_handle(), std::ptr::null_mut()) }
+                != 0
+                || unsafe { GetLastError() } == ERROR_PIPE_CONNECTED;
+            // The next instance first, so that a client never finds no pipe at all.
+            let next = create_pipe(name, security, false);
+            if connected {
+                let file = File::from(pipe);
+                answer(&file, REQUEST, on_request);
+                // SAFETY: a valid handle; lets the client read the answer before it closes.
+                unsafe { FlushFileBuffers(file.as_raw_handle()) };
+            }
+            match next {
+                Ok(p) => pipe = p,
+                Err(e) => {
+                    tracing::warn!("single instance: no further requests ({e})");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn create_pipe(name: &str, security: &Security, first: bool) -> io::Result<OwnedHandle> {
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: security.0,
+            bInheritHandle: 0,
+        };
+        let open_mode = PIPE_ACCESS_DUPLEX
+            | if first {
+                FILE_FLAG_FIRST_PIPE_INSTANCE
+            } else {
+                0
+            };
+        let name = wide(name);
+        // SAFETY: NUL-terminated name, valid attributes for the duration of the call.
+        let h = unsafe {
+            CreateNamedPipeW(
+                name.as_ptr(),
+                open_mode,
+                PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+                PIPE_UNLIMITED_INSTANCES,
+                512,
+                512,
+                0,
+                &attributes,
+            )
+        };
+        if h == INVALID_HANDLE_VALUE {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh, valid handle.
+        Ok(unsafe { OwnedHandle::from_raw_handle(h) })
+    }
+
+    /// The names of this user's objects in this session.
+    struct Names {
+        sid: String,
+        mutex: String,
+        pipe: String,
+    }
+
+    impl Names {
+        fn current() -> io::Result<Names> {
+            let sid = current_user_sid()?;
+            let mut session = 0u32;
+            // SAFETY: writes one integer.
+            unsafe { ProcessIdToSessionId(GetCurrentProcessId(), &mut session) };
+            Ok(Names {
+                mutex: format!(r"Local\mailpulse-{sid}"),
+                pipe: format!(r"\\.\pipe\mailpulse-{sid}-{session}"),
+                sid,
+            })
+        }
+    }
+
+    /// A security descriptor whose access list has this user and SYSTEM only (protected: no
+    /// inherited entries), built from SDDL; freed with `LocalFree`.
+    struct Security(PSECURITY_DESCRIPTOR);
+
+    // SAFETY: the descriptor is immutable after creation.
+    unsafe impl Send for Security {}
+
+    impl Security {
+        fn only_user(sid: &str) -> io::Result<Security> {
+            let sddl = wide(&format!("D:P(A;;GA;;;{sid})(A;;GA;;;SY)"));
+            let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+            // SAFETY: NUL-terminated input; `sd` is written on success.
+            let ok = unsafe {
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    sddl.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut sd,
+                    std::ptr::null_mut(),
+                )
+            };
+            if ok == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Security(sd))
+        }
+    }
+
+    impl Drop for Security {
+        fn drop(&mut self) {
+            // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+            unsafe { LocalFree(self.0) };
+        }
+    }
+
+    /// The user's SID as text (`S-1-5-21-…`), from the process token.
+    fn current_user_sid() -> io::Result<String> {
+        let mut token = std::ptr::null_mut();
+        // SAFETY: the pseudo-handle of this process; `token` is written on success.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh handle.
+        let token = unsafe { OwnedHandle::from_raw_handle(token) };
+        let mut len = 0u32;
+        // SAFETY: asks for the size only.
+        unsafe {
+            GetTokenInformation(
+                token.as_raw_handle(),
+                TokenUser,
+                std::ptr::null_mut(),
+                0,
+                &mut len,
+            )
+        };
+        // u64s, so the TOKEN_USER at its start is aligned.
+        let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
+        // SAFETY: the buffer holds `len` bytes.
+        let ok = unsafe {
+            GetTokenInformation(
+                token.as_raw_handle(),
+                TokenUser,
+                buf.as_mut_ptr().cast(),
+                len,
+                &mut len,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: GetTokenInformation filled a TOKEN_USER at the buffer's start.
+        let user = unsafe { &*buf.as_ptr().cast::<TOKEN_USER>() };
+        let mut text = std::ptr::null_mut();
+        // SAFETY: the SID points into `buf`, alive here; `text` is written on success.
+        if unsafe { ConvertSidToStringSidW(user.User.Sid, &mut text) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a NUL-terminated string allocated by the call, freed right after.
+        let sid = unsafe {
+            let n = (0..).take_while(|&i| *text.add(i) != 0).count();
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, n));
+            LocalFree(text.cast());
+            s
+        };
+        Ok(sid)
+    }
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
     }
 }
 
