@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::net::{self, Io, Stream, Tls, clip};
+use super::net::{self, Bounded, Io, Stream, Tls, clip};
 use super::{Connector, FolderInfo, Probe, Session, Wake};
 
 mod parse;
@@ -173,7 +173,8 @@ impl ImapConnector {
         let stream: Stream = match self.account.security {
             Security::Tls => self.tls(tcp).await?,
             Security::Starttls => {
-                let mut client = async_imap::Client::new(tcp);
+                // Bounded before TLS too: whoever is on the path can answer in clear.
+                let mut client = async_imap::Client::new(Bounded::new(tcp));
                 self.greeting(&mut client).await?;
                 self.step("asking for STARTTLS", async {
                     client.run_command_and_check_ok("STARTTLS", None).await.map_err(|e| {
@@ -184,7 +185,7 @@ impl ImapConnector {
                     })
                 })
                 .await?;
-                self.tls(client.into_inner()).await?
+                self.tls(client.into_inner().into_inner()).await?
             }
             Security::Plain => {
                 if first_plain_warning(&self.account.name, &self.endpoint()) {
@@ -197,6 +198,9 @@ impl ImapConnector {
                 Box::new(tcp)
             }
         };
+        // Every byte from the server passes the bounded framing before async-imap's codec,
+        // which would otherwise allocate whatever literal size the server announces.
+        let stream: Stream = Box::new(Bounded::new(stream));
         let mut client = async_imap::Client::new(stream);
         if self.account.security != Security::Starttls {
             self.greeting(&mut client).await?;
