@@ -485,18 +485,18 @@ impl Connector for ImapConnector {
         .await?;
         // Forget what opening the folder reported: only what arrives during IDLE counts.
         while session.unsolicited_responses.try_recv().is_ok() {}
-        let mut handle = session.idle();
-        self.step("starting IDLE", async {
-            handle
-                .init()
-                .await
-                .map_err(|e| self.imap_error(e, "starting IDLE"))
-        })
-        .await?;
+        let endpoint = self.endpoint();
+        let mut seen = session::Untagged::default();
+        let tag = self
+            .step(
+                "starting IDLE",
+                session::start_idle(&mut session, &endpoint, &mut seen),
+            )
+            .await?;
         Ok(Box::new(ImapIdleProbe {
-            handle: Some(handle),
-            session: None,
-            endpoint: self.endpoint(),
+            session,
+            idle: Some(tag),
+            endpoint,
         }))
     }
 }

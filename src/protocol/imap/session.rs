@@ -125,92 +125,61 @@ impl Session for Imap {
         Ok(uids.into_iter().filter(|u| *u > uid).count() as u32)
     }
 
+    /// IDLE, written on async-imap's plain command/response calls rather than its IDLE
+    /// extension: that one panics on a tagged `BAD` without text in reply to `IDLE`, and while
+    /// idling takes any tagged answer for an unrelated unilateral response and keeps waiting,
+    /// so a server that ended IDLE looked idle until the keep-alive timed out. Here the IDLE's
+    /// own tagged answer, whenever it comes, is an error at once.
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
         if std::mem::take(&mut self.grew) {
             return Ok(Wake::Changed);
         }
         let rt = self.response_timeout;
-        let session = self.session.take().ok_or_else(|| {
+        let endpoint = self.endpoint.clone();
+        // Held outside `self` while idling: an error drops it, closing the connection.
+        let mut session = self.session.take().ok_or_else(|| {
             ProtoError::new(
                 ErrorKind::Disconnected,
-                format!("{}: the session was lost", self.endpoint),
+                format!("{endpoint}: the session was lost"),
             )
         })?;
-        let mut handle = session.idle();
-        match timeout(rt, handle.init()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.err(e, "starting IDLE")),
-            Err(_) => return Err(dead(&self.endpoint, rt, "starting IDLE")),
-        }
-        let mut ended_by = None;
-        let result = {
-            // async-imap's own timeout restarts on every "* OK Still here"; ours must not.
-            let (idle, interrupt) = handle.wait_with_timeout(max + Duration::from_secs(3600));
-            let mut interrupt = Some(interrupt);
-            tokio::pin!(idle);
+        let mut seen = Untagged::default();
+        let tag = match timeout(rt, start_idle(&mut session, &endpoint, &mut seen)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(dead(&endpoint, rt, "starting IDLE")),
+        };
+        self.note(&seen);
+        let wake = if seen.changed {
+            Wake::Changed
+        } else {
             let deadline = sleep(max);
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    r = &mut idle => break r,
-                    _ = &mut deadline, if interrupt.is_some() => {
-                        ended_by = Some(Wake::Timeout);
-                        interrupt = None;
+                    r = session.read_response() => {
+                        let resp = read(r, &endpoint, "in IDLE")?;
+                        let mut seen = Untagged::default();
+                        idle_response(resp.parsed(), &tag, &endpoint, &mut seen)?;
+                        self.note(&seen);
+                        if seen.changed {
+                            break Wake::Changed;
+                        }
                     }
-                    _ = stop.cancelled(), if interrupt.is_some() => {
-                        ended_by = Some(Wake::Interrupted);
-                        interrupt = None;
-                    }
+                    _ = &mut deadline => break Wake::Timeout,
+                    _ = stop.cancelled() => break Wake::Interrupted,
                 }
             }
         };
-        use async_imap::extensions::idle::IdleResponse;
-        let wake = match result {
-            Err(e) => return Err(self.err(e, "in IDLE")),
-            Ok(IdleResponse::NewData(data)) => match data.parsed() {
-                Response::Data {
-                    status: Status::Bye,
-                    outcome,
-                } => {
-                    return Err(ProtoError::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{}: the server ended the session: {}",
-                            self.endpoint,
-                            outcome.information.as_deref().unwrap_or("BYE")
-                        ),
-                    ));
-                }
-                Response::MailboxData(MailboxDatum::Exists(n)) => {
-                    self.exists = *n;
-                    Wake::Changed
-                }
-                Response::Expunge(_) => {
-                    self.exists = self.exists.saturating_sub(1);
-                    Wake::Changed
-                }
-                _ => Wake::Changed,
-            },
-            Ok(IdleResponse::Timeout) => Wake::Timeout,
-            // The stream ended without us interrupting it: the connection is gone.
-            Ok(IdleResponse::ManualInterrupt) => match ended_by {
-                Some(wake) => wake,
-                None => {
-                    return Err(ProtoError::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{}: the server closed the connection during IDLE",
-                            self.endpoint
-                        ),
-                    ));
-                }
-            },
-        };
-        let session = match timeout(rt, handle.done()).await {
-            Ok(Ok(session)) => session,
-            Ok(Err(e)) => return Err(self.err(e, "ending IDLE")),
-            Err(_) => return Err(dead(&self.endpoint, rt, "ending IDLE")),
-        };
+        let mut seen = Untagged::default();
+        match timeout(rt, end_idle(&mut session, &tag, &endpoint, &mut seen)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(dead(&endpoint, rt, "ending IDLE")),
+        }
+        self.note(&seen);
+        // What arrived while ending IDLE is reported by the next wait.
+        if wake != Wake::Changed {
+            self.grew |= seen.changed;
+        }
         self.session = Some(session);
         self.drain();
         Ok(wake)
@@ -219,6 +188,157 @@ impl Session for Imap {
     async fn close(mut self: Box<Self>) {
         if let Some(mut session) = self.session.take() {
             let _ = session.logout().await;
+        }
+    }
+}
+
+impl Imap {
+    /// Apply what the server reported during IDLE to the message count.
+    fn note(&mut self, seen: &Untagged) {
+        if let Some(n) = seen.exists {
+            self.exists = n;
+        }
+        self.exists = self.exists.saturating_sub(seen.expunged);
+    }
+}
+
+/// What untagged responses said while idling.
+#[derive(Debug, Default)]
+pub(super) struct Untagged {
+    /// The last `EXISTS`.
+    pub(super) exists: Option<u32>,
+    pub(super) expunged: u32,
+    /// Anything but the server's keep-alive (`* OK …`): a change to report.
+    pub(super) changed: bool,
+}
+
+type Tag = async_imap::imap_proto::RequestId;
+
+/// One response from the connection, or the error that ended it.
+fn read<T>(
+    r: std::io::Result<Option<T>>,
+    endpoint: &str,
+    what: &str,
+) -> Result<T, ProtoError> {
+    match r {
+        Ok(Some(resp)) => Ok(resp),
+        Ok(None) => Err(ProtoError::new(
+            ErrorKind::Disconnected,
+            format!("{endpoint}: the server closed the connection {what}"),
+        )),
+        Err(e) => Err(imap_error(endpoint, async_imap::error::Error::Io(e), what)),
+    }
+}
+
+/// The server's words in a status response, or that it gave none.
+fn status_words(status: &Status, outcome: &async_imap::imap_proto::Outcome<'_>) -> String {
+    let word = match status {
+        Status::Ok => "OK",
+        Status::No => "NO",
+        Status::Bad => "BAD",
+        Status::PreAuth => "PREAUTH",
+        Status::Bye => "BYE",
+    };
+    match outcome.information.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => format!("{word} ({})", clip(text)),
+        _ => format!("{word} without a reason"),
+    }
+}
+
+/// A response while idling (or starting or ending IDLE). `Ok(true)` = the IDLE's own tagged
+/// answer (`OK` after `DONE`); the server ending IDLE by itself (`NO`, `BAD`) or the session
+/// (`BYE`) is an error.
+fn idle_response(
+    resp: &Response<'_>,
+    tag: &Tag,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<bool, ProtoError> {
+    match resp {
+        Response::Done {
+            tag: t,
+            status,
+            outcome,
+        } if t == tag => match status {
+            Status::Ok => Ok(true),
+            _ => Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{endpoint}: the server answered IDLE with {}",
+                    status_words(status, outcome)
+                ),
+            )),
+        },
+        // A stray answer to no command of ours, or a continuation: nothing to do.
+        Response::Done { .. } | Response::Continue(_) => Ok(false),
+        Response::Data {
+            status: Status::Bye,
+            outcome,
+        } => Err(ProtoError::new(
+            ErrorKind::Disconnected,
+            format!(
+                "{endpoint}: the server ended the session: {}",
+                outcome.information.as_deref().unwrap_or("BYE")
+            ),
+        )),
+        // The server's keep-alive ("* OK Still here").
+        Response::Data { .. } => Ok(false),
+        Response::MailboxData(MailboxDatum::Exists(n)) => {
+            seen.exists = Some(*n);
+            seen.changed = true;
+            Ok(false)
+        }
+        Response::Expunge(_) => {
+            seen.expunged += 1;
+            seen.changed = true;
+            Ok(false)
+        }
+        _ => {
+            seen.changed = true;
+            Ok(false)
+        }
+    }
+}
+
+/// Send `IDLE` and wait for the server's continuation; returns the command's tag.
+pub(super) async fn start_idle(
+    session: &mut ImapSession,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<Tag, ProtoError> {
+    let tag = session
+        .run_command("IDLE")
+        .await
+        .map_err(|e| imap_error(endpoint, e, "starting IDLE"))?;
+    loop {
+        let resp = read(session.read_response().await, endpoint, "starting IDLE")?;
+        if matches!(resp.parsed(), Response::Continue(_)) {
+            return Ok(tag);
+        }
+        if idle_response(resp.parsed(), &tag, endpoint, seen)? {
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!("{endpoint}: the server answered IDLE with OK before it began"),
+            ));
+        }
+    }
+}
+
+/// Send `DONE` and read up to the IDLE's tagged `OK`.
+pub(super) async fn end_idle(
+    session: &mut ImapSession,
+    tag: &Tag,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<(), ProtoError> {
+    session
+        .run_command_untagged("DONE")
+        .await
+        .map_err(|e| imap_error(endpoint, e, "ending IDLE"))?;
+    loop {
+        let resp = read(session.read_response().await, endpoint, "ending IDLE")?;
+        if idle_response(resp.parsed(), tag, endpoint, seen)? {
+            return Ok(());
         }
     }
 }
