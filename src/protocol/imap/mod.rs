@@ -169,6 +169,9 @@ impl ImapConnector {
             None if self.account.auth.is_oauth() => self.tokens.token(None).await?,
             None => secret::password(&self.account).await?,
         };
+        if !self.account.auth.is_oauth() {
+            check_credentials(&self.account.username, &secret)?;
+        }
         let tcp = self.tcp(probe).await?;
         let stream: Stream = match self.account.security {
             Security::Tls => self.tls(tcp).await?,
@@ -205,25 +208,10 @@ impl ImapConnector {
         if self.account.security != Security::Starttls {
             self.greeting(&mut client).await?;
         }
-        let user = self.account.username.as_str();
         let mut session = if self.account.auth.is_oauth() {
             self.authenticate(client, secret).await?
         } else {
-            let password = secret;
-            self.step("logging in", async {
-                client.login(user, password.expose()).await.map_err(|(e, _)| match e {
-                    async_imap::error::Error::No(text) => ProtoError::new(
-                        ErrorKind::Auth,
-                        format!(
-                            "{} rejected the login of {user:?} ({}); check the user name and the password",
-                            self.account.host,
-                            text.trim()
-                        ),
-                    ),
-                    other => self.imap_error(other, "logging in"),
-                })
-            })
-            .await?
+            self.login_password(client, secret).await?
         };
         let caps = self
             .step("asking for capabilities", async {
@@ -234,6 +222,64 @@ impl ImapConnector {
             })
             .await?;
         Ok((session, caps.has_str("IDLE")))
+    }
+
+    /// Log in with the password: `AUTHENTICATE PLAIN` (RFC 4616: the credentials travel
+    /// base64-encoded as UTF-8, whatever characters they hold), and, only when the server
+    /// refuses the mechanism itself — before any credentials were sent — `LOGIN`.
+    async fn login_password(
+        &self,
+        client: async_imap::Client<Stream>,
+        password: secret::Secret,
+    ) -> Result<ImapSession, ProtoError> {
+        let user = self.account.username.as_str();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let plain = Plain {
+            response: Some(secret::Secret::new(format!(
+                "\0{user}\0{}",
+                password.expose()
+            ))),
+            sent: sent.clone(),
+        };
+        let rejected = |text: &str| {
+            ProtoError::new(
+                ErrorKind::Auth,
+                format!(
+                    "{} rejected the login of {user:?} ({}); check the user name and the password",
+                    self.account.host,
+                    server_words(text)
+                ),
+            )
+        };
+        let result = self
+            .step("logging in", async {
+                Ok(client.authenticate("PLAIN", plain).await)
+            })
+            .await?;
+        let client = match result {
+            Ok(session) => return Ok(session),
+            Err((async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text), _))
+                if sent.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                return Err(rejected(&text));
+            }
+            // PLAIN not offered: nothing was sent yet.
+            Err((async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_), client)) => {
+                client
+            }
+            Err((other, _)) => return Err(self.imap_error(other, "logging in")),
+        };
+        tracing::debug!(account = %self.account.name, "AUTHENTICATE PLAIN refused: LOGIN");
+        self.step("logging in", async {
+            client
+                .login(user, password.expose())
+                .await
+                .map_err(|(e, _)| match e {
+                    async_imap::error::Error::No(text) => rejected(&text),
+                    other => self.imap_error(other, "logging in"),
+                })
+        })
+        .await
     }
 
     /// SASL XOAUTH2 or OAUTHBEARER with `token`; when the server refuses it, once more with a
@@ -403,6 +449,63 @@ fn first_plain_warning(account: &str, endpoint: &str) -> bool {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert((account.to_owned(), endpoint.to_owned()))
+}
+
+/// User names and passwords must not hold CR, LF or NUL: IMAP cannot carry them (in `LOGIN` a
+/// line break would end the command and start another), so they are refused before connecting.
+fn check_credentials(user: &str, password: &secret::Secret) -> Result<(), ProtoError> {
+    let bad = |s: &str| s.contains(['\r', '\n', '\0']);
+    if bad(user) {
+        return Err(ProtoError::new(
+            ErrorKind::Config,
+            format!(
+                "the user name {:?} contains a line break or NUL character, which IMAP cannot \
+                 send; check username in the configuration",
+                user.replace(['\r', '\n', '\0'], "?")
+            ),
+        ));
+    }
+    if bad(password.expose()) {
+        return Err(ProtoError::new(
+            ErrorKind::Secret,
+            "the password contains a line break or NUL character, which IMAP cannot send; \
+             mailpulse did not connect. Store the password again (or check what \
+             password_command prints)",
+        ));
+    }
+    Ok(())
+}
+
+/// What a server said in a NO or BAD, in its own words: async-imap hands over its debug
+/// form (`code: Some(..), info: Some("text")`).
+pub(super) fn server_words(text: &str) -> String {
+    let text = text.trim();
+    if let Some(info) = text.split_once("info: Some(\"").map(|(_, rest)| rest) {
+        let info = info.strip_suffix("\")").unwrap_or(info);
+        return clip(&info.replace("\\\"", "\"").replace("\\\\", "\\"));
+    }
+    if text.is_empty() || text.ends_with("info: None") {
+        return "no reason given".into();
+    }
+    clip(text)
+}
+
+/// SASL PLAIN, recording whether the credentials went out (the server asked for them).
+struct Plain {
+    response: Option<secret::Secret>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl async_imap::Authenticator for Plain {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        self.sent.store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.response.take() {
+            Some(response) => response.expose().as_bytes().to_vec(),
+            // Asked twice: an empty response makes the server end the exchange.
+            None => Vec::new(),
+        }
+    }
 }
 
 /// The client side of a one-step SASL exchange: the initial response, then (if the server
