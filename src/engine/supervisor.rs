@@ -377,23 +377,36 @@ impl Supervisor {
         seen: &mut Seen,
     ) -> Result<(), ProtoError> {
         let rt = self.response_timeout();
-        let mut items = bounded(
-            self.endpoint(),
-            rt,
-            "fetching new messages",
-            session.items_after(seen.uid),
-        )
-        .await?;
-        items.retain(|item| item.uid > seen.uid);
-        items.sort_by_key(|item| item.uid);
-        for item in items {
-            seen.uid = item.uid;
-            self.emit(Event::NewMail {
-                account: self.account.clone(),
-                folder: self.folder.clone(),
-                uid_validity: seen.uid_validity,
-                item,
-            });
+        // In batches, each with its own deadline, progress saved after each: a backlog of any
+        // size advances on a slow link instead of timing out as a whole and starting over.
+        // Each batch moves past at least one UID, so this ends.
+        loop {
+            let batch = bounded(
+                self.endpoint(),
+                rt,
+                "fetching new messages",
+                session.items_batch(seen.uid),
+            )
+            .await?;
+            let mut items = batch.items;
+            items.retain(|item| item.uid > seen.uid);
+            items.sort_by_key(|item| item.uid);
+            for item in items {
+                seen.uid = item.uid;
+                self.emit(Event::NewMail {
+                    account: self.account.clone(),
+                    folder: self.folder.clone(),
+                    uid_validity: seen.uid_validity,
+                    item,
+                });
+            }
+            match batch.covered {
+                Some(upto) if upto > seen.uid => seen.uid = upto,
+                Some(_) => {}
+                None => break,
+            }
+            self.store
+                .set(&self.account, &self.folder, &self.server, *seen);
         }
         self.store
             .set(&self.account, &self.folder, &self.server, *seen);

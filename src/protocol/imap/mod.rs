@@ -558,6 +558,7 @@ impl Connector for ImapConnector {
             grew: false,
             endpoint: self.endpoint(),
             response_timeout: self.rt(),
+            catching_up_to: None,
         };
         imap.drain();
         Ok((Box::new(imap), info))
