@@ -148,7 +148,12 @@ impl Supervisor {
                     }
                 }
             };
-            let delay = self.backoff.next_delay(failure.kind);
+            let mut delay = self.backoff.next_delay(failure.kind);
+            if failure.kind == ErrorKind::Folder {
+                // A folder the server does not have is a configuration error: a reconnect
+                // cannot fix it, so retry as slowly as after a rejected password.
+                delay = delay.max(super::backoff::AUTH_MIN);
+            }
             tracing::info!(
                 account = %self.account, folder = %self.folder, kind = %failure.kind,
                 "{}; retrying in {:.1} s", failure.message, delay.as_secs_f64()

@@ -399,6 +399,98 @@ impl ImapConnector {
         .await
     }
 
+    /// Log in and open `folder` read-only; a name the server does not know is looked up in its
+    /// folder list (written with '/' where the server separates with '.', or the other way
+    /// round, it is opened under the server's name; otherwise the error suggests one).
+    async fn open_folder(
+        &self,
+        folder: &str,
+    ) -> Result<(Box<dyn Session>, FolderInfo), ProtoError> {
+        let (mut session, can_push) = self.login().await?;
+        let mut refused = match self.examine(&mut session, folder).await? {
+            Ok(mailbox) => return Ok(self.opened(session, mailbox, can_push)),
+            Err(text) => text,
+        };
+        // Not there under that name: ask the server which folders it has.
+        let names = self
+            .step("listing the folders", list_folders(&mut session, &self.endpoint()))
+            .await?;
+        let mut name = folder.to_owned();
+        if let Some(real) = resolve_folder(folder, &names) {
+            if real != folder {
+                tracing::info!(
+                    account = %self.account.name,
+                    "folder {folder:?} is called {real:?} on {}", self.account.host
+                );
+                match self.examine(&mut session, &real).await? {
+                    Ok(mailbox) => return Ok(self.opened(session, mailbox, can_push)),
+                    Err(text) => refused = text,
+                }
+                name = real;
+            }
+            // It exists but cannot be opened: perhaps for now ([INUSE], [UNAVAILABLE]).
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "cannot open folder {name:?} on {}: {}",
+                    self.account.host,
+                    server_words(&refused)
+                ),
+            ));
+        }
+        Err(ProtoError::new(
+            ErrorKind::Folder,
+            format!(
+                "folder {folder:?} does not exist on {} ({}); {}",
+                self.account.host,
+                server_words(&refused),
+                folder_hint(folder, &names)
+            ),
+        ))
+    }
+
+    /// `EXAMINE`: the folder, or the server's refusal (`NO`); other failures are errors.
+    async fn examine(
+        &self,
+        session: &mut ImapSession,
+        folder: &str,
+    ) -> Result<Result<async_imap::types::Mailbox, String>, ProtoError> {
+        self.step("opening the folder", async {
+            match session.examine(folder).await {
+                Ok(mailbox) => Ok(Ok(mailbox)),
+                Err(async_imap::error::Error::No(text)) => Ok(Err(text)),
+                Err(other) => Err(self.imap_error(other, "opening the folder")),
+            }
+        })
+        .await
+    }
+
+    fn opened(
+        &self,
+        session: ImapSession,
+        mailbox: async_imap::types::Mailbox,
+        can_push: bool,
+    ) -> (Box<dyn Session>, FolderInfo) {
+        let info = FolderInfo {
+            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            exists: mailbox.exists,
+            can_push,
+        };
+        if !can_push {
+            tracing::info!(account = %self.account.name, "server does not offer IDLE: polling every interval");
+        }
+        let mut imap = Imap {
+            session: Some(session),
+            exists: mailbox.exists,
+            grew: false,
+            endpoint: self.endpoint(),
+            response_timeout: self.rt(),
+            catching_up_to: None,
+        };
+        imap.drain();
+        (Box::new(imap), info)
+    }
+
     fn imap_error(&self, e: async_imap::error::Error, what: &str) -> ProtoError {
         imap_error(&self.endpoint(), e, what)
     }
@@ -449,6 +541,98 @@ fn first_plain_warning(account: &str, endpoint: &str) -> bool {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert((account.to_owned(), endpoint.to_owned()))
+}
+
+/// The server's folders: each name with its hierarchy delimiter. Read one by one, so a server
+/// with thousands of folders costs their names, not a buffered response each.
+async fn list_folders(
+    session: &mut ImapSession,
+    endpoint: &str,
+) -> Result<Vec<(String, Option<String>)>, ProtoError> {
+    let mut names = Vec::new();
+    let mut stream = session
+        .list(Some(""), Some("*"))
+        .await
+        .map_err(|e| imap_error(endpoint, e, "listing the folders"))?;
+    while let Some(name) = stream
+        .try_next()
+        .await
+        .map_err(|e| imap_error(endpoint, e, "listing the folders"))?
+    {
+        if names.len() < 10_000 {
+            names.push((name.name().to_owned(), name.delimiter().map(str::to_owned)));
+        }
+    }
+    Ok(names)
+}
+
+/// `name` with every hierarchy separator ('/' or the server's `delimiter`) made one and the
+/// same, and `INBOX` (case-insensitive in IMAP) upper-cased.
+fn folder_key(name: &str, delimiter: Option<&str>) -> Vec<String> {
+    let mut parts: Vec<String> = vec![name.to_owned()];
+    for sep in ["/"].into_iter().chain(delimiter) {
+        if sep.is_empty() {
+            continue;
+        }
+        parts = parts
+            .iter()
+            .flat_map(|p| p.split(sep).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+    }
+    if let Some(first) = parts.first_mut()
+        && first.eq_ignore_ascii_case("INBOX")
+    {
+        *first = "INBOX".into();
+    }
+    parts
+}
+
+/// The server's name for `folder` when they differ only in the separator written ('/' for
+/// the server's '.', or the other way round) or the case of INBOX.
+fn resolve_folder(folder: &str, names: &[(String, Option<String>)]) -> Option<String> {
+    names
+        .iter()
+        .find(|(name, delim)| folder_key(name, delim.as_deref()) == folder_key(folder, delim.as_deref()))
+        .map(|(name, _)| name.clone())
+}
+
+/// What to tell the user about a folder that does not exist: a folder whose name ends the
+/// same way ("did you mean INBOX.Work?"), or one differing only in case, and the separator.
+fn folder_hint(folder: &str, names: &[(String, Option<String>)]) -> String {
+    let delim = names.iter().find_map(|(_, d)| d.clone());
+    let want = folder_key(folder, delim.as_deref());
+    let lower = |k: &[String]| k.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>();
+    let close: Vec<&str> = names
+        .iter()
+        .filter(|(name, d)| {
+            let key = folder_key(name, d.as_deref());
+            key.ends_with(&want) || lower(&key).ends_with(&lower(&want))
+        })
+        .map(|(name, _)| name.as_str())
+        .take(3)
+        .collect();
+    let separator = match &delim {
+        Some(d) => format!("this server separates folder levels with {d:?}"),
+        None => "this server has no folder hierarchy".into(),
+    };
+    match close.as_slice() {
+        [] => {
+            let some: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).take(8).collect();
+            format!(
+                "{separator}; its folders include {}",
+                if some.is_empty() {
+                    "none".into()
+                } else {
+                    some.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+                }
+            )
+        }
+        [one] => format!("did you mean {one:?}? ({separator})"),
+        many => format!(
+            "did you mean one of {}? ({separator})",
+            many.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// User names and passwords must not hold CR, LF or NUL: IMAP cannot carry them (in `LOGIN` a
@@ -528,40 +712,7 @@ impl async_imap::Authenticator for Sasl {
 #[async_trait]
 impl Connector for ImapConnector {
     async fn open(&self, folder: &str) -> Result<(Box<dyn Session>, FolderInfo), ProtoError> {
-        let (mut session, can_push) = self.login().await?;
-        let mailbox = self
-            .step("opening the folder", async {
-                session.examine(folder).await.map_err(|e| match e {
-                    async_imap::error::Error::No(text) => ProtoError::new(
-                        ErrorKind::Folder,
-                        format!(
-                            "cannot open folder {folder:?} on {}: {}",
-                            self.account.host,
-                            text.trim()
-                        ),
-                    ),
-                    other => self.imap_error(other, "opening the folder"),
-                })
-            })
-            .await?;
-        let info = FolderInfo {
-            uid_validity: mailbox.uid_validity.unwrap_or(0),
-            exists: mailbox.exists,
-            can_push,
-        };
-        if !can_push {
-            tracing::info!(account = %self.account.name, "server does not offer IDLE: polling every interval");
-        }
-        let mut imap = Imap {
-            session: Some(session),
-            exists: mailbox.exists,
-            grew: false,
-            endpoint: self.endpoint(),
-            response_timeout: self.rt(),
-            catching_up_to: None,
-        };
-        imap.drain();
-        Ok((Box::new(imap), info))
+        self.open_folder(folder).await
     }
 
     async fn open_probe(&self) -> Result<Box<dyn Probe>, ProtoError> {
