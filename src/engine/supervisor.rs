@@ -223,13 +223,16 @@ impl Supervisor {
         });
         let mut seen = self.baseline(session, info, last, *first_session).await?;
         *first_session = false;
-        self.backoff.reset();
         self.caught_up = true;
 
         loop {
             let settings = self.settings.borrow_and_update().clone();
             self.set_state(Idle);
             let (wake, why, initiated) = self.wait(session, info.can_push, &settings).await?;
+            // The backoff starts afresh only once the session has waited once (IDLE begun
+            // and ended): a server that refuses IDLE every time is retried with a growing
+            // delay, not once a second.
+            self.backoff.reset();
             if why == Why::Stop {
                 return Ok(());
             }

@@ -240,6 +240,12 @@ pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<native_tls::Certificate
 pub(crate) const MAX_LITERAL: u64 = 1 << 20;
 /// The most one response may hold: its lines and literals up to the CRLF that ends it.
 pub(crate) const MAX_RESPONSE: u64 = 2 << 20;
+/// The most one response may hold outside its literals. async-imap parses an unfinished
+/// response again from its start after every read of at most 4 KiB, so the work on a line
+/// grows with its square: this bound keeps a line without end cheap as well as small. (A
+/// `SEARCH` answer is one line: 512 KiB hold some 70 000 UIDs; mailpulse counts new
+/// messages without SEARCH.)
+pub(crate) const MAX_LINE: u64 = 512 << 10;
 
 /// A byte stream that refuses what the IMAP codec above it would have to hold in memory without
 /// bound, before the codec sees it: a literal announced larger than [`MAX_LITERAL`] (async-imap
@@ -330,6 +336,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Bounded<S> {
 pub(crate) struct Scan {
     /// Bytes of the current response so far (lines and literals).
     response: u64,
+    /// The part of it outside literals.
+    line: u64,
     /// Bytes of literal still to come; 0 = reading a line.
     literal: u64,
     /// Where the end of the current line stands in a possible `{N}` / `{N+}` announcement.
@@ -369,6 +377,7 @@ impl Scan {
                 self.literal -= 1;
             } else {
                 self.response += 1;
+                self.line += 1;
             }
             self.tail = match (self.tail, b) {
                 (_, b'{') => Tail::Open,
@@ -397,6 +406,7 @@ impl Scan {
                     if !in_literal {
                         // The response ends here.
                         self.response = 0;
+                        self.line = 0;
                     }
                     Tail::Other
                 }
@@ -405,6 +415,12 @@ impl Scan {
             if self.literal == 0 && in_literal {
                 // The literal's last byte: what follows is line again.
                 self.tail = Tail::Other;
+            }
+            if self.line > MAX_LINE {
+                return self.fail(format!(
+                    "the server sent a line of more than {MAX_LINE} bytes without ending it; \
+                     mailpulse reads at most that in one response"
+                ));
             }
             if self.response > MAX_RESPONSE {
                 return self.fail(format!(
@@ -476,7 +492,8 @@ mod tests {
             }
             assert!(fed <= MAX_RESPONSE, "no error after {fed} bytes");
         };
-        assert!(err.contains("one response"), "{err}");
+        assert!(err.contains("without ending it"), "{err}");
+        assert!(fed <= MAX_LINE, "{fed}");
     }
 
     #[test]
@@ -557,6 +574,7 @@ mod tests {
                     break;
                 }
                 proptest::prop_assert!(scan.pending() <= MAX_RESPONSE);
+                proptest::prop_assert!(scan.line <= MAX_LINE);
             }
         }
     }

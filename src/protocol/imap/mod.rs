@@ -486,6 +486,7 @@ impl ImapConnector {
             endpoint: self.endpoint(),
             response_timeout: self.rt(),
             catching_up_to: None,
+            bye: None,
         };
         imap.drain();
         (Box::new(imap), info)

@@ -17,6 +17,9 @@ pub(super) struct Imap {
     pub(super) response_timeout: Duration,
     /// The newest UID as asked at the start of the catch-up in progress.
     pub(super) catching_up_to: Option<u32>,
+    /// The server said `BYE` (its text): async-imap passes it on as an unsolicited response
+    /// and ends the command's answer as if complete.
+    pub(super) bye: Option<String>,
 }
 
 /// UIDs per catch-up batch: 200 envelopes are some 100 KB, seconds on a slow link.
@@ -46,7 +49,25 @@ impl Imap {
         let r = session.noop().await;
         r.map_err(|e| self.err(e, "sending NOOP"))?;
         self.drain();
+        self.check_bye("sending NOOP")?;
         Ok(self.exists == 0)
+    }
+
+    /// A `BYE` that arrived with an answer: the session is over, whatever the answer looked like.
+    pub(super) fn check_bye(&mut self, what: &str) -> Result<(), ProtoError> {
+        match self.bye.take() {
+            Some(text) => {
+                self.session = None;
+                Err(ProtoError::new(
+                    ErrorKind::Disconnected,
+                    format!(
+                        "{}: the server ended the session while {what}: {text}",
+                        self.endpoint
+                    ),
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Apply the unsolicited EXISTS/EXPUNGE the server sent along with other answers.
@@ -61,6 +82,20 @@ impl Imap {
                     self.exists = n;
                 }
                 UnsolicitedResponse::Expunge(_) => self.exists = self.exists.saturating_sub(1),
+                UnsolicitedResponse::Other(data) => {
+                    if let Response::Data {
+                        status: Status::Bye,
+                        outcome,
+                    } = data.parsed()
+                    {
+                        self.bye = Some(
+                            outcome
+                                .information
+                                .as_deref()
+                                .map_or_else(|| "BYE".to_owned(), clip),
+                        );
+                    }
+                }
                 _ => {}
             }
         }
@@ -80,6 +115,7 @@ impl Imap {
         .await;
         let fetches = result.map_err(|e| self.err(e, "fetching"))?;
         self.drain();
+        self.check_bye("fetching")?;
         Ok(fetches.iter().filter_map(mail_item).collect())
     }
 }
@@ -153,17 +189,40 @@ impl Session for Imap {
         })
     }
 
+    /// By sequence numbers, which grow with UIDs: a binary search for the first message above
+    /// `uid`, one `FETCH n (UID)` per step (17 for 100 000 messages), each answer a line.
+    /// `UID SEARCH` would answer with every UID in one line, unbounded.
     async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError> {
-        if self.exists == 0 {
-            return Ok(0);
-        }
-        let session = self.session()?;
-        let r = session
-            .uid_search(format!("UID {}:*", uid.saturating_add(1)))
+        let (mut lo, mut hi) = (1u32, self.exists);
+        // The answer is `lo` once lo > hi: messages lo..=exists are above `uid`.
+        for _ in 0..40 {
+            if lo > hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            let session = self.session()?;
+            let r = async {
+                let stream = session.fetch(mid.to_string(), "(UID)").await?;
+                stream.try_collect::<Vec<Fetch>>().await
+            }
             .await;
-        let uids = r.map_err(|e| self.err(e, "searching new messages"))?;
-        self.drain();
-        Ok(uids.into_iter().filter(|u| *u > uid).count() as u32)
+            let fetched = r.map_err(|e| self.err(e, "counting new messages"))?;
+            self.drain();
+            self.check_bye("counting new messages")?;
+            let Some(at) = fetched.iter().find(|f| f.message == mid).and_then(|f| f.uid) else {
+                // Expunged meanwhile: the count is for the next session to make.
+                return Err(ProtoError::new(
+                    ErrorKind::Protocol,
+                    format!("{}: message {mid} vanished while counting", self.endpoint),
+                ));
+            };
+            if at > uid {
+                hi = mid - 1;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(self.exists.saturating_add(1).saturating_sub(lo))
     }
 
     /// IDLE, written on async-imap's plain command/response calls rather than its IDLE
