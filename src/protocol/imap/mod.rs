@@ -507,10 +507,18 @@ fn imap_error(endpoint: &str, e: async_imap::error::Error, what: &str) -> ProtoE
             | std::io::ErrorKind::BrokenPipe => {
                 (ErrorKind::Disconnected, format!("connection lost ({io})"))
             }
-            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => (
-                ErrorKind::Protocol,
-                format!("malformed reply: {}", clip(&io.to_string())),
-            ),
+            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => {
+                let text = io.to_string();
+                // async-imap's parser error is its debug output, then the bytes it could not
+                // parse (escaped): only the bytes say something to a user.
+                let detail = match text.split_once(" during parsing of ") {
+                    Some((_, bytes)) => {
+                        format!("the server sent something that is not IMAP: {}", clip(bytes))
+                    }
+                    None => format!("malformed reply: {}", clip(&text)),
+                };
+                (ErrorKind::Protocol, detail)
+            }
             _ => (ErrorKind::Disconnected, io.to_string()),
         },
         Error::ConnectionLost => (
