@@ -673,11 +673,16 @@ fn check_credentials(user: &str, password: &secret::Secret) -> Result<(), ProtoE
 /// form (`code: Some(..), info: Some("text")`).
 pub(super) fn server_words(text: &str) -> String {
     let text = text.trim();
-    if let Some(info) = text.split_once("info: Some(\"").map(|(_, rest)| rest) {
+    let info = text
+        .split_once("info: Some(\"")
+        .or_else(|| text.split_once("information: Some(\""))
+        .map(|(_, rest)| rest);
+    if let Some(info) = info {
+        let info = info.trim_end_matches(['}', ' ']);
         let info = info.strip_suffix("\")").unwrap_or(info);
         return clip(&info.replace("\\\"", "\"").replace("\\\\", "\\"));
     }
-    if text.is_empty() || text.ends_with("info: None") {
+    if text.is_empty() || text.ends_with("info: None") || text.contains("information: None") {
         return "no reason given".into();
     }
     clip(text)

@@ -42,6 +42,16 @@ fn server_words_are_the_servers_text_not_debug_output() {
         "no reason given"
     );
     assert_eq!(server_words("  plain text "), "plain text");
+    assert_eq!(
+        server_words(
+            "outcome: Outcome { code: None, information: Some(\"Mailbox doesn't exist: Work\") }"
+        ),
+        "Mailbox doesn't exist: Work"
+    );
+    assert_eq!(
+        server_words("outcome: Outcome { code: None, information: None }"),
+        "no reason given"
+    );
 }
 
 proptest::proptest! {
