@@ -169,9 +169,7 @@ mod tests {
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(move || Capture(sink.clone()))
             .with_filter(filter);
-        let subscriber = tracing_subscriber::registry()
-            .with(clamp())
-            .with(layer);
+        let subscriber = tracing_subscriber::registry().with(clamp()).with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::trace!(target: "async_imap::imap_stream", "encode: LOGIN user s3cret");
             tracing::debug!(target: "async_imap", "debug s3cret");
@@ -190,7 +188,10 @@ mod tests {
     struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
     impl std::io::Write for Capture {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().push(String::from_utf8_lossy(b).into_owned());
+            self.0
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(b).into_owned());
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {

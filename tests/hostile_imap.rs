@@ -139,12 +139,20 @@ fn a_hundred_thousand_new_messages_arrive_in_bounded_batches() {
     let mut last_uid = 0u64;
     let started = Instant::now();
     while count < N - 1 {
-        assert!(started.elapsed() < secs(240), "only {count} new_mail events");
-        let events = w.until(secs(60), |v| v["type"] == "new_mail" || v["type"] == "error");
+        assert!(
+            started.elapsed() < secs(240),
+            "only {count} new_mail events"
+        );
+        let events = w.until(secs(60), |v| {
+            v["type"] == "new_mail" || v["type"] == "error"
+        });
         let event = events.last().unwrap();
         assert_eq!(event["type"], "new_mail", "{event}");
         let uid = event["uid"].as_u64().unwrap();
-        assert!(uid > last_uid, "each once, in order: {uid} after {last_uid}");
+        assert!(
+            uid > last_uid,
+            "each once, in order: {uid} after {last_uid}"
+        );
         last_uid = uid;
         count += 1;
     }
@@ -198,6 +206,10 @@ fn a_bye_in_the_middle_of_a_command_is_a_disconnect_and_a_reconnect() {
     let server = Hostile::start(Misbehaviour::ByeMidCommand);
     let (_home, w) = agent(&server);
     let error = error_then_reconnect(&server, &w, "disconnected", secs(8), 5);
-    assert!(error["message"].as_str().unwrap().contains("127.0.0.1") || error["message"].as_str().unwrap().contains("localhost"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("127.0.0.1")
+            || error["message"].as_str().unwrap().contains("localhost"),
+        "{error}"
+    );
     finish(w);
 }

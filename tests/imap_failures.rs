@@ -610,8 +610,7 @@ fn no_password_in_any_log_at_any_level() {
     // What a trace of the credentials could look like: the password itself, or SASL PLAIN's
     // base64 of "\0user\0password".
     use base64::Engine as _;
-    let plain =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
     for filter in [
         "trace",
         "trace,async_imap=trace,async_imap::imap_stream=trace,imap_proto=trace",
@@ -624,12 +623,24 @@ fn no_password_in_any_log_at_any_level() {
         let stderr = w.stderr_text();
         let stdout = w.stdout_text();
         // The trace is on: the agent's own lines are there.
-        assert!(stderr.contains("TRACE") || stderr.contains("DEBUG"), "{stderr}");
+        assert!(
+            stderr.contains("TRACE") || stderr.contains("DEBUG"),
+            "{stderr}"
+        );
         let log = log_files_text(&home);
-        for (name, text) in [("stderr", &*stderr), ("stdout", &*stdout), ("log file", &*log)] {
-            assert!(!text.contains(PASSWORD), "{filter}: password in {name}:\n{text}");
-            assert!(!text.contains(&plain), "{filter}: PLAIN credentials in {name}:\n{text}");
+        for (name, text) in [
+            ("stderr", &*stderr),
+            ("stdout", &*stdout),
+            ("log file", &*log),
+        ] {
+            assert!(
+                !text.contains(PASSWORD),
+                "{filter}: password in {name}:\n{text}"
+            );
+            assert!(
+                !text.contains(&plain),
+                "{filter}: PLAIN credentials in {name}:\n{text}"
+            );
         }
     }
 }
-

@@ -467,7 +467,10 @@ mod tests {
     #[test]
     fn a_huge_literal_is_refused_when_announced() {
         let mut scan = Scan::default();
-        assert!(scan.feed(b"* 1 FETCH (UID 7 ENVELOPE (NIL {12}\r\nhello world!").is_ok());
+        assert!(
+            scan.feed(b"* 1 FETCH (UID 7 ENVELOPE (NIL {12}\r\nhello world!")
+                .is_ok()
+        );
         let e = scan.feed(b" {400000000}\r\n").unwrap_err();
         assert!(e.contains("400000000"), "{e}");
         // Split across reads, and in the LITERAL+ form.
@@ -477,7 +480,10 @@ mod tests {
         assert!(scan.feed(b"\n").is_err());
         // A literal at the limit is fine.
         let mut scan = Scan::default();
-        assert!(scan.feed(format!("* 1 FETCH (X {MAX_LITERAL}}}\r\n").as_bytes()).is_ok());
+        assert!(
+            scan.feed(format!("* 1 FETCH (X {MAX_LITERAL}}}\r\n").as_bytes())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -538,7 +544,9 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(64 * 1024);
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            let _ = server.write_all(b"* OK [CAPABILITY IMAP4rev1] hi\r\n").await;
+            let _ = server
+                .write_all(b"* OK [CAPABILITY IMAP4rev1] hi\r\n")
+                .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = server.write_all(b"* 1 FETCH (BODY[] {400000000}\r\n").await;
             tokio::time::sleep(Duration::from_secs(5)).await;

@@ -204,7 +204,10 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 }
                 shared.logins.fetch_add(1, Ordering::SeqCst);
                 if shared.how == Misbehaviour::AuthFailed {
-                    write!(out, "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")?;
+                    write!(
+                        out,
+                        "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+                    )?;
                 } else {
                     write!(out, "{tag} OK logged in\r\n")?;
                 }

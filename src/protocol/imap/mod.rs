@@ -413,7 +413,10 @@ impl ImapConnector {
         };
         // Not there under that name: ask the server which folders it has.
         let names = self
-            .step("listing the folders", list_folders(&mut session, &self.endpoint()))
+            .step(
+                "listing the folders",
+                list_folders(&mut session, &self.endpoint()),
+            )
             .await?;
         let mut name = folder.to_owned();
         if let Some(real) = resolve_folder(folder, &names) {
@@ -513,7 +516,10 @@ fn imap_error(endpoint: &str, e: async_imap::error::Error, what: &str) -> ProtoE
                 // parse (escaped): only the bytes say something to a user.
                 let detail = match text.split_once(" during parsing of ") {
                     Some((_, bytes)) => {
-                        format!("the server sent something that is not IMAP: {}", clip(bytes))
+                        format!(
+                            "the server sent something that is not IMAP: {}",
+                            clip(bytes)
+                        )
                     }
                     None => format!("malformed reply: {}", clip(&text)),
                 };
@@ -601,7 +607,9 @@ fn folder_key(name: &str, delimiter: Option<&str>) -> Vec<String> {
 fn resolve_folder(folder: &str, names: &[(String, Option<String>)]) -> Option<String> {
     names
         .iter()
-        .find(|(name, delim)| folder_key(name, delim.as_deref()) == folder_key(folder, delim.as_deref()))
+        .find(|(name, delim)| {
+            folder_key(name, delim.as_deref()) == folder_key(folder, delim.as_deref())
+        })
         .map(|(name, _)| name.clone())
 }
 
@@ -632,14 +640,20 @@ fn folder_hint(folder: &str, names: &[(String, Option<String>)]) -> String {
                 if some.is_empty() {
                     "none".into()
                 } else {
-                    some.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+                    some.iter()
+                        .map(|n| format!("{n:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             )
         }
         [one] => format!("did you mean {one:?}? ({separator})"),
         many => format!(
             "did you mean one of {}? ({separator})",
-            many.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

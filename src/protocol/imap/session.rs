@@ -209,7 +209,11 @@ impl Session for Imap {
             let fetched = r.map_err(|e| self.err(e, "counting new messages"))?;
             self.drain();
             self.check_bye("counting new messages")?;
-            let Some(at) = fetched.iter().find(|f| f.message == mid).and_then(|f| f.uid) else {
+            let Some(at) = fetched
+                .iter()
+                .find(|f| f.message == mid)
+                .and_then(|f| f.uid)
+            else {
                 // Expunged meanwhile: the count is for the next session to make.
                 return Err(ProtoError::new(
                     ErrorKind::Protocol,
@@ -315,11 +319,7 @@ pub(super) struct Untagged {
 type Tag = async_imap::imap_proto::RequestId;
 
 /// One response from the connection, or the error that ended it.
-fn read<T>(
-    r: std::io::Result<Option<T>>,
-    endpoint: &str,
-    what: &str,
-) -> Result<T, ProtoError> {
+fn read<T>(r: std::io::Result<Option<T>>, endpoint: &str, what: &str) -> Result<T, ProtoError> {
     match r {
         Ok(Some(resp)) => Ok(resp),
         Ok(None) => Err(ProtoError::new(

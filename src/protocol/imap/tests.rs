@@ -99,24 +99,42 @@ proptest::proptest! {
 }
 
 fn dovecot_names() -> Vec<(String, Option<String>)> {
-    ["INBOX", "INBOX.Work", "INBOX.Work.2026", "INBOX.Sent", "INBOX.Archive"]
-        .iter()
-        .map(|n| (n.to_string(), Some(".".to_string())))
-        .collect()
+    [
+        "INBOX",
+        "INBOX.Work",
+        "INBOX.Work.2026",
+        "INBOX.Sent",
+        "INBOX.Archive",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Some(".".to_string())))
+    .collect()
 }
 
 #[test]
 fn folder_names_resolve_across_separators_and_inbox_case() {
     let names = dovecot_names();
-    assert_eq!(resolve_folder("INBOX/Work", &names).as_deref(), Some("INBOX.Work"));
-    assert_eq!(resolve_folder("inbox/Work/2026", &names).as_deref(), Some("INBOX.Work.2026"));
-    assert_eq!(resolve_folder("INBOX.Sent", &names).as_deref(), Some("INBOX.Sent"));
+    assert_eq!(
+        resolve_folder("INBOX/Work", &names).as_deref(),
+        Some("INBOX.Work")
+    );
+    assert_eq!(
+        resolve_folder("inbox/Work/2026", &names).as_deref(),
+        Some("INBOX.Work.2026")
+    );
+    assert_eq!(
+        resolve_folder("INBOX.Sent", &names).as_deref(),
+        Some("INBOX.Sent")
+    );
     assert_eq!(resolve_folder("Work", &names), None);
     let slash: Vec<_> = [("Work/Projects", "/")]
         .iter()
         .map(|(n, d)| (n.to_string(), Some(d.to_string())))
         .collect();
-    assert_eq!(resolve_folder("Work/Projects", &slash).as_deref(), Some("Work/Projects"));
+    assert_eq!(
+        resolve_folder("Work/Projects", &slash).as_deref(),
+        Some("Work/Projects")
+    );
 }
 
 #[test]
