@@ -644,3 +644,65 @@ fn no_password_in_any_log_at_any_level() {
         }
     }
 }
+
+/// A password with 8-bit characters (and a space) logs in as SASL PLAIN — UTF-8, base64 — not as
+/// a quoted `LOGIN` string; a password holding a line break (which in `LOGIN` would end the
+/// command and start another) is refused in words before anything is connected.
+#[test]
+fn passwords_go_as_sasl_plain_and_line_breaks_never_reach_a_server() {
+    let password = "pässwörd €uro";
+    let d = Dovecot::start(DovecotOptions {
+        users: vec![(USER.to_string(), password.to_string())],
+        ..DovecotOptions::default()
+    });
+    let home = setup(
+        &d,
+        Account {
+            password,
+            ..plain(d.imap_port())
+        },
+        "",
+    );
+    let out = home.run(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commands = d.imap_commands(USER);
+    assert!(
+        commands.iter().any(|c| c.contains("AUTHENTICATE PLAIN")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.to_uppercase().contains(" LOGIN ")),
+        "{commands:?}"
+    );
+
+    // Nothing may connect to this port.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = Home::new();
+    home.write_config(&config(
+        &home,
+        &[Account {
+            password: "secret\r\nA1 DELETE INBOX",
+            ..plain(port)
+        }],
+        "response_timeout_secs = 3",
+    ));
+    let out = home.run_within(&["check"], secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line break") && !stderr.contains("DELETE"),
+        "{stderr}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "a connection was opened for a password that cannot be sent"
+    );
+}
