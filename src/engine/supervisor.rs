@@ -387,35 +387,57 @@ impl Supervisor {
         let rt = self.response_timeout();
         // In batches, each with its own deadline, progress saved after each: a backlog of any
         // size advances on a slow link instead of timing out as a whole and starting over.
-        // Each batch moves past at least one UID, so this ends.
-        loop {
-            let batch = bounded(
-                self.endpoint(),
-                rt,
-                "fetching new messages",
-                session.items_batch(seen.uid),
-            )
-            .await?;
-            let mut items = batch.items;
-            items.retain(|item| item.uid > seen.uid);
-            items.sort_by_key(|item| item.uid);
-            for item in items {
-                seen.uid = item.uid;
-                self.emit(Event::NewMail {
-                    account: self.account.clone(),
-                    folder: self.folder.clone(),
-                    uid_validity: seen.uid_validity,
-                    item,
-                });
+        // Each batch moves past at least one UID, so this ends. The first ONE_BY_ONE messages
+        // are announced one by one; the rest of a big backlog becomes one summary (a toast and
+        // a hook run per message would flood the desktop).
+        let mut announced = 0;
+        let mut rest: Option<(u32, MailItem)> = None;
+        let result = async {
+            loop {
+                let batch = bounded(
+                    self.endpoint(),
+                    rt,
+                    "fetching new messages",
+                    session.items_batch(seen.uid),
+                )
+                .await?;
+                let mut items = batch.items;
+                items.retain(|item| item.uid > seen.uid);
+                items.sort_by_key(|item| item.uid);
+                for item in items {
+                    seen.uid = item.uid;
+                    if announced < ONE_BY_ONE {
+                        announced += 1;
+                        self.emit(Event::NewMail {
+                            account: self.account.clone(),
+                            folder: self.folder.clone(),
+                            uid_validity: seen.uid_validity,
+                            item,
+                        });
+                    } else {
+                        let count = rest.as_ref().map_or(0, |(n, _)| *n);
+                        rest = Some((count + 1, item));
+                    }
+                }
+                match batch.covered {
+                    Some(upto) if upto > seen.uid => seen.uid = upto,
+                    Some(_) => {}
+                    None => return Ok(()),
+                }
+                self.store
+                    .set(&self.account, &self.folder, &self.server, *seen);
             }
-            match batch.covered {
-                Some(upto) if upto > seen.uid => seen.uid = upto,
-                Some(_) => {}
-                None => break,
-            }
-            self.store
-                .set(&self.account, &self.folder, &self.server, *seen);
         }
+        .await;
+        if let Some((count, newest)) = rest {
+            self.emit(Event::MissedMail {
+                account: self.account.clone(),
+                folder: self.folder.clone(),
+                count,
+                newest,
+            });
+        }
+        result?;
         self.store
             .set(&self.account, &self.folder, &self.server, *seen);
         Ok(())
@@ -451,6 +473,9 @@ async fn bounded<T>(
         Err(_) => Err(dead(&endpoint, limit, what)),
     }
 }
+
+/// Messages of one catch-up announced one by one; beyond, one `MissedMail` summary.
+const ONE_BY_ONE: usize = 200;
 
 /// A connection attempt older than this is abandoned when "Check now" (or a network change,
 /// or a resume) arrives: it was most likely started on the old network and would only end at
