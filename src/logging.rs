@@ -2,8 +2,9 @@
 //! config enables it, `mailpulse.log` in the platform's log directory, rotated by size: at most
 //! [`KEEP_FILES`] files of [`FILE_BYTES`] each (`mailpulse.log`, `mailpulse.log.1`, …), private
 //! to the user (0600).
-//! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic, and
-//! ureq's the OAuth2 token requests.
+//! Protocol libraries are capped at `warn`: their traces would contain raw IMAP traffic (the
+//! `LOGIN` line with the password), and ureq's the OAuth2 token requests. The cap is a global
+//! filter in front of every layer, so no `RUST_LOG` directive and no configured level can lift it.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -24,6 +25,30 @@ const QUIET_DEPS: [&str; 4] = [
     "ureq=warn",
     "ureq_proto=warn",
 ];
+
+/// Targets whose events may carry raw protocol bytes — async-imap traces every command it
+/// sends, `LOGIN` with its password and `AUTHENTICATE` with its credentials included — and how
+/// verbose they may ever be. [`clamp`] enforces this whatever `RUST_LOG` or the config says: an
+/// `EnvFilter` directive such as `async_imap::imap_stream=trace` is more specific than the
+/// defaults in [`QUIET_DEPS`] and would win over them.
+const CLAMPED: [&str; 4] = ["async_imap", "imap_proto", "ureq", "ureq_proto"];
+
+/// Whether an event or span of `meta` may be logged at all: nothing more verbose than `warn`
+/// from the [`CLAMPED`] targets (and their modules), on any layer.
+fn allowed(meta: &tracing::Metadata<'_>) -> bool {
+    let target = meta.target();
+    let clamped = CLAMPED.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    !clamped || *meta.level() <= tracing::Level::WARN
+}
+
+/// A global filter in front of every layer: see [`allowed`].
+fn clamp() -> tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(allowed as fn(&tracing::Metadata<'_>) -> bool)
+}
 
 fn quiet(mut filter: EnvFilter) -> EnvFilter {
     for directive in QUIET_DEPS {
@@ -112,6 +137,7 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         )
     });
     let _ = tracing_subscriber::registry()
+        .with(clamp())
         .with(stderr)
         .with(file)
         .try_init();
@@ -129,6 +155,49 @@ pub fn apply(logging: &Logging) {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// However verbose the user asks for, the protocol libraries' traces (raw commands, the
+    /// password among them) are never enabled.
+    #[test]
+    fn protocol_traces_are_clamped_whatever_the_directives() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = seen.clone();
+        let filter = quiet(EnvFilter::new(
+            "trace,async_imap=trace,async_imap::imap_stream=trace,imap_proto=trace",
+        ));
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || Capture(sink.clone()))
+            .with_filter(filter);
+        let subscriber = tracing_subscriber::registry().with(clamp()).with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "async_imap::imap_stream", "encode: LOGIN user s3cret");
+            tracing::debug!(target: "async_imap", "debug s3cret");
+            tracing::trace!(target: "imap_proto::parser", "s3cret");
+            tracing::warn!(target: "async_imap", "a warning");
+            tracing::trace!(target: "other_crate", "another crate");
+            tracing::trace!(target: "mailpulse::engine", "ours");
+        });
+        let text = seen.lock().unwrap().concat();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("a warning"), "{text}");
+        assert!(text.contains("another crate"), "{text}");
+        assert!(text.contains("ours"), "{text}");
+    }
+
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(b).into_owned());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn filters_parse() {

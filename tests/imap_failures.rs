@@ -544,3 +544,165 @@ fn resume_from_suspend_checks_the_connection_at_once() {
         w.stderr_text()
     );
 }
+
+/// A folder written without the server's namespace prefix ("Work" where the server — separator
+/// "." and prefix "INBOX." — calls it "INBOX.Work"): a folder error in words that suggests the
+/// real name, reported once, retried no sooner than after a rejected password (no login for it
+/// while the test watches). The same folder written "INBOX/Work" opens under the server's name.
+#[test]
+fn a_folder_under_another_name_is_a_config_error_with_a_suggestion_and_slow_retries() {
+    let d = Dovecot::start(DovecotOptions {
+        inbox_prefix_namespace: true,
+        ..DovecotOptions::default()
+    });
+    d.doveadm(&["mailbox", "create", "-u", USER, "INBOX.Work"]);
+    let home = setup(
+        &d,
+        Account {
+            extra: "folders = [\"INBOX/Work\", \"Work\"]\n",
+            ..tls(&d)
+        },
+        "",
+    );
+    let mut w = Watch::start(&home);
+    let mut seen = w.until(secs(30), |v| v["type"] == "error");
+    let error = seen.last().unwrap().clone();
+    assert_eq!(error["kind"], "folder", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("folder \"Work\" does not exist")
+            && message.contains("did you mean \"INBOX.Work\"?")
+            && !message.contains("Outcome")
+            && !message.contains("info:"),
+        "{message}"
+    );
+    if !seen.iter().any(|v| v["type"] == "connected") {
+        seen.extend(w.until_type(secs(30), "connected"));
+    }
+    let connected = of_type(&seen, "connected");
+    assert_eq!(connected[0]["folder"], "INBOX/Work", "{connected:?}");
+    let logins = d.login_attempts(USER);
+    let later = w.during(secs(15));
+    assert!(
+        of_type(&later, "error").is_empty(),
+        "reported once: {later:?}"
+    );
+    assert_eq!(
+        d.login_attempts(USER),
+        logins,
+        "no retry within seconds for a folder that does not exist\n{}",
+        w.stderr_text()
+    );
+    assert!(w.stop());
+}
+
+/// No password reaches stderr or the log file, whatever the log level asked for:
+/// `RUST_LOG=trace` with `async_imap=trace` (the target whose traces carry every command sent,
+/// LOGIN and AUTHENTICATE included) and a trace-level log file.
+#[test]
+fn no_password_in_any_log_at_any_level() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "");
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    home.write_config(&format!(
+        "{text}\n[logging]\nenabled = true\nlevel = \"trace\"\n"
+    ));
+    // What a trace of the credentials could look like: the password itself, or SASL PLAIN's
+    // base64 of "\0user\0password".
+    use base64::Engine as _;
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
+    for filter in [
+        "trace",
+        "trace,async_imap=trace,async_imap::imap_stream=trace,imap_proto=trace",
+    ] {
+        // `watch` (check logs nothing): until the session idles, then a clean stop.
+        let mut w = Watch::start_with(&home, &[("RUST_LOG", filter)]);
+        connected(&w);
+        w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+        assert!(w.stop());
+        let stderr = w.stderr_text();
+        let stdout = w.stdout_text();
+        // The trace is on: the agent's own lines are there.
+        assert!(
+            stderr.contains("TRACE") || stderr.contains("DEBUG"),
+            "{stderr}"
+        );
+        let log = log_files_text(&home);
+        for (name, text) in [
+            ("stderr", &*stderr),
+            ("stdout", &*stdout),
+            ("log file", &*log),
+        ] {
+            assert!(
+                !text.contains(PASSWORD),
+                "{filter}: password in {name}:\n{text}"
+            );
+            assert!(
+                !text.contains(&plain),
+                "{filter}: PLAIN credentials in {name}:\n{text}"
+            );
+        }
+    }
+}
+
+/// A password with 8-bit characters (and a space) logs in as SASL PLAIN — UTF-8, base64 — not as
+/// a quoted `LOGIN` string; a password holding a line break (which in `LOGIN` would end the
+/// command and start another) is refused in words before anything is connected.
+#[test]
+fn passwords_go_as_sasl_plain_and_line_breaks_never_reach_a_server() {
+    let password = "pässwörd €uro";
+    let d = Dovecot::start(DovecotOptions {
+        users: vec![(USER.to_string(), password.to_string())],
+        ..DovecotOptions::default()
+    });
+    let home = setup(
+        &d,
+        Account {
+            password,
+            ..plain(d.imap_port())
+        },
+        "",
+    );
+    let out = home.run(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commands = d.imap_commands(USER);
+    assert!(
+        commands.iter().any(|c| c.contains("AUTHENTICATE PLAIN")),
+        "{commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.to_uppercase().contains(" LOGIN ")),
+        "{commands:?}"
+    );
+
+    // Nothing may connect to this port.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = Home::new();
+    home.write_config(&config(
+        &home,
+        &[Account {
+            password: "secret\r\nA1 DELETE INBOX",
+            ..plain(port)
+        }],
+        "response_timeout_secs = 3",
+    ));
+    let out = home.run_within(&["check"], secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line break") && !stderr.contains("DELETE"),
+        "{stderr}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "a connection was opened for a password that cannot be sent"
+    );
+}

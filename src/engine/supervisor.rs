@@ -148,7 +148,12 @@ impl Supervisor {
                     }
                 }
             };
-            let delay = self.backoff.next_delay(failure.kind);
+            let mut delay = self.backoff.next_delay(failure.kind);
+            if failure.kind == ErrorKind::Folder {
+                // A folder the server does not have is a configuration error: a reconnect
+                // cannot fix it, so retry as slowly as after a rejected password.
+                delay = delay.max(super::backoff::AUTH_MIN);
+            }
             tracing::info!(
                 account = %self.account, folder = %self.folder, kind = %failure.kind,
                 "{}; retrying in {:.1} s", failure.message, delay.as_secs_f64()
@@ -218,13 +223,16 @@ impl Supervisor {
         });
         let mut seen = self.baseline(session, info, last, *first_session).await?;
         *first_session = false;
-        self.backoff.reset();
         self.caught_up = true;
 
         loop {
             let settings = self.settings.borrow_and_update().clone();
             self.set_state(Idle);
             let (wake, why, initiated) = self.wait(session, info.can_push, &settings).await?;
+            // The backoff starts afresh only once the session has waited once (IDLE begun
+            // and ended): a server that refuses IDLE every time is retried with a growing
+            // delay, not once a second.
+            self.backoff.reset();
             if why == Why::Stop {
                 return Ok(());
             }
@@ -377,24 +385,59 @@ impl Supervisor {
         seen: &mut Seen,
     ) -> Result<(), ProtoError> {
         let rt = self.response_timeout();
-        let mut items = bounded(
-            self.endpoint(),
-            rt,
-            "fetching new messages",
-            session.items_after(seen.uid),
-        )
-        .await?;
-        items.retain(|item| item.uid > seen.uid);
-        items.sort_by_key(|item| item.uid);
-        for item in items {
-            seen.uid = item.uid;
-            self.emit(Event::NewMail {
+        // In batches, each with its own deadline, progress saved after each: a backlog of any
+        // size advances on a slow link instead of timing out as a whole and starting over.
+        // Each batch moves past at least one UID, so this ends. The first ONE_BY_ONE messages
+        // are announced one by one; the rest of a big backlog becomes one summary (a toast and
+        // a hook run per message would flood the desktop).
+        let mut announced = 0;
+        let mut rest: Option<(u32, MailItem)> = None;
+        let result = async {
+            loop {
+                let batch = bounded(
+                    self.endpoint(),
+                    rt,
+                    "fetching new messages",
+                    session.items_batch(seen.uid),
+                )
+                .await?;
+                let mut items = batch.items;
+                items.retain(|item| item.uid > seen.uid);
+                items.sort_by_key(|item| item.uid);
+                for item in items {
+                    seen.uid = item.uid;
+                    if announced < ONE_BY_ONE {
+                        announced += 1;
+                        self.emit(Event::NewMail {
+                            account: self.account.clone(),
+                            folder: self.folder.clone(),
+                            uid_validity: seen.uid_validity,
+                            item,
+                        });
+                    } else {
+                        let count = rest.as_ref().map_or(0, |(n, _)| *n);
+                        rest = Some((count + 1, item));
+                    }
+                }
+                match batch.covered {
+                    Some(upto) if upto > seen.uid => seen.uid = upto,
+                    Some(_) => {}
+                    None => return Ok(()),
+                }
+                self.store
+                    .set(&self.account, &self.folder, &self.server, *seen);
+            }
+        }
+        .await;
+        if let Some((count, newest)) = rest {
+            self.emit(Event::MissedMail {
                 account: self.account.clone(),
                 folder: self.folder.clone(),
-                uid_validity: seen.uid_validity,
-                item,
+                count,
+                newest,
             });
         }
+        result?;
         self.store
             .set(&self.account, &self.folder, &self.server, *seen);
         Ok(())
@@ -430,6 +473,9 @@ async fn bounded<T>(
         Err(_) => Err(dead(&endpoint, limit, what)),
     }
 }
+
+/// Messages of one catch-up announced one by one; beyond, one `MissedMail` summary.
+const ONE_BY_ONE: usize = 200;
 
 /// A connection attempt older than this is abandoned when "Check now" (or a network change,
 /// or a resume) arrives: it was most likely started on the old network and would only end at

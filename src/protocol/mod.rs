@@ -33,6 +33,15 @@ pub struct FolderInfo {
     pub can_push: bool,
 }
 
+/// One batch of a catch-up ([`Session::items_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub items: Vec<MailItem>,
+    /// `Some(u)`: every message up to UID `u` is covered, more may follow (ask again from `u`);
+    /// `None`: the folder is covered up to now.
+    pub covered: Option<u32>,
+}
+
 /// Why [`Session::wait`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -90,6 +99,16 @@ pub trait Session: Send {
     }
     /// All messages with a UID above `uid`, oldest first.
     async fn items_after(&mut self, uid: u32) -> Result<Vec<MailItem>, ProtoError>;
+    /// The next part of a catch-up: messages with a UID above `uid`, oldest first, in a batch
+    /// small enough to arrive within one response timeout on a slow link. The engine calls it
+    /// with a deadline each and records progress after each batch, so a backlog of any size
+    /// advances instead of timing out as a whole. The default is everything at once.
+    async fn items_batch(&mut self, uid: u32) -> Result<Batch, ProtoError> {
+        Ok(Batch {
+            items: self.items_after(uid).await?,
+            covered: None,
+        })
+    }
     /// How many messages have a UID above `uid` (cheaper than fetching them).
     async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError>;
     /// Wait until the server pushes a change, `max` elapses, or `stop` is cancelled. Must leave

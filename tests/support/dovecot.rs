@@ -88,6 +88,9 @@ pub struct DovecotOptions {
     /// `oauth2` passdb that validates each token by POSTing it to this RFC 7662 introspection
     /// URL (`{"active": true, "username": ...}`). Passwords keep working beside it.
     pub oauth2_introspection_url: Option<String>,
+    /// Courier-style folders: separator "." and every folder under the namespace prefix
+    /// "INBOX." (`INBOX.Work`), as on servers migrated from Courier (or Cyrus's default).
+    pub inbox_prefix_namespace: bool,
 }
 
 impl Default for DovecotOptions {
@@ -97,6 +100,7 @@ impl Default for DovecotOptions {
             idle: true,
             idle_notify_interval_secs: 0,
             oauth2_introspection_url: None,
+            inbox_prefix_namespace: false,
         }
     }
 }
@@ -635,6 +639,13 @@ impl Dovecot {
         line(&format!("ssl_key = <{}", self.tls.key_pem.display()));
         line("ssl_min_protocol = TLSv1.2");
         line(&format!("mail_location = maildir:{r}/mail/%u"));
+        if self.opts.inbox_prefix_namespace {
+            line("namespace inbox {");
+            line("  inbox = yes");
+            line("  prefix = INBOX.");
+            line("  separator = .");
+            line("}");
+        }
         // Tests need no durability: skip the fsync per delivered message.
         line("mail_fsync = never");
         line(&format!("first_valid_uid = {}", id.mail_uid));

@@ -37,6 +37,8 @@ pub mod desktop;
 #[cfg(target_os = "linux")]
 pub mod dovecot;
 #[cfg(target_os = "linux")]
+pub mod hostile_imap;
+#[cfg(target_os = "linux")]
 pub mod imap_setup;
 #[cfg(target_os = "linux")]
 pub mod keyring;

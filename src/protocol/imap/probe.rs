@@ -6,8 +6,9 @@ use super::*;
 /// A probe connection waiting in IDLE; what the server sends meanwhile stays unread in the
 /// socket (the kernel acknowledges it, which is all the path needs to see).
 pub(super) struct ImapIdleProbe {
-    pub(super) handle: Option<async_imap::extensions::idle::Handle<Stream>>,
-    pub(super) session: Option<ImapSession>,
+    pub(super) session: ImapSession,
+    /// The IDLE command's tag while idling.
+    pub(super) idle: Option<async_imap::imap_proto::RequestId>,
     pub(super) endpoint: String,
 }
 
@@ -17,24 +18,17 @@ impl Probe for ImapIdleProbe {
     /// anything but keep-alives (`* OK …`) meanwhile: a new message's `EXISTS` also refreshes
     /// the mapping, and must not pass for the server's keep-alives.
     async fn ping(&mut self) -> Result<(), ProtoError> {
-        let Some(handle) = self.handle.take() else {
+        let Some(tag) = self.idle.take() else {
             return Ok(());
         };
-        let session = handle
-            .done()
+        let mut seen = session::Untagged::default();
+        session::end_idle(&mut self.session, &tag, &self.endpoint, &mut seen)
             .await
-            .map_err(|e| imap_error(&self.endpoint, e, "ending IDLE on the probe connection"))?;
-        let mut other = false;
-        while let Ok(u) = session.unsolicited_responses.try_recv() {
-            let keepalive = matches!(
-                &u,
-                UnsolicitedResponse::Other(data)
-                    if matches!(data.parsed(), Response::Data { status: Status::Ok, .. })
-            );
-            other |= !keepalive;
-        }
-        self.session = Some(session);
-        if other {
+            .map_err(|mut e| {
+                e.message.push_str(" (on the probe connection)");
+                e
+            })?;
+        if seen.changed {
             return Err(ProtoError::new(
                 ErrorKind::Protocol,
                 format!(
@@ -47,8 +41,8 @@ impl Probe for ImapIdleProbe {
     }
 
     async fn close(mut self: Box<Self>) {
-        if let Some(mut session) = self.session.take() {
-            let _ = session.logout().await;
+        if self.idle.is_none() {
+            let _ = self.session.logout().await;
         }
     }
 }

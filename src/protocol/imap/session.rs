@@ -15,7 +15,15 @@ pub(super) struct Imap {
     pub(super) grew: bool,
     pub(super) endpoint: String,
     pub(super) response_timeout: Duration,
+    /// The newest UID as asked at the start of the catch-up in progress.
+    pub(super) catching_up_to: Option<u32>,
+    /// The server said `BYE` (its text): async-imap passes it on as an unsolicited response
+    /// and ends the command's answer as if complete.
+    pub(super) bye: Option<String>,
 }
+
+/// UIDs per catch-up batch: 200 envelopes are some 100 KB, seconds on a slow link.
+pub(crate) const BATCH: u32 = 200;
 
 impl Imap {
     pub(super) fn session(&mut self) -> Result<&mut ImapSession, ProtoError> {
@@ -41,7 +49,25 @@ impl Imap {
         let r = session.noop().await;
         r.map_err(|e| self.err(e, "sending NOOP"))?;
         self.drain();
+        self.check_bye("sending NOOP")?;
         Ok(self.exists == 0)
+    }
+
+    /// A `BYE` that arrived with an answer: the session is over, whatever the answer looked like.
+    pub(super) fn check_bye(&mut self, what: &str) -> Result<(), ProtoError> {
+        match self.bye.take() {
+            Some(text) => {
+                self.session = None;
+                Err(ProtoError::new(
+                    ErrorKind::Disconnected,
+                    format!(
+                        "{}: the server ended the session while {what}: {text}",
+                        self.endpoint
+                    ),
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Apply the unsolicited EXISTS/EXPUNGE the server sent along with other answers.
@@ -56,6 +82,20 @@ impl Imap {
                     self.exists = n;
                 }
                 UnsolicitedResponse::Expunge(_) => self.exists = self.exists.saturating_sub(1),
+                UnsolicitedResponse::Other(data) => {
+                    if let Response::Data {
+                        status: Status::Bye,
+                        outcome,
+                    } = data.parsed()
+                    {
+                        self.bye = Some(
+                            outcome
+                                .information
+                                .as_deref()
+                                .map_or_else(|| "BYE".to_owned(), clip),
+                        );
+                    }
+                }
                 _ => {}
             }
         }
@@ -75,6 +115,7 @@ impl Imap {
         .await;
         let fetches = result.map_err(|e| self.err(e, "fetching"))?;
         self.drain();
+        self.check_bye("fetching")?;
         Ok(fetches.iter().filter_map(mail_item).collect())
     }
 }
@@ -112,105 +153,137 @@ impl Session for Imap {
         Ok(items)
     }
 
-    async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError> {
-        if self.exists == 0 {
-            return Ok(0);
+    /// UID ranges of [`BATCH`]: `UID FETCH n:n+199`, up to the newest UID asked for at the
+    /// start, then `n:*` for the rest. A range of 200 UIDs holds at most 200 messages, so each
+    /// answer is bounded whatever the backlog; sparse UIDs cost a round trip per empty range.
+    async fn items_batch(&mut self, uid: u32) -> Result<crate::protocol::Batch, ProtoError> {
+        let newest = match self.catching_up_to {
+            Some(n) => n,
+            None => {
+                let Some(n) = self.newest_uid().await? else {
+                    return Ok(crate::protocol::Batch {
+                        items: Vec::new(),
+                        covered: None,
+                    });
+                };
+                self.catching_up_to = Some(n);
+                n
+            }
+        };
+        let from = uid.saturating_add(1);
+        let to = from.saturating_add(BATCH - 1);
+        if to >= newest {
+            self.catching_up_to = None;
+            return Ok(crate::protocol::Batch {
+                items: self.items_after(uid).await?,
+                covered: None,
+            });
         }
-        let session = self.session()?;
-        let r = session
-            .uid_search(format!("UID {}:*", uid.saturating_add(1)))
-            .await;
-        let uids = r.map_err(|e| self.err(e, "searching new messages"))?;
-        self.drain();
-        Ok(uids.into_iter().filter(|u| *u > uid).count() as u32)
+        self.grew = false;
+        let mut items = self.fetch(&format!("{from}:{to}"), FETCH_ITEMS).await?;
+        items.retain(|i| i.uid > uid && i.uid <= to);
+        items.sort_by_key(|i| i.uid);
+        Ok(crate::protocol::Batch {
+            items,
+            covered: Some(to),
+        })
     }
 
+    /// By sequence numbers, which grow with UIDs: a binary search for the first message above
+    /// `uid`, one `FETCH n (UID)` per step (17 for 100 000 messages), each answer a line.
+    /// `UID SEARCH` would answer with every UID in one line, unbounded.
+    async fn count_after(&mut self, uid: u32) -> Result<u32, ProtoError> {
+        let (mut lo, mut hi) = (1u32, self.exists);
+        // The answer is `lo` once lo > hi: messages lo..=exists are above `uid`.
+        for _ in 0..40 {
+            if lo > hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            let session = self.session()?;
+            let r = async {
+                let stream = session.fetch(mid.to_string(), "(UID)").await?;
+                stream.try_collect::<Vec<Fetch>>().await
+            }
+            .await;
+            let fetched = r.map_err(|e| self.err(e, "counting new messages"))?;
+            self.drain();
+            self.check_bye("counting new messages")?;
+            let Some(at) = fetched
+                .iter()
+                .find(|f| f.message == mid)
+                .and_then(|f| f.uid)
+            else {
+                // Expunged meanwhile: the count is for the next session to make.
+                return Err(ProtoError::new(
+                    ErrorKind::Protocol,
+                    format!("{}: message {mid} vanished while counting", self.endpoint),
+                ));
+            };
+            if at > uid {
+                hi = mid - 1;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(self.exists.saturating_add(1).saturating_sub(lo))
+    }
+
+    /// IDLE, written on async-imap's plain command/response calls rather than its IDLE
+    /// extension: that one panics on a tagged `BAD` without text in reply to `IDLE`, and while
+    /// idling takes any tagged answer for an unrelated unilateral response and keeps waiting,
+    /// so a server that ended IDLE looked idle until the keep-alive timed out. Here the IDLE's
+    /// own tagged answer, whenever it comes, is an error at once.
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
         if std::mem::take(&mut self.grew) {
             return Ok(Wake::Changed);
         }
         let rt = self.response_timeout;
-        let session = self.session.take().ok_or_else(|| {
+        let endpoint = self.endpoint.clone();
+        // Held outside `self` while idling: an error drops it, closing the connection.
+        let mut session = self.session.take().ok_or_else(|| {
             ProtoError::new(
                 ErrorKind::Disconnected,
-                format!("{}: the session was lost", self.endpoint),
+                format!("{endpoint}: the session was lost"),
             )
         })?;
-        let mut handle = session.idle();
-        match timeout(rt, handle.init()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.err(e, "starting IDLE")),
-            Err(_) => return Err(dead(&self.endpoint, rt, "starting IDLE")),
-        }
-        let mut ended_by = None;
-        let result = {
-            // async-imap's own timeout restarts on every "* OK Still here"; ours must not.
-            let (idle, interrupt) = handle.wait_with_timeout(max + Duration::from_secs(3600));
-            let mut interrupt = Some(interrupt);
-            tokio::pin!(idle);
+        let mut seen = Untagged::default();
+        let tag = match timeout(rt, start_idle(&mut session, &endpoint, &mut seen)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(dead(&endpoint, rt, "starting IDLE")),
+        };
+        self.note(&seen);
+        let wake = if seen.changed {
+            Wake::Changed
+        } else {
             let deadline = sleep(max);
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    r = &mut idle => break r,
-                    _ = &mut deadline, if interrupt.is_some() => {
-                        ended_by = Some(Wake::Timeout);
-                        interrupt = None;
+                    r = session.read_response() => {
+                        let resp = read(r, &endpoint, "in IDLE")?;
+                        let mut seen = Untagged::default();
+                        idle_response(resp.parsed(), &tag, &endpoint, &mut seen)?;
+                        self.note(&seen);
+                        if seen.changed {
+                            break Wake::Changed;
+                        }
                     }
-                    _ = stop.cancelled(), if interrupt.is_some() => {
-                        ended_by = Some(Wake::Interrupted);
-                        interrupt = None;
-                    }
+                    _ = &mut deadline => break Wake::Timeout,
+                    _ = stop.cancelled() => break Wake::Interrupted,
                 }
             }
         };
-        use async_imap::extensions::idle::IdleResponse;
-        let wake = match result {
-            Err(e) => return Err(self.err(e, "in IDLE")),
-            Ok(IdleResponse::NewData(data)) => match data.parsed() {
-                Response::Data {
-                    status: Status::Bye,
-                    outcome,
-                } => {
-                    return Err(ProtoError::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{}: the server ended the session: {}",
-                            self.endpoint,
-                            outcome.information.as_deref().unwrap_or("BYE")
-                        ),
-                    ));
-                }
-                Response::MailboxData(MailboxDatum::Exists(n)) => {
-                    self.exists = *n;
-                    Wake::Changed
-                }
-                Response::Expunge(_) => {
-                    self.exists = self.exists.saturating_sub(1);
-                    Wake::Changed
-                }
-                _ => Wake::Changed,
-            },
-            Ok(IdleResponse::Timeout) => Wake::Timeout,
-            // The stream ended without us interrupting it: the connection is gone.
-            Ok(IdleResponse::ManualInterrupt) => match ended_by {
-                Some(wake) => wake,
-                None => {
-                    return Err(ProtoError::new(
-                        ErrorKind::Disconnected,
-                        format!(
-                            "{}: the server closed the connection during IDLE",
-                            self.endpoint
-                        ),
-                    ));
-                }
-            },
-        };
-        let session = match timeout(rt, handle.done()).await {
-            Ok(Ok(session)) => session,
-            Ok(Err(e)) => return Err(self.err(e, "ending IDLE")),
-            Err(_) => return Err(dead(&self.endpoint, rt, "ending IDLE")),
-        };
+        let mut seen = Untagged::default();
+        match timeout(rt, end_idle(&mut session, &tag, &endpoint, &mut seen)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(dead(&endpoint, rt, "ending IDLE")),
+        }
+        self.note(&seen);
+        // What arrived while ending IDLE is reported by the next wait.
+        if wake != Wake::Changed {
+            self.grew |= seen.changed;
+        }
         self.session = Some(session);
         self.drain();
         Ok(wake)
@@ -219,6 +292,153 @@ impl Session for Imap {
     async fn close(mut self: Box<Self>) {
         if let Some(mut session) = self.session.take() {
             let _ = session.logout().await;
+        }
+    }
+}
+
+impl Imap {
+    /// Apply what the server reported during IDLE to the message count.
+    fn note(&mut self, seen: &Untagged) {
+        if let Some(n) = seen.exists {
+            self.exists = n;
+        }
+        self.exists = self.exists.saturating_sub(seen.expunged);
+    }
+}
+
+/// What untagged responses said while idling.
+#[derive(Debug, Default)]
+pub(super) struct Untagged {
+    /// The last `EXISTS`.
+    pub(super) exists: Option<u32>,
+    pub(super) expunged: u32,
+    /// Anything but the server's keep-alive (`* OK …`): a change to report.
+    pub(super) changed: bool,
+}
+
+type Tag = async_imap::imap_proto::RequestId;
+
+/// One response from the connection, or the error that ended it.
+fn read<T>(r: std::io::Result<Option<T>>, endpoint: &str, what: &str) -> Result<T, ProtoError> {
+    match r {
+        Ok(Some(resp)) => Ok(resp),
+        Ok(None) => Err(ProtoError::new(
+            ErrorKind::Disconnected,
+            format!("{endpoint}: the server closed the connection {what}"),
+        )),
+        Err(e) => Err(imap_error(endpoint, async_imap::error::Error::Io(e), what)),
+    }
+}
+
+/// The server's words in a status response, or that it gave none.
+fn status_words(status: &Status, outcome: &async_imap::imap_proto::Outcome<'_>) -> String {
+    let word = match status {
+        Status::Ok => "OK",
+        Status::No => "NO",
+        Status::Bad => "BAD",
+        Status::PreAuth => "PREAUTH",
+        Status::Bye => "BYE",
+    };
+    match outcome.information.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => format!("{word} ({})", clip(text)),
+        _ => format!("{word} without a reason"),
+    }
+}
+
+/// A response while idling (or starting or ending IDLE). `Ok(true)` = the IDLE's own tagged
+/// answer (`OK` after `DONE`); the server ending IDLE by itself (`NO`, `BAD`) or the session
+/// (`BYE`) is an error.
+fn idle_response(
+    resp: &Response<'_>,
+    tag: &Tag,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<bool, ProtoError> {
+    match resp {
+        Response::Done {
+            tag: t,
+            status,
+            outcome,
+        } if t == tag => match status {
+            Status::Ok => Ok(true),
+            _ => Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{endpoint}: the server answered IDLE with {}",
+                    status_words(status, outcome)
+                ),
+            )),
+        },
+        // A stray answer to no command of ours, or a continuation: nothing to do.
+        Response::Done { .. } | Response::Continue(_) => Ok(false),
+        Response::Data {
+            status: Status::Bye,
+            outcome,
+        } => Err(ProtoError::new(
+            ErrorKind::Disconnected,
+            format!(
+                "{endpoint}: the server ended the session: {}",
+                outcome.information.as_deref().unwrap_or("BYE")
+            ),
+        )),
+        // The server's keep-alive ("* OK Still here").
+        Response::Data { .. } => Ok(false),
+        Response::MailboxData(MailboxDatum::Exists(n)) => {
+            seen.exists = Some(*n);
+            seen.changed = true;
+            Ok(false)
+        }
+        Response::Expunge(_) => {
+            seen.expunged += 1;
+            seen.changed = true;
+            Ok(false)
+        }
+        _ => {
+            seen.changed = true;
+            Ok(false)
+        }
+    }
+}
+
+/// Send `IDLE` and wait for the server's continuation; returns the command's tag.
+pub(super) async fn start_idle(
+    session: &mut ImapSession,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<Tag, ProtoError> {
+    let tag = session
+        .run_command("IDLE")
+        .await
+        .map_err(|e| imap_error(endpoint, e, "starting IDLE"))?;
+    loop {
+        let resp = read(session.read_response().await, endpoint, "starting IDLE")?;
+        if matches!(resp.parsed(), Response::Continue(_)) {
+            return Ok(tag);
+        }
+        if idle_response(resp.parsed(), &tag, endpoint, seen)? {
+            return Err(ProtoError::new(
+                ErrorKind::Protocol,
+                format!("{endpoint}: the server answered IDLE with OK before it began"),
+            ));
+        }
+    }
+}
+
+/// Send `DONE` and read up to the IDLE's tagged `OK`.
+pub(super) async fn end_idle(
+    session: &mut ImapSession,
+    tag: &Tag,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<(), ProtoError> {
+    session
+        .run_command_untagged("DONE")
+        .await
+        .map_err(|e| imap_error(endpoint, e, "ending IDLE"))?;
+    loop {
+        let resp = read(session.read_response().await, endpoint, "ending IDLE")?;
+        if idle_response(resp.parsed(), tag, endpoint, seen)? {
+            return Ok(());
         }
     }
 }
