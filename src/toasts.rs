@@ -38,6 +38,27 @@ pub struct Toast {
     pub account: Option<String>,
 }
 
+/// `text` as literal text inside the body markup of the Desktop Notifications spec (a subset of
+/// XML that servers announcing `body-markup` — dunst, GNOME Shell, KDE Plasma — render): `&`, `<`,
+/// `>` and both quotes become entities, so a subject such as `<a href=…>` or `<b>` shows as
+/// typed instead of becoming a link or bold text. Only for servers that render markup: the others
+/// show the body as it is, and the platforms' own toasts (Windows, macOS) take plain text.
+#[cfg_attr(not(freedesktop), allow(dead_code))]
+pub fn escape_body_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// What the adapter must do. `slot` identifies a toast for later updates and closing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -377,6 +398,17 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn body_markup_is_escaped_to_literal_text() {
+        assert_eq!(
+            escape_body_markup(r#"<b>Win</b> & <a href="http://x.example/?a=1&b='2'">here</a>"#),
+            "&lt;b&gt;Win&lt;/b&gt; &amp; &lt;a href=&quot;http://x.example/?a=1&amp;b=&apos;2&apos;&quot;&gt;here&lt;/a&gt;"
+        );
+        assert_eq!(escape_body_markup("lunch?\nwork — ünïcode"), "lunch?\nwork — ünïcode");
+        // Escaping is not undone by escaping again: an entity in a subject stays literal too.
+        assert_eq!(escape_body_markup("&amp;"), "&amp;amp;");
     }
 
     #[test]

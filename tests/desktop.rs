@@ -507,6 +507,40 @@ fn error_toast_only_after_the_grace_period_then_restored() {
     );
 }
 
+/// A mail's subject is the sender's text, not the agent's: dunst renders body markup, so a
+/// subject with `<b>`, `&` and `<a href>` must be drawn as typed — no bold text, no link to
+/// open — and the sender (the summary, which dunst escapes itself) not escaped twice.
+#[test]
+fn markup_in_a_subject_shows_as_literal_text_in_the_toast() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let home = Home::new();
+    home.write_config(&config(
+        &home,
+        &d,
+        d.imaps_port(),
+        "tls",
+        "[keepalive]\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n",
+        "",
+    ));
+    let _tray = Tray::start(&home, &desktop);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("connected", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    let subject = r#"<b>Urgent</b> & <a href="http://evil.example/login">verify</a> 'now'"#;
+    d.deliver(USER, "Bob <bob@example.org>", subject, "x");
+    let toast = expect_toast(&desktop, &home, secs(30), |t| t.category == "email.arrived");
+    assert!(toast.links.is_empty(), "a link in the toast: {toast:#?}");
+    assert_eq!(
+        toast.formatted,
+        "Bob &lt;bob@example.org&gt;\n&lt;b&gt;Urgent&lt;/b&gt; &amp; &lt;a href=&quot;http://evil.example/login&quot;&gt;verify&lt;/a&gt; &apos;now&apos;",
+        "what dunst draws: {toast:#?}"
+    );
+}
+
 #[test]
 fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
     let d = Dovecot::start(DovecotOptions::default());

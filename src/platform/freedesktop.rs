@@ -360,7 +360,10 @@ pub(crate) mod desktop {
         n.hint(notify_rust::Hint::DesktopEntry("mailpulse".into()));
     }
 
-    /// Show `n`, in place of `old` when given.
+    /// Show `n`, in place of `old` when given. The body is text (a sender's subject, a server's
+    /// error message): where the server renders body markup it is escaped, so that nothing in a
+    /// mail becomes a link, an image or bold text in a toast. The summary is plain text by the
+    /// spec (dunst escapes it itself), so it is sent as it is.
     pub(crate) async fn show_toast(
         n: &mut notify_rust::Notification,
         old: Option<&ToastHandle>,
@@ -368,7 +371,20 @@ pub(crate) mod desktop {
         if let Some(old) = old {
             n.id(old.id());
         }
+        if renders_body_markup().await {
+            n.body = crate::toasts::escape_body_markup(&n.body);
+        }
         n.show_async().await
+    }
+
+    /// Whether the notification server announces `body-markup` (asked for every toast: the
+    /// server may have been replaced since the last one). When it cannot be asked, escape: a
+    /// literal `&amp;` is better than a link from a stranger.
+    async fn renders_body_markup() -> bool {
+        match tokio::task::spawn_blocking(notify_rust::get_capabilities).await {
+            Ok(Ok(caps)) => caps.iter().any(|c| c == "body-markup"),
+            _ => true,
+        }
     }
 
     /// Wait until the user clicks the toast's default action, then run `clicked`.

@@ -28,6 +28,11 @@ pub struct Toast {
     pub category: String,
     /// The application icon (a path or a theme name).
     pub icon: String,
+    /// What dunst hands to Pango (its `format` filled in: the summary escaped by dunst, the
+    /// body as markup), i.e. what is drawn.
+    pub formatted: String,
+    /// Links dunst found in the body's markup (it offers them to open).
+    pub links: Vec<String>,
 }
 
 /// Writes a script for the settings page (pass its path as `MAILPULSE_SETTINGS_SCRIPT`):
@@ -393,6 +398,12 @@ impl Desktop {
                 body: field("body"),
                 category: field("category"),
                 icon: field("icon"),
+                formatted: field("formatted"),
+                links: block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("\t\t["))
+                    .map(str::to_owned)
+                    .collect(),
             };
             if let Some(old) = out.iter_mut().find(|t| t.id == toast.id) {
                 *old = toast;
