@@ -97,6 +97,10 @@ pub enum Cmd {
         /// An extra certificate authority (PEM) to trust.
         #[arg(long, value_name = "PEM")]
         ca_file: Option<PathBuf>,
+        /// Send the password with Basic authentication if the server offers nothing else (as
+        /// `auth = "basic"` does). Without it, only NTLM or Negotiate carry the password.
+        #[arg(long)]
+        basic: bool,
     },
     /// Store or remove an account's password in the OS keyring.
     Password {
@@ -140,6 +144,7 @@ pub async fn discover(
     username: Option<&str>,
     server: Option<&str>,
     ca_file: Option<&Path>,
+    basic: bool,
 ) -> ExitCode {
     let username = username.unwrap_or(email);
     let password = match crate::credentials::read_password(&format!("Password for {username}: ")) {
@@ -150,6 +155,11 @@ pub async fn discover(
         }
     };
     let timeout = crate::config::KeepAlive::default().response_timeout();
+    let auth = if basic {
+        crate::config::AuthMethod::Basic
+    } else {
+        crate::config::AuthMethod::Password
+    };
     match protocol::ews::autodiscover::discover(
         email,
         username,
@@ -157,6 +167,7 @@ pub async fn discover(
         server,
         ca_file.map(Path::to_path_buf),
         timeout,
+        auth,
     )
     .await
     {

@@ -31,11 +31,13 @@ fn main() -> ExitCode {
             username,
             server,
             ca_file,
+            basic,
         }) => runtime.block_on(cli::discover(
             &email,
             username.as_deref(),
             server.as_deref(),
             ca_file.as_deref(),
+            basic,
         )),
         // The GUI lives in companion programs, so that this one (and `watch`, which runs all
         // day) maps no GTK or WebKit library: see `mailpulse::companion`.

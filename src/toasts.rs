@@ -406,7 +406,10 @@ mod tests {
             escape_body_markup(r#"<b>Win</b> & <a href="http://x.example/?a=1&b='2'">here</a>"#),
             "&lt;b&gt;Win&lt;/b&gt; &amp; &lt;a href=&quot;http://x.example/?a=1&amp;b=&apos;2&apos;&quot;&gt;here&lt;/a&gt;"
         );
-        assert_eq!(escape_body_markup("lunch?\nwork — ünïcode"), "lunch?\nwork — ünïcode");
+        assert_eq!(
+            escape_body_markup("lunch?\nwork — ünïcode"),
+            "lunch?\nwork — ünïcode"
+        );
         // Escaping is not undone by escaping again: an entity in a subject stays literal too.
         assert_eq!(escape_body_markup("&amp;"), "&amp;amp;");
     }

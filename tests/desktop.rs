@@ -541,6 +541,98 @@ fn markup_in_a_subject_shows_as_literal_text_in_the_toast() {
     );
 }
 
+/// The settings window can save commands the agent runs (`password_command`, `on_new_mail`):
+/// it must never show another page, which would get the same messages. A navigation to a local
+/// file is refused and the page stays (its own script goes on and closes the window); a web link
+/// opens in the desktop's browser instead; the other page's message never arrives.
+#[test]
+fn settings_window_stays_on_its_page_and_hands_web_links_to_the_browser() {
+    let desktop = Desktop::start();
+    let home = Home::new();
+    let original = "[desktop]\nstart_at_login = false\n";
+    home.write_config(original);
+    let (path, opener_log) = fake_opener(&home);
+    // Another page, as a hostile link or a redirect would bring: it asks the agent to open the
+    // project page (visible in the opener's log) and to save an on_new_mail command.
+    let evil = home.path().join("evil.html");
+    std::fs::write(
+        &evil,
+        r#"<html><body>elsewhere<script>
+        window.ipc.postMessage(JSON.stringify({op: "open_homepage"}));
+        window.ipc.postMessage(JSON.stringify({op: "save", close: true, config: {
+          desktop: {start_at_login: false},
+          accounts: [{name: "x", host: "localhost", username: "u", folders: ["INBOX"],
+                      password_command: "echo pw", on_new_mail: "touch PWNED"}]}}));
+        </script></body></html>"#,
+    )
+    .unwrap();
+    let script = home.path().join("navigate.js");
+    settings_script(
+        &script,
+        &format!(
+            r#"location.href = "file://{evil}";
+           setTimeout(() => {{
+             location.href = "x-other-app:run";
+             setTimeout(() => {{
+               location.href = "https://mail.example/elsewhere";
+               setTimeout(() => $("cancel").click(), 1000);
+             }}, 500);
+           }}, 1000);"#,
+            evil = evil.display()
+        ),
+    );
+    let mut cmd = home.command(&["settings"]);
+    desktop.apply(&mut cmd);
+    let run = home.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut child = cmd
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("PATH", &path)
+        .env("MAILPULSE_SETTINGS_SCRIPT", &script)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(home.path().join("settings.log")).unwrap())
+        .spawn()
+        .expect("start mailpulse settings");
+    let deadline = Instant::now() + secs(60);
+    let exited = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(home.path().join("settings.log")).unwrap_or_default();
+    let opened = std::fs::read_to_string(&opener_log).unwrap_or_default();
+    assert!(
+        !opened.contains(env!("CARGO_PKG_REPOSITORY")),
+        "the other page's message was obeyed: {opened}\n{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.config_path()).unwrap(),
+        original,
+        "the other page saved settings\n{log}"
+    );
+    assert!(
+        exited,
+        "the page did not stay (its Cancel never came)\n{log}"
+    );
+    assert!(
+        opened
+            .lines()
+            .any(|l| l.starts_with("https://mail.example/elsewhere ")),
+        "the web link was not opened in the browser: {opened:?}\n{log}"
+    );
+    assert!(
+        log.contains("refused to navigate to \"x-other-app:run\""),
+        "{log}"
+    );
+}
+
 #[test]
 fn settings_window_opens_from_the_menu_and_saving_reaches_the_running_engine() {
     let d = Dovecot::start(DovecotOptions::default());

@@ -164,3 +164,152 @@ impl Drop for StopOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A plain TCP listener on 127.0.0.2 (loopback, but not the literal `127.0.0.1`/`localhost`
+/// for which the config allows `http://`) that records every byte anyone sends it and answers
+/// each request with a Basic challenge, as a careless or hostile server would.
+struct Tripwire {
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Tripwire {
+    fn start() -> Tripwire {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.2", 0)).expect("bind 127.0.0.2");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, s) = (received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Bounded: at most 10 minutes, ends when the test drops the tripwire.
+            let end = Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::Relaxed) && Instant::now() < end {
+                let Ok((mut tcp, _)) = listener.accept() else {
+                    sleep(Duration::from_millis(10));
+                    continue;
+                };
+                tcp.set_nonblocking(false).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 4096];
+                for _ in 0..10 {
+                    match tcp.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => r.lock().unwrap().extend_from_slice(&buf[..n]),
+                    }
+                    let _ = tcp.write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n",
+                    );
+                }
+            }
+        });
+        Tripwire {
+            port,
+            received,
+            stop,
+        }
+    }
+
+    fn received(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Tripwire {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Test connection, Find server and Diagnose network with what the page sent.
+fn settings_actions(account: &serde_json::Value, password: &str) -> Vec<serde_json::Value> {
+    use mailpulse::desktop::settings;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let limit = Duration::from_secs(60);
+    rt.block_on(async {
+        let test = settings::test_connection(account.clone(), Some(password.into()), None);
+        let find = settings::discover(account.clone(), Some(password.into()));
+        let diagnose = settings::diagnose(account.clone(), Some(password.into()), None, |_| {});
+        vec![
+            tokio::time::timeout(limit, test)
+                .await
+                .expect("Test connection ended"),
+            tokio::time::timeout(limit, find)
+                .await
+                .expect("Find server ended"),
+            tokio::time::timeout(limit, diagnose)
+                .await
+                .expect("Diagnose ended"),
+        ]
+    })
+}
+
+/// Save refuses an `http://` EWS URL (the password would travel in clear); Test connection,
+/// Find server and Diagnose network refuse it the same way, before sending anything.
+#[test]
+fn settings_actions_refuse_a_plain_http_ews_url_before_sending_the_password() {
+    let tripwire = Tripwire::start();
+    let account = serde_json::json!({
+        "name": "work", "protocol": "ews", "auth": "basic", "host": "127.0.0.2",
+        "url": format!("http://127.0.0.2:{}/EWS/Exchange.asmx", tripwire.port),
+        "username": "alice@example.com", "folders": ["INBOX"],
+    });
+    let answers = settings_actions(&account, "secret-pw");
+    sleep(Duration::from_millis(500));
+    let received = tripwire.received();
+    assert!(
+        received.is_empty(),
+        "sent to a plain-http server: {received:?}\nanswers: {answers:#?}"
+    );
+    for answer in &answers {
+        assert_eq!(answer["ok"], false, "{answer}");
+        let text = answer["text"].as_str().unwrap();
+        assert!(text.contains("url: must start with https://"), "{text}");
+    }
+}
+
+/// An account that names host A (127.0.0.2) but whose url names host B (localhost): Save refuses
+/// it ("keep only url"), since the password belongs to A. Test connection, Find server and Diagnose network refuse it
+/// too, and B (the test EWS server) receives nothing.
+#[test]
+fn settings_actions_refuse_a_host_that_is_not_the_urls_host() {
+    let server = EwsServer::start(Options::default());
+    let account = serde_json::json!({
+        "name": "work", "protocol": "ews", "host": "127.0.0.2",
+        "url": server.url(), "username": "alice@example.com", "folders": ["INBOX"],
+        "ca_file": server.ca_pem(),
+    });
+    let answers = settings_actions(&account, "secret-pw");
+    assert!(
+        server.counts().is_empty(),
+        "sent to the url's server: {:?}\nanswers: {answers:#?}",
+        server.counts()
+    );
+    for answer in &answers {
+        assert_eq!(answer["ok"], false, "{answer}");
+        let text = answer["text"].as_str().unwrap();
+        assert!(
+            text.contains("host: names \"127.0.0.2\" but url names \"localhost\""),
+            "{text}"
+        );
+    }
+    // The same form with only url (as Save wants it) works.
+    let mut fixed = account.clone();
+    fixed["host"] = serde_json::Value::String(String::new());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ok = rt.block_on(mailpulse::desktop::settings::test_connection(
+        fixed,
+        Some("secret-pw".into()),
+        None,
+    ));
+    assert_eq!(ok["ok"], true, "{ok}");
+}

@@ -164,8 +164,13 @@ fn missing_heartbeats_mean_a_dead_connection_then_reconnect_and_catch_up_once() 
         new_mail_subjects(&later).is_empty(),
         "announced twice: {later:?}"
     );
+    // The dead connection's subscription was ended over the new one: reconnects do not pile
+    // subscriptions up against the mailbox's limit.
+    assert_eq!(server.subscriptions(), 1, "{:?}", server.counts());
     assert!(watch.stop());
     assert!(server.count("Subscribe") >= 2, "subscribed again");
+    // Quitting ends the last one.
+    assert_eq!(server.subscriptions(), 0, "{:?}", server.counts());
     assert_read_only(&server);
     server.validate();
 }
@@ -460,20 +465,33 @@ fn server_busy_back_off_hint_is_honoured() {
 }
 
 fn discover(home: &Home, server: &EwsServer, email: &str, password: &str) -> std::process::Output {
+    discover_args(home, server, email, password, &[])
+}
+
+fn discover_args(
+    home: &Home,
+    server: &EwsServer,
+    email: &str,
+    password: &str,
+    extra: &[&str],
+) -> std::process::Output {
     use std::io::Write;
     let port = server.port.to_string();
     let ca = server.ca_pem().display().to_string();
+    let named = format!("localhost:{port}");
+    let mut args = vec![
+        "discover",
+        email,
+        "--username",
+        USER,
+        "--server",
+        &named,
+        "--ca-file",
+        &ca,
+    ];
+    args.extend_from_slice(extra);
     let mut child = home
-        .command(&[
-            "discover",
-            email,
-            "--username",
-            USER,
-            "--server",
-            &format!("localhost:{port}"),
-            "--ca-file",
-            &ca,
-        ])
+        .command(&args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -513,6 +531,19 @@ fn discover_finds_the_ews_url_from_the_address() {
         format!("url = \"{}\"", server.url())
     );
     assert_eq!(server.count("Autodiscover"), 3);
+    // A redirect to a server outside the address's domain and the named server is not
+    // followed: whoever answers for the domain must not be able to send the password on.
+    let out = discover(&home, &server, "moved@example.com", PASSWORD);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "redirected to https://127.0.0.1:{}/autodiscover/autodiscover.xml is outside example.com and localhost",
+            server.port
+        )) && stderr.contains("not followed"),
+        "{stderr}"
+    );
+    assert_eq!(server.count("Autodiscover"), 4, "the redirect was followed");
     // An unknown address and a wrong password say so.
     let out = discover(&home, &server, "nobody@example.com", PASSWORD);
     assert_eq!(out.status.code(), Some(3));
@@ -526,6 +557,39 @@ fn discover_finds_the_ews_url_from_the_address() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rejected the NTLM login"), "{stderr}");
+}
+
+/// Autodiscover asks servers the user did not name: the password goes only with NTLM or
+/// Negotiate, never Basic, unless the user says so (`--basic`, `auth = "basic"`).
+#[test]
+fn discover_sends_the_password_with_basic_only_when_asked_to() {
+    let server = EwsServer::start(Options {
+        auth: AuthMode::Basic,
+        ..Options::default()
+    });
+    let home = Home::new();
+    let out = discover(&home, &server, USER, PASSWORD);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("offers neither NTLM nor Negotiate (it offers Basic")
+            && stderr.contains("--basic"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.count("Autodiscover"),
+        0,
+        "the password went with Basic: {:?}",
+        server.counts()
+    );
+    let out = discover_args(&home, &server, USER, PASSWORD, &["--basic"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("url = \"{}\"", server.url()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.count("Autodiscover"), 1);
 }
 
 #[test]

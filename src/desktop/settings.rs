@@ -28,6 +28,74 @@ pub fn page() -> String {
     HTML.replace("/*CSS*/", CSS).replace("/*JS*/", JS)
 }
 
+/// The address of the settings page: it is loaded from a string, which every platform's web
+/// view (WebKitGTK, WebView2, WKWebView) shows as `about:blank`.
+const PAGE_URL: &str = "about:blank";
+
+/// Whether `url` is the settings page itself (an in-page `#fragment` included). Only this page
+/// may talk to the agent: a message from any other page is ignored, since the page can save
+/// `password_command` and `on_new_mail`, i.e. commands the agent runs.
+pub fn is_own_page(url: &str) -> bool {
+    url == PAGE_URL
+        || url
+            .strip_prefix(PAGE_URL)
+            .is_some_and(|r| r.starts_with('#'))
+}
+
+/// What to do when the web view is about to navigate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Navigation {
+    /// The settings page itself.
+    Allow,
+    /// A web link: not in this window; the desktop's browser opens it.
+    Browser,
+    /// Anything else (`file:`, `data:`, custom schemes): refused, the page stays.
+    Refuse,
+}
+
+/// The navigation policy of the settings window: it never shows another page.
+pub fn navigation(url: &str) -> Navigation {
+    let lower = url.trim().to_ascii_lowercase();
+    if is_own_page(url) {
+        Navigation::Allow
+    } else if lower.starts_with("https://") || lower.starts_with("http://") {
+        Navigation::Browser
+    } else {
+        Navigation::Refuse
+    }
+}
+
+/// The navigation handler: the settings page stays; a web link goes to the desktop's browser.
+fn on_navigation(url: String) -> bool {
+    match navigation(&url) {
+        Navigation::Allow => true,
+        Navigation::Browser => {
+            tracing::info!("the settings window does not navigate; opening {url} in the browser");
+            if let Err(e) = crate::platform::open_with_desktop(&url) {
+                tracing::warn!("cannot open {url}: {e}");
+            }
+            false
+        }
+        Navigation::Refuse => {
+            tracing::warn!("the settings window refused to navigate to {url:?}");
+            false
+        }
+    }
+}
+
+/// Test automation: a script the page runs once it is ready (`MAILPULSE_SETTINGS_SCRIPT`, a
+/// file's path). Only in debug builds (the tests'): a release build runs no JavaScript but its
+/// own, whatever the environment says.
+#[cfg(debug_assertions)]
+fn automation_script() -> Option<String> {
+    std::env::var_os("MAILPULSE_SETTINGS_SCRIPT").and_then(|p| std::fs::read_to_string(p).ok())
+}
+
+#[cfg(not(debug_assertions))]
+fn automation_script() -> Option<String> {
+    None
+}
+
 enum Reply {
     /// A message for the page's `mailpulse.receive`.
     Message(Value),
@@ -119,6 +187,9 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    // Warnings (a refused navigation, a message from another page) go to stderr, or as
+    // RUST_LOG says; the agent's log file is the tray's.
+    let _log = crate::logging::init(&crate::config::Logging::default(), None);
     let event_loop = EventLoopBuilder::<Reply>::with_user_event().build();
     let proxy = event_loop.create_proxy();
     let window = match WindowBuilder::new()
@@ -139,86 +210,94 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
         .build()
         .expect("tokio runtime");
     let handle = runtime.handle().clone();
-    let automation =
-        std::env::var_os("MAILPULSE_SETTINGS_SCRIPT").and_then(|p| std::fs::read_to_string(p).ok());
+    let automation = automation_script();
     let p = proxy.clone();
     let path = config_path.clone();
-    let builder = WebViewBuilder::new().with_html(page()).with_ipc_handler(
-        move |request: wry::http::Request<String>| {
-            let reply = |r: Reply| {
-                let _ = p.send_event(r);
-            };
-            match serde_json::from_str::<Request>(request.body()) {
-                Ok(Request::Ready) => {
-                    reply(Reply::Message(load_message(&path, page_name.as_deref())));
-                    if let Some(js) = &automation {
-                        reply(Reply::Script(js.clone()));
-                    }
+    let builder = WebViewBuilder::new()
+        .with_html(page())
+        .with_navigation_handler(on_navigation)
+        .with_new_window_req_handler(|url, _| {
+            on_navigation(url);
+            wry::NewWindowResponse::Deny
+        });
+    let builder = builder.with_ipc_handler(move |request: wry::http::Request<String>| {
+        let reply = |r: Reply| {
+            let _ = p.send_event(r);
+        };
+        let origin = request.uri().to_string();
+        if !is_own_page(&origin) {
+            tracing::warn!("ignored a message from {origin:?}, which is not the settings page");
+            return;
+        }
+        match serde_json::from_str::<Request>(request.body()) {
+            Ok(Request::Ready) => {
+                reply(Reply::Message(load_message(&path, page_name.as_deref())));
+                if let Some(js) = &automation {
+                    reply(Reply::Script(js.clone()));
                 }
-                Ok(Request::Save {
-                    config,
-                    passwords,
-                    close,
-                }) => {
-                    let answer = save(&path, config, &passwords);
-                    let saved = answer["op"] == "saved";
-                    reply(Reply::Message(answer));
-                    if saved && close {
-                        reply(Reply::Close);
-                    }
-                }
-                Ok(Request::Test {
-                    account,
-                    password,
-                    keepalive,
-                }) => {
-                    let p = p.clone();
-                    handle.spawn(async move {
-                        let answer = test_connection(account, password, keepalive).await;
-                        let _ = p.send_event(Reply::Message(answer));
-                    });
-                }
-                Ok(Request::Signin { account }) => {
-                    let p = p.clone();
-                    handle.spawn(async move {
-                        let answer = sign_in(account, p.clone()).await;
-                        let _ = p.send_event(Reply::Message(answer));
-                    });
-                }
-                Ok(Request::Discover { account, password }) => {
-                    let p = p.clone();
-                    handle.spawn(async move {
-                        let answer = discover(account, password).await;
-                        let _ = p.send_event(Reply::Message(answer));
-                    });
-                }
-                Ok(Request::Diagnose {
-                    account,
-                    password,
-                    keepalive,
-                }) => {
-                    let p = p.clone();
-                    handle.spawn(async move {
-                        let progress = p.clone();
-                        let answer = diagnose(account, password, keepalive, move |text| {
-                            let _ = progress.send_event(Reply::Message(
-                                json!({"op": "diagnosing", "text": text}),
-                            ));
-                        })
-                        .await;
-                        let _ = p.send_event(Reply::Message(answer));
-                    });
-                }
-                Ok(Request::OpenHomepage) => {
-                    if let Err(e) = crate::platform::open_with_desktop(HOMEPAGE) {
-                        tracing::warn!("cannot open {HOMEPAGE}: {e}");
-                    }
-                }
-                Ok(Request::Cancel) => reply(Reply::Close),
-                Err(e) => tracing::warn!("settings page sent an unknown message: {e}"),
             }
-        },
-    );
+            Ok(Request::Save {
+                config,
+                passwords,
+                close,
+            }) => {
+                let answer = save(&path, config, &passwords);
+                let saved = answer["op"] == "saved";
+                reply(Reply::Message(answer));
+                if saved && close {
+                    reply(Reply::Close);
+                }
+            }
+            Ok(Request::Test {
+                account,
+                password,
+                keepalive,
+            }) => {
+                let p = p.clone();
+                handle.spawn(async move {
+                    let answer = test_connection(account, password, keepalive).await;
+                    let _ = p.send_event(Reply::Message(answer));
+                });
+            }
+            Ok(Request::Signin { account }) => {
+                let p = p.clone();
+                handle.spawn(async move {
+                    let answer = sign_in(account, p.clone()).await;
+                    let _ = p.send_event(Reply::Message(answer));
+                });
+            }
+            Ok(Request::Discover { account, password }) => {
+                let p = p.clone();
+                handle.spawn(async move {
+                    let answer = discover(account, password).await;
+                    let _ = p.send_event(Reply::Message(answer));
+                });
+            }
+            Ok(Request::Diagnose {
+                account,
+                password,
+                keepalive,
+            }) => {
+                let p = p.clone();
+                handle.spawn(async move {
+                    let progress = p.clone();
+                    let answer = diagnose(account, password, keepalive, move |text| {
+                        let _ = progress
+                            .send_event(Reply::Message(json!({"op": "diagnosing", "text": text})));
+                    })
+                    .await;
+                    let _ = p.send_event(Reply::Message(answer));
+                });
+            }
+            Ok(Request::OpenHomepage) => {
+                if let Err(e) = crate::platform::open_with_desktop(HOMEPAGE) {
+                    tracing::warn!("cannot open {HOMEPAGE}: {e}");
+                }
+            }
+            Ok(Request::Cancel) => reply(Reply::Close),
+            Err(e) => tracing::warn!("settings page sent an unknown message: {e}"),
+        }
+    });
     let webview = crate::platform::desktop::build_webview(builder, &window);
     let webview = match webview {
         Ok(w) => w,
@@ -361,13 +440,8 @@ async fn sign_in(account: Value, proxy: tao::event_loop::EventLoopProxy<Reply>) 
         Ok(a) => a,
         Err(text) => return fail("", text),
     };
-    let check = Config {
-        accounts: vec![account.clone()],
-        ..Config::default()
-    };
-    if let Err((key, message)) = check.validate() {
-        let key = key.trim_start_matches("accounts[0].");
-        return fail(&account.name, format!("{key}: {message}"));
+    if let Err(text) = check_form(&account, &KeepAlive::default()) {
+        return fail(&account.name, text);
     }
     let name = account.name.clone();
     let result = crate::oauth::sign_in_account(&account, true, move |url| {
@@ -385,6 +459,30 @@ fn form_account(account: Value) -> Result<Account, String> {
     serde_json::from_value(account).map_err(|e| format!("The account is incomplete: {e}"))
 }
 
+/// The form's account checked exactly as Save checks it (an `http://` EWS URL, a host that is
+/// not the URL's, ... are refused), before anything is sent over the network.
+fn check_form(account: &Account, keepalive: &KeepAlive) -> Result<(), String> {
+    let check = Config {
+        keepalive: keepalive.clone(),
+        accounts: vec![account.clone()],
+        ..Config::default()
+    };
+    check.validate().map_err(|(key, message)| {
+        let key = key.trim_start_matches("accounts[0].");
+        format!("{key}: {message}")
+    })
+}
+
+/// The form's account for "Test connection" and "Diagnose network": checked as Save checks it,
+/// and its host taken from url when only url names the server, so that the password found for
+/// it (the keyring's `user@host`) is the one of the server it is sent to.
+fn checked_account(account: Value, keepalive: &KeepAlive) -> Result<Account, String> {
+    let mut account = form_account(account)?;
+    check_form(&account, keepalive)?;
+    account.derive_host();
+    Ok(account)
+}
+
 /// The page's keep-alive settings, the defaults where it sent none.
 fn form_keepalive(keepalive: Option<Value>) -> KeepAlive {
     keepalive
@@ -395,10 +493,27 @@ fn form_keepalive(keepalive: Option<Value>) -> KeepAlive {
 /// "Find server": the EWS URL from Autodiscover, answered in words.
 pub async fn discover(account: Value, password: Option<String>) -> Value {
     let fail = |text: String| json!({"op": "discovered", "ok": false, "text": text});
-    let account = match form_account(account) {
+    let mut account = match form_account(account) {
         Ok(a) => a,
         Err(text) => return fail(text),
     };
+    // Checked as Save checks it; an account that names no server yet (what Find server is
+    // for) is checked as the server autodiscover asks: the address's domain.
+    let mut check = account.clone();
+    if check.host.trim().is_empty() && check.url.is_none() {
+        check.host = check
+            .username
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .trim()
+            .to_owned();
+    }
+    if let Err(text) = check_form(&check, &KeepAlive::default()) {
+        return fail(text);
+    }
+    // A stored password is the one of the account's server (url's host when only url names
+    // it): autodiscover asks that server, never another one with it.
+    account.derive_host();
     let password = match password.filter(|p| !p.is_empty()) {
         Some(p) => Secret::new(p),
         None => match crate::secret::password(&account).await {
@@ -414,6 +529,7 @@ pub async fn discover(account: Value, password: Option<String>) -> Value {
         server,
         account.ca_file.clone(),
         KeepAlive::default().response_timeout(),
+        account.auth,
     )
     .await
     {
@@ -431,11 +547,11 @@ pub async fn test_connection(
     keepalive: Option<Value>,
 ) -> Value {
     let fail = |text: String| json!({"op": "tested", "ok": false, "text": text});
-    let account = match form_account(account) {
+    let keepalive = form_keepalive(keepalive);
+    let account = match checked_account(account, &keepalive) {
         Ok(a) => a,
         Err(text) => return fail(text),
     };
-    let keepalive = form_keepalive(keepalive);
     let connector = crate::protocol::connector(
         &account,
         &keepalive,
@@ -446,10 +562,7 @@ pub async fn test_connection(
         .first()
         .cloned()
         .unwrap_or_else(|| "INBOX".into());
-    // An EWS account may name its server only in `url`.
-    let mut named = account.clone();
-    named.derive_host();
-    let endpoint = format!("{}:{}", named.host, named.effective_port());
+    let endpoint = format!("{}:{}", account.host, account.effective_port());
     let result = crate::protocol::newest_item(
         connector.as_ref(),
         &folder,
@@ -479,11 +592,11 @@ pub async fn diagnose(
 ) -> Value {
     use crate::engine::adaptive;
     let fail = |text: String| json!({"op": "diagnosed", "ok": false, "text": text});
-    let account = match form_account(account) {
+    let keepalive = form_keepalive(keepalive);
+    let account = match checked_account(account, &keepalive) {
         Ok(a) => a,
         Err(text) => return fail(text),
     };
-    let keepalive = form_keepalive(keepalive);
     let params = adaptive::Params {
         floor: std::time::Duration::from_secs(crate::config::MIN_INTERVAL_SECS),
         max: keepalive.adaptive_max(),
@@ -503,5 +616,48 @@ pub async fn diagnose(
         Err(e) => fail(format!(
             "Could not open a second connection to measure with: {e}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_settings_page_may_send_messages() {
+        // As the web views report it: the page loaded from a string.
+        let uri: wry::http::Uri = "about:blank".parse().expect("wry's request URI");
+        assert!(is_own_page(&uri.to_string()));
+        assert!(is_own_page("about:blank#accounts"));
+        for other in [
+            "https://evil.example/",
+            "http://127.0.0.1:8080/settings",
+            "file:///tmp/page.html",
+            "data:text/html,<script>ipc.postMessage('{}')</script>",
+            "about:blankx",
+            "about:srcdoc",
+            "mailpulse://settings/",
+            "",
+        ] {
+            assert!(!is_own_page(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_window_never_navigates_away_and_web_links_go_to_the_browser() {
+        assert_eq!(navigation("about:blank"), Navigation::Allow);
+        assert_eq!(navigation("about:blank#about"), Navigation::Allow);
+        assert_eq!(navigation("https://evil.example/x"), Navigation::Browser);
+        assert_eq!(navigation("HTTP://evil.example/x"), Navigation::Browser);
+        for refused in [
+            "file:///etc/passwd",
+            "data:text/html,hi",
+            "javascript:alert(1)",
+            "blob:null/123",
+            "about:srcdoc",
+            "ftp://example.org/",
+        ] {
+            assert_eq!(navigation(refused), Navigation::Refuse, "{refused}");
+        }
     }
 }

@@ -604,7 +604,9 @@ impl Ctx {
         }
     }
 
-    /// POX autodiscover: the EWS URL for the user, a redirect for `old@…`, an error otherwise.
+    /// POX autodiscover: the EWS URL for the user, a redirect for `old@…`, a redirect to another
+    /// server (`https://127.0.0.1:PORT/…`, outside the address's domain) for `moved@…`, an error
+    /// otherwise.
     fn autodiscover(&self, root: &El) -> String {
         let email = root
             .find("EMailAddress")
@@ -616,6 +618,12 @@ impl Ctx {
             return format!(
                 "{head}<Account><AccountType>email</AccountType><Action>redirectAddr</Action><RedirectAddr>{}</RedirectAddr></Account>{tail}",
                 esc(&self.opts.user)
+            );
+        }
+        if email.starts_with("moved@") {
+            return format!(
+                "{head}<Account><AccountType>email</AccountType><Action>redirectUrl</Action><RedirectUrl>https://127.0.0.1:{}/autodiscover/autodiscover.xml</RedirectUrl></Account>{tail}",
+                self.port
             );
         }
         if !email.eq_ignore_ascii_case(&self.opts.user) {

@@ -4,7 +4,12 @@
 //! Tried in order: `https://DOMAIN/autodiscover/autodiscover.xml`, then
 //! `https://autodiscover.DOMAIN/autodiscover/autodiscover.xml` (or only the server the user
 //! names). The request is authenticated like EWS (Basic or NTLM, as offered). `redirectAddr`
-//! (another address) and `redirectUrl` (another server) are followed, at most three times.
+//! (another address) and `redirectUrl` (another server) are followed, at most three times, and
+//! only where the password may go: over https, to the address's domain (or a host inside it) or
+//! to the server the user named. A redirect anywhere else ends the search with an error naming
+//! the target: whoever runs `https://DOMAIN/` (often a web host, not the mail provider) must
+//! not be able to send the password on to a server of its choice. The password goes with NTLM
+//! (or Negotiate); Basic only when the account says `auth = "basic"`.
 
 use std::time::Duration;
 
@@ -106,7 +111,70 @@ pub fn parse_answer(bytes: &[u8]) -> Answer {
     Answer::Error("the answer holds no EwsUrl".into())
 }
 
-/// Find the EWS URL of `email`, logging in as `username` with `password`.
+/// The domain of an e-mail address, lower case ("" when it has none).
+fn domain_of(email: &str) -> String {
+    email
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// Whether `host` is `domain` or a host inside it (`mail.example.com` in `example.com`).
+fn within(host: &str, domain: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    !domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}")))
+}
+
+/// The host of a server the user named (`HOST[:PORT]` or a URL), lower case.
+fn named_host(server: &str) -> Option<String> {
+    let s = server.trim();
+    let url = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("https://{s}")
+    };
+    let parsed = url::Url::parse(&url).ok()?;
+    Some(
+        parsed
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Whether a `redirectUrl` may be followed, i.e. the password sent there: https, and a host in
+/// the address's `domain` or the server the user named. Otherwise the sentence saying why not.
+pub fn redirect_allowed(target: &str, domain: &str, server: Option<&str>) -> Result<(), String> {
+    let parsed = url::Url::parse(target).map_err(|e| format!("{target:?} is not a URL ({e})"))?;
+    if parsed.scheme() != "https" {
+        return Err(format!(
+            "{} is not https: the password would travel unencrypted",
+            clip(target)
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let named = server.and_then(named_host);
+    if within(&host, domain) || named.as_deref() == Some(host.as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is outside {}: the password is not sent there",
+        clip(target),
+        named.map_or_else(|| domain.to_owned(), |n| format!("{domain} and {n}"))
+    ))
+}
+
+/// Find the EWS URL of `email`, logging in as `username` with `password`, authenticated as
+/// `auth` says: `"basic"` allows Basic authentication (the account says so explicitly), `"ntlm"`
+/// insists on NTLM; anything else is NTLM or Negotiate as offered, never Basic.
 pub async fn discover(
     email: &str,
     username: &str,
@@ -114,8 +182,20 @@ pub async fn discover(
     server: Option<&str>,
     ca_file: Option<std::path::PathBuf>,
     response_timeout: Duration,
+    auth: AuthMethod,
 ) -> Result<String, ProtoError> {
     let mut email = email.trim().to_owned();
+    // Where the password may go: the domain of the address the user gave (a redirect to
+    // another address does not widen it), and the server the user named.
+    let domain = domain_of(&email);
+    let refuse = |from: &str, why: String| {
+        ProtoError::new(
+            ErrorKind::Auth,
+            format!(
+                "autodiscover at {from} redirected to {why}; not followed. If that is your organisation's server, name it as the server (host), or enter url yourself"
+            ),
+        )
+    };
     let mut queue = candidates(&email, server);
     if queue.is_empty() {
         return Err(ProtoError::new(
@@ -133,14 +213,15 @@ pub async fn discover(
         let mut account = Account::new("autodiscover", "", username);
         account.protocol = Protocol::Ews;
         account.url = Some(url.clone());
-        account.auth = AuthMethod::Password;
+        account.auth = match auth {
+            AuthMethod::Basic | AuthMethod::Ntlm => auth,
+            _ => AuthMethod::Password,
+        };
         account.ca_file = ca_file.clone();
         account.derive_host();
-        let shared = std::sync::Arc::new(Shared::new(
-            account,
-            keepalive.clone(),
-            Some(password.clone()),
-        ));
+        let mut shared = Shared::new(account, keepalive.clone(), Some(password.clone()));
+        shared.basic_fallback = false;
+        let shared = std::sync::Arc::new(shared);
         let mut http = Http::new(shared);
         let result = async {
             let head = http
@@ -159,12 +240,25 @@ pub async fn discover(
         match result {
             Ok(Answer::Url(u)) => return Ok(u),
             Ok(Answer::RedirectAddr(a)) if redirects < 3 => {
+                // Without a named server, the new address's domain is asked next.
+                if server.is_none() && !within(&domain_of(&a), &domain) {
+                    return Err(refuse(
+                        &url,
+                        format!(
+                            "the address {}, outside {domain}: the password is not sent to its servers",
+                            clip(&a)
+                        ),
+                    ));
+                }
                 redirects += 1;
                 tried.push(format!("{url}: redirected to {a}"));
                 email = a;
                 queue = candidates(&email, server);
             }
-            Ok(Answer::RedirectUrl(u)) if redirects < 3 && u.starts_with("https://") => {
+            Ok(Answer::RedirectUrl(u)) if redirects < 3 => {
+                if let Err(why) = redirect_allowed(&u, &domain, server) {
+                    return Err(refuse(&url, why));
+                }
                 redirects += 1;
                 tried.push(format!("{url}: redirected to {u}"));
                 queue.insert(0, u);
@@ -207,6 +301,41 @@ mod tests {
             ["https://localhost:8443/autodiscover/autodiscover.xml"]
         );
         assert!(candidates("alice", None).is_empty());
+    }
+
+    #[test]
+    fn redirects_stay_in_the_domain_or_on_the_named_server_and_on_https() {
+        let ok = |t: &str, server: Option<&str>| redirect_allowed(t, "example.com", server);
+        assert!(ok("https://example.com/autodiscover/autodiscover.xml", None).is_ok());
+        assert!(
+            ok(
+                "https://mail.EXAMPLE.com/autodiscover/autodiscover.xml",
+                None
+            )
+            .is_ok()
+        );
+        assert!(ok("https://autodiscover.eu.example.com:8443/a", None).is_ok());
+        assert!(ok("https://localhost:8443/a", Some("localhost:8443")).is_ok());
+        assert!(
+            ok(
+                "https://ex.corp.example/a",
+                Some("https://ex.corp.example/EWS")
+            )
+            .is_ok()
+        );
+        let refused = |t: &str, server: Option<&str>| ok(t, server).unwrap_err();
+        assert!(refused("http://mail.example.com/a", None).contains("not https"));
+        assert!(refused("https://evil.example/a", None).contains("outside example.com"));
+        assert!(refused("https://example.com.evil.example/a", None).contains("outside"));
+        assert!(refused("https://notexample.com/a", None).contains("outside"));
+        assert!(
+            refused("https://127.0.0.1:8443/a", Some("localhost:8443"))
+                .contains("outside example.com and localhost")
+        );
+        assert!(refused("ftp://example.com/a", None).contains("not https"));
+        assert!(within("a.b.example.com", "example.com"));
+        assert!(!within("example.com", ""));
+        assert_eq!(domain_of("Alice@Example.COM."), "example.com");
     }
 
     #[test]

@@ -108,10 +108,62 @@ impl Http {
         }
     }
 
+    /// Remember `id` as the subscription `folder` holds.
+    fn hold(&self, folder: &'static str, id: &str) {
+        self.shared
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(folder, id.to_owned());
+    }
+
+    /// End the subscription `folder` still holds, if any: the one of a session that ended (with
+    /// its connection, or closing), before the folder subscribes again. Best effort: one that
+    /// expired or that the server lost is gone already, and the answer changes nothing.
+    pub(super) async fn unsubscribe_held(&mut self, folder: &'static str) {
+        let held = self
+            .shared
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(folder)
+            .cloned();
+        let Some(id) = held else { return };
+        let account = self.shared.account.name.clone();
+        let ended = match self
+            .call("ending the previous subscription", &xml::unsubscribe(&id))
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(%account, "{}: ended the subscription of {folder}", self.shared.endpoint());
+                true
+            }
+            Err(CallError::Ews(e)) => {
+                tracing::debug!(%account, "{}: Unsubscribe answered {} (gone already)", self.shared.endpoint(), e.code);
+                true
+            }
+            // Unanswered (as when cancelled): still held, ended by the next open.
+            Err(CallError::Proto(e)) => {
+                tracing::debug!(%account, "{}: Unsubscribe failed: {e}", self.shared.endpoint());
+                false
+            }
+        };
+        if ended {
+            let mut held = self
+                .shared
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if held.get(folder) == Some(&id) {
+                held.remove(folder);
+            }
+        }
+    }
+
     /// A pull subscription: (id, watermark).
     pub(super) async fn subscribe_pull(
         &mut self,
-        folder: &str,
+        folder: &'static str,
     ) -> Result<(String, String), CallError> {
         let m = self
             .call(
@@ -125,7 +177,10 @@ impl Http {
                 .filter(|s| !s.is_empty())
         };
         match (text("SubscriptionId"), text("Watermark")) {
-            (Some(id), Some(w)) => Ok((id, w)),
+            (Some(id), Some(w)) => {
+                self.hold(folder, &id);
+                Ok((id, w))
+            }
             _ => Err(CallError::Proto(ProtoError::new(
                 ErrorKind::Protocol,
                 format!(
@@ -136,11 +191,13 @@ impl Http {
         }
     }
 
-    pub(super) async fn subscribe(&mut self, folder: &str) -> Result<String, CallError> {
+    /// A streaming subscription: its id.
+    pub(super) async fn subscribe(&mut self, folder: &'static str) -> Result<String, CallError> {
         let m = self
             .call("subscribing to new mail", &xml::subscribe_streaming(folder))
             .await?;
-        m.child_text("SubscriptionId")
+        let id = m
+            .child_text("SubscriptionId")
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
@@ -151,6 +208,8 @@ impl Http {
                         self.shared.endpoint()
                     ),
                 ))
-            })
+            })?;
+        self.hold(folder, &id);
+        Ok(id)
     }
 }

@@ -19,6 +19,8 @@ impl Shared {
             warned_plain: AtomicBool::new(false),
             scheme: Mutex::new(None),
             busy_until: Mutex::new(None),
+            basic_fallback: true,
+            subscriptions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -338,8 +340,21 @@ impl Http {
                         Scheme::Ntlm("NTLM")
                     } else if has("Negotiate") {
                         Scheme::Ntlm("Negotiate")
-                    } else {
+                    } else if shared.basic_fallback {
                         Scheme::Basic
+                    } else {
+                        return Err(ProtoError::new(
+                            ErrorKind::Auth,
+                            format!(
+                                "{} offers neither NTLM nor Negotiate (it offers {}): the password is not sent to it with Basic authentication unless the account says auth = \"basic\" (mailpulse discover: --basic)",
+                                shared.host(),
+                                if offered.is_empty() {
+                                    "nothing".to_owned()
+                                } else {
+                                    clip(&offered.join(", "))
+                                }
+                            ),
+                        ));
                     };
                     tracing::debug!(account = %shared.account.name, "{} offers {offered:?}: using {scheme:?}", shared.endpoint());
                     *shared.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme);

@@ -103,8 +103,17 @@ struct Shared {
     warned_plain: AtomicBool,
     /// What the server offered, learnt once for `auth = "password"`.
     scheme: Mutex<Option<Scheme>>,
+    /// Whether `auth = "password"` may fall back to Basic when the server offers neither NTLM
+    /// nor Negotiate (EWS at the configured url: yes; Autodiscover, which asks servers the user
+    /// did not name: no).
+    basic_fallback: bool,
     /// `ErrorServerBusy` asked not to send anything before then (and how long it asked for).
     busy_until: Mutex<Option<(Instant, Duration)>>,
+    /// The subscription each folder holds (or held: a session that ended with its connection
+    /// could not end it), ended before the folder subscribes again. Exchange limits the
+    /// subscriptions per mailbox (20 on Exchange Online); every reconnect leaving one behind
+    /// would break the user's other EWS clients (Outlook for Mac, phones) within an hour.
+    subscriptions: Mutex<HashMap<&'static str, String>>,
 }
 
 impl EwsConnector {
@@ -151,6 +160,9 @@ impl Connector for EwsConnector {
         let uid_validity = folder_id.bytes().fold(0x811c_9dc5u32, |h, b| {
             (h ^ b as u32).wrapping_mul(0x0100_0193)
         }) | 1;
+        // A subscription an earlier session of this folder left (its connection died) is ended
+        // first, so that reconnects do not pile them up against the mailbox's limit.
+        http.unsubscribe_held(id).await;
         let (rx, task) = match http.subscribe(id).await {
             Ok(sub) => {
                 let (tx, rx) = mpsc::unbounded_channel();

@@ -252,5 +252,8 @@ impl Session for EwsSession {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+        // The caller bounds this by the response timeout; an unanswered Unsubscribe stays held
+        // and the next open of this folder ends it.
+        self.http.unsubscribe_held(self.folder).await;
     }
 }

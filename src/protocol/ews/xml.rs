@@ -204,6 +204,15 @@ pub fn subscribe_pull(folder: &str, timeout_minutes: u32) -> String {
     ))
 }
 
+/// `Unsubscribe`: ends a subscription (streaming or pull) so it does not count against the
+/// mailbox's subscription limit until it expires on its own.
+pub fn unsubscribe(subscription: &str) -> String {
+    envelope(&format!(
+        "<m:Unsubscribe><m:SubscriptionId>{}</m:SubscriptionId></m:Unsubscribe>",
+        esc(subscription)
+    ))
+}
+
 /// `GetEvents` on a pull subscription from `watermark`.
 pub fn get_events(subscription: &str, watermark: &str) -> String {
     envelope(&format!(
