@@ -551,45 +551,132 @@ pub(crate) mod desktop {
     /// What to do when the settings window's web view cannot be created.
     pub(crate) const WEBVIEW_MISSING_HINT: &str = "install the Microsoft Edge WebView2 Runtime (Windows 11 has it; for Windows 10 Microsoft offers the Evergreen installer), which draws it";
 
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+    use windows::Data::Xml::Dom::XmlDocument;
+    use windows::Foundation::TypedEventHandler;
+    use windows::UI::Notifications::{
+        ToastDismissedEventArgs, ToastNotification, ToastNotificationManager,
+    };
+    use windows::core::{HSTRING, IInspectable};
+
     use crate::toasts::ToastKind;
 
-    /// A shown toast: notify-rust's handle, whose events (a click, a dismissal) arrive once.
-    /// Windows offers no replacing through notify-rust (no tag): a newer toast of the same slot
-    /// is shown beside the old one, and the Action Center keeps both.
-    pub(crate) struct ToastHandle(std::sync::Mutex<Option<notify_rust::NotificationHandle>>);
+    /// The application the toasts are shown for. An unpackaged program has no AppUserModelID of
+    /// its own until an installer registers one with a Start-menu shortcut, and Windows shows no
+    /// toast for an unregistered id; PowerShell's is registered everywhere (notify-rust's default
+    /// too).
+    const APP_ID: &str =
+        r"{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\WindowsPowerShell\v1.0\powershell.exe";
+    /// Every mailpulse toast is in this group; the tag tells them apart within it.
+    const GROUP: &str = "mailpulse";
+
+    /// A shown toast: its tag (a newer toast for the same slot takes it over, so Windows
+    /// replaces the old one in place, in the Action Center too) and its events.
+    pub(crate) struct ToastHandle {
+        tag: String,
+        /// `true` for a click on the toast's body, `false` when it was dismissed.
+        events: Mutex<Option<UnboundedReceiver<bool>>>,
+    }
 
     pub(crate) fn toast_hints(_n: &mut notify_rust::Notification, _kind: ToastKind) {}
 
-    pub(crate) async fn show_toast(
-        n: &mut notify_rust::Notification,
-        _old: Option<&ToastHandle>,
-    ) -> notify_rust::error::Result<ToastHandle> {
-        let handle = n.show()?;
-        Ok(ToastHandle(std::sync::Mutex::new(Some(handle))))
+    /// The toast's XML: the summary as its title, the body below, both as text (`SetInnerText`
+    /// escapes them: a subject cannot add elements).
+    fn toast_xml(summary: &str, body: &str) -> windows::core::Result<XmlDocument> {
+        let doc = XmlDocument::new()?;
+        let toast = doc.CreateElement(&HSTRING::from("toast"))?;
+        let visual = doc.CreateElement(&HSTRING::from("visual"))?;
+        let binding = doc.CreateElement(&HSTRING::from("binding"))?;
+        binding.SetAttribute(&HSTRING::from("template"), &HSTRING::from("ToastGeneric"))?;
+        for line in [summary, body].into_iter().filter(|l| !l.is_empty()) {
+            let text = doc.CreateElement(&HSTRING::from("text"))?;
+            text.SetInnerText(&HSTRING::from(line))?;
+            binding.AppendChild(&text)?;
+        }
+        visual.AppendChild(&binding)?;
+        toast.AppendChild(&visual)?;
+        doc.AppendChild(&toast)?;
+        Ok(doc)
     }
 
-    /// A click on the toast's body (its default activation) runs `clicked`; the wait for it
-    /// blocks on notify-rust's channel, so it runs on the blocking pool.
+    fn show(
+        summary: &str,
+        body: &str,
+        tag: &str,
+        events: UnboundedSender<bool>,
+    ) -> windows::core::Result<()> {
+        let toast = ToastNotification::CreateToastNotification(&toast_xml(summary, body)?)?;
+        toast.SetTag(&HSTRING::from(tag))?;
+        toast.SetGroup(&HSTRING::from(GROUP))?;
+        let clicked = events.clone();
+        toast.Activated(&TypedEventHandler::<ToastNotification, IInspectable>::new(
+            move |_, _| {
+                let _ = clicked.send(true);
+                Ok(())
+            },
+        ))?;
+        toast.Dismissed(&TypedEventHandler::<
+            ToastNotification,
+            ToastDismissedEventArgs,
+        >::new(move |_, _| {
+            let _ = events.send(false);
+            Ok(())
+        }))?;
+        ToastNotificationManager::CreateToastNotifierWithId(&HSTRING::from(APP_ID))?.Show(&toast)
+    }
+
+    pub(crate) async fn show_toast(
+        n: &mut notify_rust::Notification,
+        old: Option<&ToastHandle>,
+    ) -> notify_rust::error::Result<ToastHandle> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // The slot's tag: a toast with the same tag and group replaces the shown one.
+        let tag = old.map_or_else(
+            || format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            |o| o.tag.clone(),
+        );
+        let (tx, rx) = unbounded_channel();
+        show(&n.summary, &n.body, &tag, tx).map_err(|e| {
+            notify_rust::error::Error::from(format!("Windows refused the toast: {e}").as_str())
+        })?;
+        Ok(ToastHandle {
+            tag,
+            events: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// A click on the toast's body runs `clicked`; a dismissal ends the wait (and so does the
+    /// notifier aborting it when the toast is replaced).
     pub(crate) async fn wait_for_click(handle: &ToastHandle, clicked: impl FnOnce()) {
-        let Some(h) = handle.0.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(mut events) = handle
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
             return;
         };
-        let default = tokio::task::spawn_blocking(move || {
-            let mut default = false;
-            let _ = h.wait_for_response(|r: &notify_rust::NotificationResponse| {
-                default = matches!(r, notify_rust::NotificationResponse::Default)
-            });
-            default
-        })
-        .await
-        .unwrap_or(false);
-        if default {
+        if events.recv().await == Some(true) {
             clicked();
         }
     }
 
-    /// Toasts leave on their own (Action Center keeps them); nothing to close.
-    pub(crate) async fn close_toast(_handle: &ToastHandle) {}
+    /// Remove the toast (from the screen and the Action Center): the error it told of is over.
+    pub(crate) async fn close_toast(handle: &ToastHandle) {
+        let removed = ToastNotificationManager::History().and_then(|h| {
+            h.RemoveGroupedTagWithId(
+                &HSTRING::from(handle.tag.as_str()),
+                &HSTRING::from(GROUP),
+                &HSTRING::from(APP_ID),
+            )
+        });
+        if let Err(e) = removed {
+            tracing::debug!("cannot remove toast {}: {e}", handle.tag);
+        }
+    }
 
     /// Nothing to adjust in the tray's own environment on Windows.
     pub(crate) fn prepare_tray_env() {}
