@@ -10,9 +10,9 @@ need_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Rust: mailpulse needs 1.88 or newer (edition 2024). Distribution packages are often older,
+# Rust: mailpulse needs 1.89 or newer (edition 2024, File::lock). Distribution packages are often older,
 # so a missing toolchain comes from rustup (into ~/.cargo, no root), which the Makefile finds.
-rust_min=88
+rust_min=89
 [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
   echo "Rust is not installed; installing it with rustup (https://rustup.rs) into ~/.cargo …"

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 /// Write `contents` to `path` so that a reader sees either the old or the new file, never a
 /// torn one: a temp file in the same directory, fsync, rename over, fsync the directory.
-/// The file is created with mode 0600 (owner only) on Unix.
+/// The file is created with mode 0600 (owner only) on Unix. A symbolic link (a config kept in
+/// a dotfiles repository) stays a link: the file it points to is replaced.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let resolved = resolve_links(path)?;
+    let path = resolved.as_path();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -34,6 +37,48 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// `path` with its symbolic links followed (also to a file that does not exist yet), so that
+/// writing replaces the file a link points to rather than the link.
+pub fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_owned();
+    // As the kernel does, give up on a loop after 40 links.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
+}
+
+/// An exclusive lock for a read-modify-write of `path` (the tray, the settings window and the
+/// command line may edit the config at the same moment): a `.NAME.lock` file beside the file
+/// `path` resolves to, locked by the OS (flock, LockFileEx) until the guard is dropped, so a
+/// process that dies releases it.
+pub fn lock_for_edit(path: &Path) -> io::Result<fs::File> {
+    let path = resolve_links(path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    let file = owner_only(&mut opts).open(dir.join(format!(".{name}.lock")))?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// Files mailpulse creates are the user's alone (mode 0600 on Unix; on Windows the profile's
@@ -95,11 +140,45 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f.desktop")]);
+        // The lock file lives beside it and is not the file.
+        drop(lock_for_edit(&path).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"two");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "owner only");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_file_stays_a_link_and_its_target_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        fs::create_dir_all(&dotfiles).unwrap();
+        fs::write(dotfiles.join("config.toml"), "old").unwrap();
+        let conf = dir.path().join("conf");
+        fs::create_dir_all(&conf).unwrap();
+        let link = conf.join("config.toml");
+        std::os::unix::fs::symlink("../dotfiles/config.toml", &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(dotfiles.join("config.toml")).unwrap(), b"new");
+        assert_eq!(
+            fs::read_dir(&conf).unwrap().count(),
+            1,
+            "nothing beside the link"
+        );
+        // A loop is an error, not a hang.
+        let a = dir.path().join("a");
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        assert!(write_atomic(&a, b"x").is_err());
     }
 }

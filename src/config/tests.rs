@@ -180,9 +180,13 @@ fn save_is_atomic_0600_and_round_trips() {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    // No temp files left behind.
-    let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
-    assert_eq!(names.len(), 1);
+    // No temp files left behind (the edit lock's file stays beside it).
+    let mut names: Vec<_> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".config.toml.lock", "config.toml"]);
     // An invalid config is not written.
     c.keepalive.interval_secs = 5;
     assert!(c.save_merged(&path).is_err());
@@ -427,4 +431,85 @@ fn missing_ca_file_is_reported_at_its_line() {
     let e = Config::load(&path).unwrap_err().to_string();
     assert!(e.contains(":5:11: accounts[0].ca_file:"), "{e}");
     assert!(e.contains("nope.pem does not exist"), "{e}");
+}
+
+/// The settings window loaded the file, then the tray switched keep-alive off; Save with a new
+/// interval keeps the tray's switch. Where both changed the same key, the window's Save wins.
+#[test]
+fn saving_settings_keeps_what_another_writer_changed_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    fs::write(&path, EXAMPLE).unwrap();
+    let base = Config::load(&path).unwrap();
+    assert!(base.keepalive.enabled);
+    // The tray, meanwhile.
+    Config::edit_file(&path, |doc| {
+        doc["keepalive"]["enabled"] = toml_edit::value(false)
+    })
+    .unwrap();
+    let mut form = base.clone();
+    form.keepalive.interval_secs = 45;
+    let written = form.save_merged_since(&path, &base).unwrap();
+    let back = Config::load(&path).unwrap();
+    assert_eq!(back, written);
+    assert!(!back.keepalive.enabled, "the tray's switch was lost");
+    assert_eq!(back.keepalive.interval_secs, 45);
+    // Both changed the same key: the window's Save is the later, deliberate act.
+    Config::edit_file(&path, |doc| {
+        doc["keepalive"]["interval_secs"] = toml_edit::value(90)
+    })
+    .unwrap();
+    let mut form = written.clone();
+    form.keepalive.interval_secs = 60;
+    form.accounts
+        .push(Account::new("home", "imap.home.example", "bob"));
+    form.save_merged_since(&path, &written).unwrap();
+    let back = Config::load(&path).unwrap();
+    assert_eq!(back.keepalive.interval_secs, 60);
+    assert!(!back.keepalive.enabled);
+    assert_eq!(back.accounts.len(), written.accounts.len() + 1);
+}
+
+/// Writers in several threads (standing for the tray, Settings and the command line) each add
+/// one to the interval many times: with the edit lock no increment is lost.
+#[test]
+fn concurrent_edits_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    fs::write(&path, "[keepalive]\ninterval_secs = 100\n").unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    Config::edit_file(&path, |doc| {
+                        let n = doc["keepalive"]["interval_secs"].as_integer().unwrap();
+                        doc["keepalive"]["interval_secs"] = toml_edit::value(n + 1);
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(Config::load(&path).unwrap().keepalive.interval_secs, 200);
+}
+
+#[test]
+fn merge3_takes_each_sides_change() {
+    use serde_json::json;
+    let base = json!({"a": 1, "t": {"x": 1, "y": 1}, "list": [1]});
+    let ours = json!({"a": 2, "t": {"x": 1, "y": 1}, "list": [1]});
+    let theirs = json!({"a": 1, "t": {"x": 1, "y": 3}, "list": [1, 2]});
+    assert_eq!(
+        super::edit::merge3(&base, &ours, &theirs),
+        json!({"a": 2, "t": {"x": 1, "y": 3}, "list": [1, 2]})
+    );
+    let ours = json!({"a": 1, "t": {"x": 1, "y": 1}, "list": [9]});
+    assert_eq!(
+        super::edit::merge3(&base, &ours, &theirs)["list"],
+        json!([9])
+    );
 }

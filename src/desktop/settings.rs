@@ -220,6 +220,8 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
             on_navigation(url);
             wry::NewWindowResponse::Deny
         });
+    // What the file held when the page loaded it: Save keeps what others changed since.
+    let base: std::sync::Mutex<Option<Config>> = std::sync::Mutex::new(None);
     let builder = builder.with_ipc_handler(move |request: wry::http::Request<String>| {
         let reply = |r: Reply| {
             let _ = p.send_event(r);
@@ -231,6 +233,7 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
         }
         match serde_json::from_str::<Request>(request.body()) {
             Ok(Request::Ready) => {
+                *base.lock().unwrap_or_else(|p| p.into_inner()) = Config::load(&path).ok();
                 reply(Reply::Message(load_message(&path, page_name.as_deref())));
                 if let Some(js) = &automation {
                     reply(Reply::Script(js.clone()));
@@ -241,7 +244,8 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                 passwords,
                 close,
             }) => {
-                let answer = save(&path, config, &passwords);
+                let mut base = base.lock().unwrap_or_else(|p| p.into_inner());
+                let answer = save(&path, config, &passwords, &mut base);
                 let saved = answer["op"] == "saved";
                 reply(Reply::Message(answer));
                 if saved && close {
@@ -392,7 +396,15 @@ fn load_message(path: &Path, page: Option<&str>) -> Value {
 }
 
 /// Validate and save what the page sent; passwords go to the keyring, never into the file.
-pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) -> Value {
+/// Save the page's settings. `base` is what the file held when the page loaded it (a change
+/// another writer made since is kept unless the page changed the same setting); it becomes
+/// what was written.
+pub fn save(
+    path: &Path,
+    config: Value,
+    passwords: &BTreeMap<String, String>,
+    base: &mut Option<Config>,
+) -> Value {
     let config: Config = match serde_json::from_value(config) {
         Ok(c) => c,
         Err(e) => {
@@ -414,9 +426,15 @@ pub fn save(path: &Path, config: Value, passwords: &BTreeMap<String, String>) ->
             return json!({"op": "error", "message": format!("The password of {name:?} could not be stored: {e}")});
         }
     }
-    if let Err(e) = config.save_merged(path) {
-        return json!({"op": "error", "message": e.to_string()});
-    }
+    let written = match base.as_ref() {
+        Some(b) => config.save_merged_since(path, b),
+        None => config.save_merged(path).map(|()| config.clone()),
+    };
+    let config = match written {
+        Ok(c) => c,
+        Err(e) => return json!({"op": "error", "message": e.to_string()}),
+    };
+    *base = Some(config.clone());
     // Start at login follows the switch (the tray does the same when it reloads).
     let result = if config.desktop.start_at_login && !config.accounts.is_empty() {
         crate::companion("mailpulse")
