@@ -172,14 +172,14 @@ pub async fn discover(
     .await
     {
         Ok(url) => {
-            println!("url = \"{url}\"");
+            println!("url = \"{}\"", term(url));
             eprintln!(
                 "mailpulse: put this line into the account (protocol = \"ews\", username = \"{username}\")"
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mailpulse: {e}");
+            eprintln!("mailpulse: {}", term(e));
             ExitCode::from(EXIT_CONNECT)
         }
     }
@@ -226,7 +226,7 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mailpulse: {e}");
+            eprintln!("mailpulse: {}", term(e));
             ExitCode::from(1)
         }
     }
@@ -251,11 +251,11 @@ pub async fn signin(config_path: Option<&Path>, name: &str, no_browser: bool) ->
     .await
     {
         Ok(message) => {
-            println!("{message}");
+            println!("{}", term(message));
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!("mailpulse: {message}");
+            eprintln!("mailpulse: {}", term(message));
             ExitCode::from(EXIT_CONNECT)
         }
     }
@@ -278,7 +278,7 @@ pub fn signout(config_path: Option<&Path>, name: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mailpulse: {e}");
+            eprintln!("mailpulse: {}", term(e));
             ExitCode::from(1)
         }
     }
@@ -362,7 +362,7 @@ fn load_account(
     name: &str,
 ) -> Result<(Config, crate::config::Account), ExitCode> {
     let config = load(path).map_err(|e| {
-        eprintln!("mailpulse: {e}");
+        eprintln!("mailpulse: {}", term(e));
         ExitCode::from(EXIT_CONFIG)
     })?;
     let Some(account) = config.account(name).cloned() else {
@@ -398,7 +398,7 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
     let config = match load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mailpulse: {e}");
+            eprintln!("mailpulse: {}", term(e));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -458,7 +458,7 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
                             json!({"account": account.name, "folder": folder, "error": e.message, "kind": e.kind})
                         );
                     }
-                    eprintln!("mailpulse: {label}: {e}");
+                    eprintln!("mailpulse: {}: {}", term(&label), term(e));
                 }
             }
         }
@@ -517,7 +517,7 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
     let mut config = match load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mailpulse: {e}");
+            eprintln!("mailpulse: {}", term(e));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -590,7 +590,7 @@ impl Printer {
             merge(&mut v, std::mem::take(&mut fields));
             writeln!(stdout, "{v}")
         } else {
-            writeln!(stdout, "{text}")
+            writeln!(stdout, "{}", term(text))
         };
         let _ = stdout.flush();
     }
@@ -714,6 +714,30 @@ fn item_text(item: &MailItem) -> String {
             .map(|d| d.to_rfc3339())
             .unwrap_or_else(|| "-".into())
     )
+}
+
+/// Text for a terminal: server answers, mail headers and URLs reach it through errors and
+/// event lines, and a control character in them (an escape sequence) could rewrite what the
+/// user sees or drive the terminal. Control characters other than line breaks and tabs, and
+/// the bidirectional overrides that reorder text on screen, are shown escaped (`\u{1b}`).
+pub fn term(text: impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn merge(into: &mut Value, from: Value) {

@@ -553,6 +553,16 @@ fn discover_finds_the_ews_url_from_the_address() {
             && stderr.contains("can't be found"),
         "{stderr}"
     );
+    // A server's words reach the terminal escaped: no control sequence, no reordering.
+    let out = discover(&home, &server, "escape@example.com", PASSWORD);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Not here\\u{9b}2J\\u{202e}gnp.exe")
+            && !stderr.contains('\u{9b}')
+            && !stderr.contains('\u{202e}'),
+        "{stderr:?}"
+    );
     let out = discover(&home, &server, USER, "wrong");
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -626,6 +626,13 @@ impl Ctx {
                 self.port
             );
         }
+        if email.starts_with("escape@") {
+            // XML 1.0 allows no C0 controls but tab/CR/LF, even as references; C1 controls
+            // (here CSI, U+009B: "ESC [" on many terminals) and bidi overrides it allows.
+            return format!(
+                "{head}<Error Time=\"10:00:00\" Id=\"1\"><ErrorCode>500</ErrorCode><Message>Not here\u{9b}2J\u{202e}gnp.exe</Message><DebugData/></Error>{tail}"
+            );
+        }
         if !email.eq_ignore_ascii_case(&self.opts.user) {
             return format!(
                 "{head}<Error Time=\"10:00:00\" Id=\"1\"><ErrorCode>500</ErrorCode><Message>The email address can't be found.</Message><DebugData/></Error>{tail}"
