@@ -256,18 +256,31 @@ pub(crate) const MAX_LINE: u64 = 512 << 10;
 /// framing: lines end with CRLF, and `{N}` CRLF at a line's end announces N bytes of literal
 /// that belong to the same response. Bytes pass on unchanged; a violation is an
 /// `InvalidData` error with a sentence naming the limit, and every later read fails too.
-/// Writes pass through.
+///
+/// Writes are held until the codec flushes at the end of a command: async-imap writes a
+/// command in pieces (the tag, a space, the command, CRLF), and with `TCP_NODELAY` each piece
+/// left as its own segment — over TLS its own record — each ACKed on its own. A command is now
+/// one write: one segment, one record. (Held bytes are bounded: past [`WRITE_HOLD`] they go out.)
 #[derive(Debug)]
 pub(crate) struct Bounded<S> {
     inner: S,
     scan: Scan,
+    /// Written by the codec, not yet passed on; `sent` of them are.
+    held: Vec<u8>,
+    sent: usize,
 }
+
+/// The most a command holds back before its bytes go out anyway (IMAP commands are short; a
+/// long literal is sent as it comes).
+pub(crate) const WRITE_HOLD: usize = 16 << 10;
 
 impl<S> Bounded<S> {
     pub(crate) fn new(inner: S) -> Bounded<S> {
         Bounded {
             inner,
             scan: Scan::default(),
+            held: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -309,25 +322,71 @@ impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Bounded<S> {
+    /// Pass the held bytes on (as few writes as the stream takes: one, normally).
+    fn poll_send_held(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.sent < self.held.len() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.held[self.sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.held.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Bounded<S> {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.held.len() + buf.len() > WRITE_HOLD {
+            match this.poll_send_held(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            if buf.len() > WRITE_HOLD {
+                return std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+            }
+        }
+        this.held.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        use std::task::Poll;
+        let this = self.get_mut();
+        match this.poll_send_held(cx) {
+            Poll::Ready(Ok(())) => std::pin::Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        use std::task::Poll;
+        let this = self.get_mut();
+        match this.poll_send_held(cx) {
+            Poll::Ready(Ok(())) => std::pin::Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 }
 
