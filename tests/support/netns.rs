@@ -37,6 +37,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -414,6 +415,45 @@ impl Testbed {
             .map_or(0, |f| f.shared.accepted.load(Ordering::SeqCst))
     }
 
+    /// Makes `name` resolve to the server's address in the client namespace, for commands
+    /// started by [`client_cmd`](Self::client_cmd): `ip netns exec` mounts
+    /// `/etc/netns/<client>/hosts` over `/etc/hosts`. (TLS needs a name the server's
+    /// certificate holds.)
+    pub fn resolve_server_name(&self, name: &str) {
+        let dir = Path::new("/etc/netns").join(&self.client);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/<client>");
+        std::fs::write(
+            dir.join("hosts"),
+            format!("127.0.0.1 localhost\n{} {name}\n", self.server_ip()),
+        )
+        .expect("write the client namespace's hosts file");
+    }
+
+    /// Packets and bytes of whole frames (Ethernet header included) on the client's link, both
+    /// directions: the interface's own counters, which see every segment of every flow.
+    pub fn client_link_counters(&self) -> (u64, u64) {
+        let out = must(
+            "ip",
+            &[
+                "-n",
+                &self.client,
+                "-s",
+                "-j",
+                "link",
+                "show",
+                "dev",
+                CLIENT_IF,
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j link output");
+        let stats = &v[0]["stats64"];
+        let n = |dir: &str, what: &str| stats[dir][what].as_u64().expect("interface counter");
+        (
+            n("rx", "packets") + n("tx", "packets"),
+            n("rx", "bytes") + n("tx", "bytes"),
+        )
+    }
+
     /// `ip netns exec <client> program`: a command that runs in the client namespace.
     pub fn client_cmd(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
@@ -516,6 +556,7 @@ impl Testbed {
             kill_processes_in(ns);
             attempt("ip", &["netns", "del", ns]);
         }
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.client));
     }
 }
 

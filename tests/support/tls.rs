@@ -16,11 +16,16 @@ use rcgen::{
 pub struct TlsFiles {
     /// The CA certificate (what clients must trust).
     pub ca_pem: PathBuf,
-    /// The server certificate (leaf only), SAN: DNS `localhost`, IP 127.0.0.1.
+    /// The server certificate (leaf only), SAN: DNS `localhost` and [`NETNS_SERVER_NAME`], IP
+    /// 127.0.0.1.
     pub cert_pem: PathBuf,
     /// The server's private key (PKCS#8), mode 0600.
     pub key_pem: PathBuf,
 }
+
+/// The name under which a network-namespace testbed's client reaches the server over TLS
+/// (see `netns::Testbed::resolve_server_name`).
+pub const NETNS_SERVER_NAME: &str = "imap.mailpulse.test";
 
 /// Creates `dir` and writes `ca.pem`, `server.pem` and `server.key` into it.
 pub fn write_test_pki(dir: &Path) -> TlsFiles {
@@ -43,7 +48,9 @@ pub fn write_test_pki(dir: &Path) -> TlsFiles {
 
     // The server certificate, valid for "localhost" and 127.0.0.1.
     let server_key = KeyPair::generate().expect("generate server key");
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), NETNS_SERVER_NAME.to_string()])
+            .expect("server params");
     params
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
