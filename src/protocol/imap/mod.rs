@@ -50,11 +50,15 @@ pub struct ImapConnector {
     /// Access tokens for `auth = "xoauth2"`/`"oauthbearer"`, shared by the account's folders.
     tokens: crate::oauth::TokenSource,
     tls: Tls,
+    /// The server answered a pipelined keep-alive cycle with an error: its folders use one
+    /// command at a time from then on.
+    no_pipelining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ImapConnector {
     pub fn new(account: Account, keepalive: KeepAlive) -> Self {
         ImapConnector {
+            no_pipelining: Default::default(),
             tls: Tls::new(account.ca_file.clone()),
             tokens: crate::oauth::TokenSource::new(account.clone()),
             account,
@@ -490,6 +494,9 @@ impl ImapConnector {
             response_timeout: self.rt(),
             catching_up_to: None,
             bye: None,
+            idling: None,
+            prefetched: None,
+            no_pipelining: self.no_pipelining.clone(),
         };
         imap.drain();
         (Box::new(imap), info)

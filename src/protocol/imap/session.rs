@@ -20,6 +20,13 @@ pub(super) struct Imap {
     /// The server said `BYE` (its text): async-imap passes it on as an unsolicited response
     /// and ends the command's answer as if complete.
     pub(super) bye: Option<String>,
+    /// IDLE begun by the pipelined keep-alive cycle (its tag): the next `wait` goes on idling,
+    /// any other command ends it first.
+    pub(super) idling: Option<Tag>,
+    /// The newest UID the pipelined cycle's query answered, for the `newest_uid` that follows.
+    pub(super) prefetched: Option<Option<u32>>,
+    /// Shared by the connector's sessions: the server refused a pipelined cycle.
+    pub(super) no_pipelining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// UIDs per catch-up batch: 200 envelopes are some 100 KB, seconds on a slow link.
@@ -35,6 +42,23 @@ impl Imap {
         })
     }
 
+    /// The session, ready for a command: an IDLE the pipelined cycle began is ended first.
+    pub(super) async fn ready(&mut self) -> Result<&mut ImapSession, ProtoError> {
+        if let Some(tag) = self.idling.take() {
+            let (rt, endpoint) = (self.response_timeout, self.endpoint.clone());
+            let mut seen = Untagged::default();
+            let session = self.session()?;
+            match timeout(rt, end_idle(session, &tag, &endpoint, &mut seen)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(dead(&endpoint, rt, "ending IDLE")),
+            }
+            self.note(&seen);
+            self.grew |= seen.changed;
+            self.drain();
+        }
+        self.session()
+    }
+
     pub(super) fn err(&self, e: async_imap::error::Error, what: &str) -> ProtoError {
         imap_error(&self.endpoint, e, what)
     }
@@ -45,7 +69,7 @@ impl Imap {
         if self.exists > 0 {
             return Ok(false);
         }
-        let session = self.session()?;
+        let session = self.ready().await?;
         let r = session.noop().await;
         r.map_err(|e| self.err(e, "sending NOOP"))?;
         self.drain();
@@ -107,7 +131,7 @@ impl Imap {
         set: &str,
         items: &str,
     ) -> Result<Vec<MailItem>, ProtoError> {
-        let session = self.session()?;
+        let session = self.ready().await?;
         let result = async {
             let stream = session.uid_fetch(set, items).await?;
             stream.try_collect::<Vec<Fetch>>().await
@@ -131,6 +155,10 @@ impl Session for Imap {
     }
 
     async fn newest_uid(&mut self) -> Result<Option<u32>, ProtoError> {
+        // Asked and answered by the keep-alive cycle that just ended the wait.
+        if let Some(newest) = self.prefetched.take() {
+            return Ok(newest);
+        }
         if self.is_empty().await? {
             return Ok(None);
         }
@@ -200,7 +228,7 @@ impl Session for Imap {
                 break;
             }
             let mid = lo + (hi - lo) / 2;
-            let session = self.session()?;
+            let session = self.ready().await?;
             let r = async {
                 let stream = session.fetch(mid.to_string(), "(UID)").await?;
                 stream.try_collect::<Vec<Fetch>>().await
@@ -234,7 +262,13 @@ impl Session for Imap {
     /// idling takes any tagged answer for an unrelated unilateral response and keeps waiting,
     /// so a server that ended IDLE looked idle until the keep-alive timed out. Here the IDLE's
     /// own tagged answer, whenever it comes, is an error at once.
+    ///
+    /// A keep-alive cycle (the wait ended by its timer or "Check now") is one write when the folder is not
+    /// empty: `DONE`, the query and the next `IDLE` pipelined (RFC 3501 lets a client send
+    /// commands without waiting; after `DONE` the server processes them in order). Its answers
+    /// must all arrive within the response timeout, so a dead connection is found as before.
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
+        self.prefetched = None;
         if std::mem::take(&mut self.grew) {
             return Ok(Wake::Changed);
         }
@@ -248,9 +282,12 @@ impl Session for Imap {
             )
         })?;
         let mut seen = Untagged::default();
-        let tag = match timeout(rt, start_idle(&mut session, &endpoint, &mut seen)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(dead(&endpoint, rt, "starting IDLE")),
+        let tag = match self.idling.take() {
+            Some(tag) => tag,
+            None => match timeout(rt, start_idle(&mut session, &endpoint, &mut seen)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(dead(&endpoint, rt, "starting IDLE")),
+            },
         };
         self.note(&seen);
         let wake = if seen.changed {
@@ -274,6 +311,34 @@ impl Session for Imap {
                 }
             }
         };
+        let pipelining = !self
+            .no_pipelining
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // The timer, or "Check now" (and the rarer stop or settings change, which cost one
+        // query's bytes more): the query follows the wait, so it goes out with DONE.
+        if wake != Wake::Changed && self.exists > 0 && pipelining {
+            let mut seen = Untagged::default();
+            let cycle = pipelined_cycle(&mut session, &tag, &endpoint, &mut seen);
+            let (newest, idle) = match timeout(rt, cycle).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    if e.kind == ErrorKind::Protocol {
+                        // Refused, perhaps, because pipelined: one command at a time hereafter.
+                        self.no_pipelining
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+                Err(_) => return Err(dead(&endpoint, rt, "the keep-alive query")),
+            };
+            self.note(&seen);
+            self.grew |= seen.changed;
+            self.prefetched = Some(newest);
+            self.idling = Some(idle);
+            self.session = Some(session);
+            self.drain();
+            return Ok(wake);
+        }
         let mut seen = Untagged::default();
         match timeout(rt, end_idle(&mut session, &tag, &endpoint, &mut seen)).await {
             Ok(r) => r?,
@@ -290,6 +355,7 @@ impl Session for Imap {
     }
 
     async fn close(mut self: Box<Self>) {
+        let _ = self.ready().await;
         if let Some(mut session) = self.session.take() {
             let _ = session.logout().await;
         }
@@ -420,6 +486,85 @@ pub(super) async fn start_idle(
                 ErrorKind::Protocol,
                 format!("{endpoint}: the server answered IDLE with OK before it began"),
             ));
+        }
+    }
+}
+
+/// The keep-alive cycle in one write: `DONE` (ending the IDLE tagged `idle`), `UID FETCH *
+/// (UID)` and the next `IDLE`; then their answers, in order: the IDLE's `OK`, the query's data
+/// and `OK`, the new IDLE's continuation. Returns the newest UID and the new IDLE's tag.
+/// (The folder is not empty: `UID FETCH *` of an empty folder is an error.)
+async fn pipelined_cycle(
+    session: &mut ImapSession,
+    idle: &Tag,
+    endpoint: &str,
+    seen: &mut Untagged,
+) -> Result<(Option<u32>, Tag), ProtoError> {
+    use async_imap::imap_proto::AttributeValue;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Tags of our own, apart from async-imap's (`A1`, `A2`, …).
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (query, next) = (format!("K{n}Q"), format!("K{n}I"));
+    session
+        .run_command_untagged(format!(
+            "DONE\r\n{query} UID FETCH * {KEEPALIVE_ITEMS}\r\n{next} IDLE"
+        ))
+        .await
+        .map_err(|e| imap_error(endpoint, e, "sending the keep-alive query"))?;
+    let (query, next) = (
+        async_imap::imap_proto::RequestId(query),
+        async_imap::imap_proto::RequestId(next),
+    );
+    let mut answered = false;
+    let mut newest = None;
+    // Bounded: a server sending endless unrelated responses is cut off by the caller's timeout.
+    loop {
+        let resp = read(
+            session.read_response().await,
+            endpoint,
+            "during the keep-alive query",
+        )?;
+        match resp.parsed() {
+            Response::Continue(_) if answered => return Ok((newest, next)),
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } if *tag == query => {
+                if *status != Status::Ok {
+                    return Err(ProtoError::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "{endpoint}: the server answered the keep-alive query with {}",
+                            status_words(status, outcome)
+                        ),
+                    ));
+                }
+                answered = true;
+            }
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } if *tag == next => {
+                return Err(ProtoError::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "{endpoint}: the server answered IDLE with {}",
+                        status_words(status, outcome)
+                    ),
+                ));
+            }
+            Response::Fetch(_, attributes) if !answered => {
+                for a in attributes {
+                    if let AttributeValue::Uid(uid) = a {
+                        newest = newest.max(Some(*uid));
+                    }
+                }
+            }
+            other => {
+                idle_response(other, idle, endpoint, seen)?;
+            }
         }
     }
 }
