@@ -17,7 +17,6 @@ mod imap;
 #[allow(dead_code)]
 mod message;
 #[path = "../../tests/support/netns.rs"]
-#[allow(dead_code)]
 mod netns;
 #[path = "../../tests/support/relay.rs"]
 mod relay;
