@@ -344,6 +344,9 @@ impl App {
             UserEvent::OpenSettings => self.open_settings(None),
             UserEvent::SettingsClosed => {
                 self.settings_open = false;
+                // A password saved there goes to the keyring, not into the file: an account
+                // whose logins are blocked after a rejected password looks again.
+                let _ = self.commands.send(Command::CheckCredentials);
                 // Usually reloaded already, when the watcher saw the save.
                 self.reload_if_changed("the settings window closed");
             }

@@ -8,9 +8,11 @@
 
 pub mod adaptive;
 pub mod backoff;
+mod gate;
 mod store;
 mod supervisor;
 
+pub use gate::CredentialFingerprint;
 pub use store::Store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +26,7 @@ use crate::config::{Account, Config, KeepAlive};
 use crate::error::{ErrorKind, ProtoError};
 use crate::event::{Command, Connectivity, Event};
 use crate::protocol::{Connector, ConnectorFactory};
+use gate::{Gate, Gated};
 use supervisor::{Ctl, Supervisor};
 
 /// The keep-alive settings every supervisor follows; changes reach them at once, mid-IDLE too.
@@ -111,6 +114,7 @@ pub fn spawn(
         store,
         memory,
         Arc::new(crate::platform::network_id),
+        Arc::new(gate::keyring_fingerprint),
     )
 }
 
@@ -121,6 +125,7 @@ pub fn spawn_with(
     store: Store,
     memory: adaptive::Memory,
     netid: NetworkId,
+    fingerprint: CredentialFingerprint,
 ) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
@@ -131,6 +136,7 @@ pub fn spawn_with(
         store,
         memory,
         netid,
+        fingerprint,
         network,
         next_learner: 0,
         keepalive: config.keepalive.clone(),
@@ -154,6 +160,8 @@ struct RunningAccount {
     /// `user@host:port`: what learned values are remembered for (with the network).
     server: String,
     connector: Arc<dyn Connector>,
+    /// Every login of the account goes through it (see `gate`).
+    gate: Arc<Gate>,
     /// The settings this account's supervisors follow (the interval may be a learned one).
     settings: watch::Sender<Settings>,
     /// The learned interval on the current network, while adaptive keep-alive is on.
@@ -173,6 +181,7 @@ struct EngineTask {
     store: Store,
     memory: adaptive::Memory,
     netid: NetworkId,
+    fingerprint: CredentialFingerprint,
     /// The network identity the learned intervals currently apply to.
     network: String,
     next_learner: u64,
@@ -225,6 +234,7 @@ impl EngineTask {
         let name = match &command {
             Command::SetKeepAlive(_) => "set keep-alive",
             Command::CheckNow => "check now",
+            Command::CheckCredentials => "check credentials",
             Command::Reload(_) => "reload",
             Command::Quit => "quit",
         };
@@ -238,14 +248,28 @@ impl EngineTask {
             Command::CheckNow => {
                 // A network change arrives as "check now" too.
                 self.check_network();
+                // An explicit "check now" after `mailpulse password set` logs in again.
+                self.recheck_credentials();
                 for running in self.accounts.values() {
                     for (_, ctl, _) in &running.folders {
                         let _ = ctl.send(Ctl::CheckNow);
                     }
                 }
             }
+            Command::CheckCredentials => self.recheck_credentials(),
             Command::Reload(config) => self.reload(*config),
             Command::Quit => {}
+        }
+    }
+
+    /// Accounts whose logins are blocked after a rejection look at their stored credential
+    /// again: a new one lifts the block.
+    fn recheck_credentials(&self) {
+        for running in self.accounts.values() {
+            if running.gate.blocked_until().is_some() {
+                let gate = running.gate.clone();
+                tokio::spawn(async move { gate.recheck().await });
+            }
         }
     }
 
@@ -512,7 +536,11 @@ impl EngineTask {
     }
 
     fn start_account(&mut self, account: Account) {
-        let connector = (self.factory)(&account, &self.keepalive);
+        let gate = Gate::new(account.clone(), self.fingerprint.clone());
+        let connector: Arc<dyn Connector> = Arc::new(Gated {
+            inner: (self.factory)(&account, &self.keepalive),
+            gate: gate.clone(),
+        });
         let server = format!(
             "{}@{}:{}",
             account.username,
@@ -537,6 +565,7 @@ impl EngineTask {
                 folder.clone(),
                 server.clone(),
                 connector.clone(),
+                gate.clone(),
                 settings.subscribe(),
                 ctl_rx,
                 self.out_tx.clone(),
@@ -558,6 +587,7 @@ impl EngineTask {
                 account,
                 server,
                 connector,
+                gate,
                 settings,
                 learned: None,
                 learner: None,

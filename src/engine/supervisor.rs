@@ -10,6 +10,7 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
+use super::gate::Gate;
 use super::store::{Seen, Store};
 use super::{Out, Settings};
 use crate::error::{ErrorKind, ProtoError};
@@ -41,6 +42,9 @@ pub(crate) struct Supervisor {
     /// `user@host:port`, the identity of the mailbox for the persisted baseline.
     pub server: String,
     pub connector: Arc<dyn Connector>,
+    /// The account's login gate (shared by its folders and its probes).
+    pub gate: Arc<Gate>,
+    lifted: watch::Receiver<u64>,
     pub settings: watch::Receiver<Settings>,
     pub ctl: mpsc::UnboundedReceiver<Ctl>,
     pub out: mpsc::UnboundedSender<Out>,
@@ -59,6 +63,7 @@ impl Supervisor {
         folder: String,
         server: String,
         connector: Arc<dyn Connector>,
+        gate: Arc<Gate>,
         settings: watch::Receiver<Settings>,
         ctl: mpsc::UnboundedReceiver<Ctl>,
         out: mpsc::UnboundedSender<Out>,
@@ -70,6 +75,8 @@ impl Supervisor {
             folder,
             server,
             connector,
+            lifted: gate.lifted(),
+            gate,
             settings,
             ctl,
             out,
@@ -108,6 +115,16 @@ impl Supervisor {
     pub async fn run(mut self) {
         let mut first_session = true;
         loop {
+            // The account's credentials were rejected: no login until the block ends or is
+            // lifted (new password, changed account). "Check now" does not lift it.
+            self.lifted.borrow_and_update();
+            if let Some(until) = self.gate.blocked_until() {
+                self.set_state(Connectivity::Error);
+                if self.wait_blocked(until).await == Why::Stop {
+                    return;
+                }
+                continue;
+            }
             self.set_state(Connectivity::Connecting);
             let rt = self.response_timeout();
             let connector = self.connector.clone();
@@ -160,9 +177,31 @@ impl Supervisor {
             );
             self.set_state(Connectivity::Error);
             let _ = self.out.send(Out::Failed(self.generation, failure));
+            if self.gate.blocked_until().is_some() {
+                continue; // the gate's block is the wait (and ends early when lifted)
+            }
             // "Check now" clicked while this attempt was failing: try again at once.
             if !check_now && self.pause(delay).await == Why::Stop {
                 return;
+            }
+        }
+    }
+
+    /// Wait while the account's logins are blocked; commands other than stop change nothing.
+    async fn wait_blocked(&mut self, until: Instant) -> Why {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Why::Nothing,
+                Ok(()) = self.lifted.changed() => return Why::Nothing,
+                ctl = self.ctl.recv() => match ctl_reason(ctl) {
+                    Why::Stop => return Why::Stop,
+                    _ => tracing::info!(
+                        account = %self.account, folder = %self.folder,
+                        "check now: not logging in again before {:.0} s from now, since the \
+                         server rejected the credentials (set the password again to try at once)",
+                        until.saturating_duration_since(Instant::now()).as_secs_f64()
+                    ),
+                },
             }
         }
     }
