@@ -141,7 +141,29 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         .with(stderr)
         .with(file)
         .try_init();
+    install_panic_hook();
     LogGuard { _file: guard }
+}
+
+/// A panic anywhere (a folder's task, the GUI thread) goes to the log with where it happened
+/// and its message, instead of only to a stderr nobody reads in a tray agent. No backtrace:
+/// its frames could show data. The engine restarts a panicked folder task (`engine`).
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = crate::error::panic_message(info.payload());
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_else(|| "an unknown place".into());
+            let thread = std::thread::current();
+            tracing::error!(
+                "panic in thread {:?} at {location}: {message}",
+                thread.name().unwrap_or("unnamed")
+            );
+        }));
+    });
 }
 
 /// Apply new logging settings to the running process.

@@ -50,6 +50,8 @@ pub(crate) struct Supervisor {
     pub out: mpsc::UnboundedSender<Out>,
     pub store: Store,
     pub backoff: Backoff,
+    /// Wait this long before the first attempt (a restart after a panic).
+    pub start_after: Duration,
     state: Option<Connectivity>,
     /// The current session got as far as waiting (its failure is a lost connection).
     caught_up: bool,
@@ -82,6 +84,7 @@ impl Supervisor {
             out,
             store,
             backoff: Backoff::new(),
+            start_after: Duration::ZERO,
             state: None,
             caught_up: false,
         }
@@ -114,6 +117,13 @@ impl Supervisor {
     /// Runs until told to stop.
     pub async fn run(mut self) {
         let mut first_session = true;
+        if !self.start_after.is_zero() {
+            // Restarted after a panic: in error until the delay is over ("Check now" ends it).
+            self.set_state(Connectivity::Error);
+            if self.pause(self.start_after).await == Why::Stop {
+                return;
+            }
+        }
         loop {
             // The account's credentials were rejected: no login until the block ends or is
             // lifted (new password, changed account). "Check now" does not lift it.

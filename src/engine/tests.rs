@@ -41,6 +41,8 @@ struct ServerState {
     /// never); without this, a second login is refused.
     probe_path: Option<Option<Duration>>,
     probes_opened: usize,
+    /// The next this many opens panic (a bug in a protocol's code).
+    panics: usize,
 }
 
 /// An in-memory mail server with one folder per test.
@@ -115,6 +117,12 @@ impl Connector for Server {
         if hang {
             std::future::pending::<()>().await;
         }
+        let panic = self.with(|s| {
+            let panic = s.panics > 0;
+            s.panics = s.panics.saturating_sub(1);
+            panic
+        });
+        assert!(!panic, "a bug while opening {folder}");
         if let Some(e) = err {
             return Err(e);
         }
@@ -701,6 +709,55 @@ async fn only_a_changed_account_lifts_the_block_on_reload() {
     until(&mut rx, secs(60), is_connected).await;
     assert!(t.elapsed() <= secs(1), "after {:?}", t.elapsed());
     assert_eq!(logins(&server), 2);
+    engine.shutdown().await;
+}
+
+/// The issue: a panic in a folder task left the folder unmonitored while the icon stayed green.
+/// Now the account is in error with a message that names the folder, and the folder is
+/// started again (later each time it keeps panicking) and then works.
+#[tokio::test(start_paused = true)]
+async fn a_folder_task_that_panics_is_reported_and_restarted() {
+    let server = Server::new();
+    server.with(|s| s.panics = 3);
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
+    let events = until(&mut rx, secs(600), is_connected).await;
+    let errors = errors(&events);
+    assert_eq!(errors.len(), 1, "once per episode: {events:#?}");
+    assert_eq!(errors[0].0, ErrorKind::Internal);
+    assert!(
+        errors[0].1.contains("\"INBOX\"") && errors[0].1.contains("a bug while opening INBOX"),
+        "{errors:?}"
+    );
+    let states: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connectivity { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        states.contains(&Connectivity::Error),
+        "shown in error: {states:?}"
+    );
+    let opens = server.opens();
+    assert_eq!(opens.len(), 4, "three panics, then a session");
+    let gaps: Vec<Duration> = opens.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(500)),
+        "restarted with a delay: {gaps:?}"
+    );
+    assert!(
+        gaps[2] >= Duration::from_secs(2),
+        "a delay that grows: {gaps:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Recovered { .. })),
+        "recovered: {events:#?}"
+    );
     engine.shutdown().await;
 }
 
