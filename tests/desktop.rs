@@ -119,6 +119,24 @@ fn config(
     )
 }
 
+/// Children of `pid` that ended and were not waited for (zombies whose parent it is).
+fn zombie_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+                fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -189,6 +207,7 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     let desktop = Desktop::start();
     let home = Home::new();
     let opened = home.path().join("client-opened");
+    let hooked = home.path().join("hooked");
     home.write_config(&config(
         &home,
         &d,
@@ -196,8 +215,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         "tls",
         "[keepalive]\ninterval_secs = 30\ncheck_on_wake = false\n",
         &format!(
-            "open_command = \"echo opened GDK_GL=${{GDK_GL-unset}} >> '{}'\"",
-            opened.display()
+            "open_command = \"echo opened GDK_GL=${{GDK_GL-unset}} >> '{}'\"\n\
+             on_new_mail = \"echo \\\"$MAILPULSE_SUBJECT\\\" >> '{}'\"",
+            opened.display(),
+            hooked.display()
         ),
     ));
     // "Open log" hands the log folder to the desktop's opener (xdg-open).
@@ -295,6 +316,14 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         opened.exists(),
         "the toast click did not open the mail client"
     );
+    // The tray runs `on_new_mail` as `watch` does (it used to ignore it).
+    wait_until("the on_new_mail hook to run", secs(10), || {
+        std::fs::read_to_string(&hooked).is_ok_and(|t| t == "lunch?\n")
+    });
+    // The mail client's shell was reaped (it used to stay a zombie as long as the tray ran).
+    wait_until("no zombie child of the tray", secs(10), || {
+        zombie_children(tray.child.id()).is_empty()
+    });
     wait_until("the unread count to clear", secs(10), || {
         !desktop
             .tray_property(&item, "ToolTip")
