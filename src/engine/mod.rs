@@ -174,6 +174,8 @@ struct RunningAccount {
     /// Restarts after a panic, per folder: a task that panics again and again is restarted
     /// with a growing delay.
     restarts: HashMap<String, backoff::Backoff>,
+    /// Learning failed on rejected credentials: start it when a session has logged in.
+    learn_after_login: bool,
 }
 
 struct FolderSlot {
@@ -458,6 +460,15 @@ impl EngineTask {
                 });
                 self.push_settings();
             }
+            Err(e) if e.kind == ErrorKind::Auth => {
+                // The credentials were rejected (or logins are blocked after that): learn once
+                // a session has logged in.
+                tracing::info!(
+                    account = %account,
+                    "not learning the idle timeout before a login succeeds ({e})"
+                );
+                running.learn_after_login = true;
+            }
             Err(e) => {
                 // Most likely a server that allows one connection per user: stay fixed.
                 tracing::info!(
@@ -585,6 +596,7 @@ impl EngineTask {
                 learner: None,
                 folders,
                 restarts: HashMap::new(),
+                learn_after_login: false,
             },
         );
         // Announce a known value (or start learning) the same way as on a network change.
@@ -745,6 +757,11 @@ impl EngineTask {
             Out::Lost(_, interval) => self.lost(&account, interval),
             Out::Learned { .. } => {}
             Out::Opened(_) => {
+                if let Some(running) = self.accounts.get_mut(&account)
+                    && std::mem::take(&mut running.learn_after_login)
+                {
+                    self.refresh_adaptive();
+                }
                 if self.errors.remove(&account).is_some() {
                     tracing::info!(account = %account, "connection restored");
                     self.emit(Event::Recovered { account });

@@ -632,7 +632,10 @@ fn fake_keyring(value: &Arc<Mutex<Option<u64>>>) -> CredentialFingerprint {
 #[tokio::test(start_paused = true)]
 async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes() {
     let server = Server::new();
-    server.with(|s| s.open_error = Some(rejected()));
+    server.with(|s| {
+        s.open_error = Some(rejected());
+        s.probe_path = Some(None);
+    });
     let mut cfg = adaptive_config();
     cfg.accounts[0].folders = vec!["INBOX".into(), "Sent".into(), "Archive".into()];
     let keyring = Arc::new(Mutex::new(Some(1)));
@@ -674,6 +677,7 @@ async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes()
 
     // A new password: the next look logs in at once, every folder connects.
     server.with(|s| s.open_error = None);
+    let probes = server.with(|s| s.probes_opened);
     *keyring.lock().unwrap() = Some(2);
     engine.send(Command::CheckCredentials);
     let t = Instant::now();
@@ -686,6 +690,8 @@ async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes()
         3,
         "{events:#?}"
     );
+    // The adaptive keep-alive, refused while blocked, learns once logged in.
+    assert!(server.with(|s| s.probes_opened) > probes, "learning again");
     engine.shutdown().await;
 }
 
