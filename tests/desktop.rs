@@ -737,6 +737,69 @@ fn settings_adds_the_first_account_with_its_password_in_the_keyring_apply_and_ca
     );
 }
 
+/// A wrong password in the keyring: one rejected login and "Check now" adds none (the account
+/// would be locked otherwise); the right password saved in Settings logs in as soon as the
+/// window closes, although the file did not change.
+#[test]
+fn a_rejected_password_waits_for_a_new_one_from_settings() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let _keyring = support::keyring::Daemons::keyring_on(&desktop.bus);
+    let home = Home::new();
+    home.write_config(&format!(
+        "[keepalive]\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n\n\
+         [[accounts]]\nname = \"work\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\n\
+         username = \"{USER}\"\nca_file = \"{}\"\n",
+        d.imaps_port(),
+        d.ca_pem().display()
+    ));
+    let mut set = home.command(&["password", "set", "--account", "work"]);
+    desktop.apply(&mut set);
+    let mut child = set
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"wrong-pw\n")
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "password set");
+    let script = home.path().join("automation.js");
+    settings_script(
+        &script,
+        r#"type("acct.password", "secret-pw");
+           setTimeout(() => $("ok").click(), 500);"#,
+    );
+    let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("the rejected login in the tooltip", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("rejected the login")
+    });
+    for _ in 0..3 {
+        desktop.click_menu(&item, "Check now");
+        sleep(secs(1));
+    }
+    sleep(secs(2));
+    assert_eq!(d.login_attempts(USER), 1, "{}", tray_log(&home));
+
+    desktop.click_menu(&item, "Settings…");
+    wait_until("connected with the new password", secs(60), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    assert_eq!(d.login_attempts(USER), 2, "{}", tray_log(&home));
+}
+
 /// The config edited by hand while the tray runs (an editor, a script, `mailpulse settings` on
 /// its own): a broken version is refused with one toast naming the file, line and key, and the
 /// agent goes on with the last good one; the fixed version takes effect at once. Start at login
