@@ -221,6 +221,50 @@ mod tests {
         }
     }
 
+    /// Run in a child process (the hook is global): a panic on some thread reaches the log
+    /// file with its thread, place and message.
+    #[test]
+    fn panic_hook_child() {
+        let Some(dir) = std::env::var_os("MAILPULSE_TEST_PANIC_LOG") else {
+            return; // only as the child of `a_panic_is_logged_with_place_and_message`
+        };
+        let logging = crate::config::Logging {
+            enabled: true,
+            ..Default::default()
+        };
+        let guard = init(&logging, Some(std::path::Path::new(&dir)));
+        let _ = std::thread::Builder::new()
+            .name("folder-task".into())
+            .spawn(|| panic!("the parser met {} bytes", 42))
+            .unwrap()
+            .join();
+        drop(guard); // flushes the file
+    }
+
+    #[test]
+    fn a_panic_is_logged_with_place_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "logging::tests::panic_hook_child",
+                "--test-threads=1",
+            ])
+            .env("MAILPULSE_TEST_PANIC_LOG", dir.path())
+            .env_remove("RUST_LOG")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = std::fs::read_to_string(dir.path().join("mailpulse.log")).unwrap();
+        assert!(
+            text.contains("panic in thread \"folder-task\" at src/logging.rs:")
+                && text.contains("the parser met 42 bytes"),
+            "{text}"
+        );
+        assert!(!text.contains("stack backtrace"), "{text}");
+    }
+
     #[test]
     fn filters_parse() {
         let _ = super::quiet(tracing_subscriber::EnvFilter::new("trace"));
