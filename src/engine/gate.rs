@@ -125,26 +125,30 @@ impl Gate {
                 s.proven = true;
                 s.block = None;
             }),
-            Err(e) if e.kind == ErrorKind::Auth => {
-                let credential = self.credential().await;
-                tracing::info!(
-                    account = %self.account.name,
-                    "the server rejected the credentials: no new login for {} minutes, unless \
-                     the password or the account's settings change",
-                    AUTH_BLOCK.as_secs() / 60
-                );
-                self.with(|s| {
-                    s.proven = false;
-                    s.block = Some(Block {
-                        until: Instant::now() + AUTH_BLOCK,
-                        error: e.clone(),
-                        credential,
-                    });
-                });
-            }
+            Err(e) if e.kind == ErrorKind::Auth => self.rejected(e).await,
             Err(_) => {}
         }
         result
+    }
+
+    /// The server rejected the credentials (at login, or later in a session, as EWS asks for
+    /// them on every request): block logins.
+    pub async fn rejected(&self, e: &ProtoError) {
+        let credential = self.credential().await;
+        tracing::info!(
+            account = %self.account.name,
+            "the server rejected the credentials: no new login for {} minutes, unless the \
+             password or the account's settings change",
+            AUTH_BLOCK.as_secs() / 60
+        );
+        self.with(|s| {
+            s.proven = false;
+            s.block = Some(Block {
+                until: Instant::now() + AUTH_BLOCK,
+                error: e.clone(),
+                credential,
+            });
+        });
     }
 
     /// Look at the stored credential again: lift the block when it is not the one that was

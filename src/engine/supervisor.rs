@@ -164,6 +164,11 @@ impl Supervisor {
                     match self.serve(session, info, &mut first_session).await {
                         None => return,
                         Some(e) => {
+                            // Credentials refused in the middle of a session (EWS sends them
+                            // with every request): the same block as a refused login.
+                            if e.kind == ErrorKind::Auth {
+                                self.gate.rejected(&e).await;
+                            }
                             // A session lost after it was caught up: the adaptive learner may
                             // have to fall back to the floor.
                             if self.caught_up {

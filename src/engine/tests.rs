@@ -43,6 +43,8 @@ struct ServerState {
     probes_opened: usize,
     /// The next this many opens panic (a bug in a protocol's code).
     panics: usize,
+    /// Every session operation fails with this while set.
+    session_error: Option<ProtoError>,
 }
 
 /// An in-memory mail server with one folder per test.
@@ -177,9 +179,14 @@ struct FakeSession {
 
 impl FakeSession {
     async fn alive(&self) -> Result<(), ProtoError> {
-        let (hang, epoch) = self.server.with(|s| (s.hang, s.epoch));
+        let (hang, epoch, error) = self
+            .server
+            .with(|s| (s.hang, s.epoch, s.session_error.clone()));
         if hang {
             std::future::pending::<()>().await;
+        }
+        if let Some(e) = error {
+            return Err(e);
         }
         if epoch != self.epoch {
             return Err(ProtoError::new(ErrorKind::Disconnected, "connection reset"));
@@ -692,6 +699,36 @@ async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes()
     );
     // The adaptive keep-alive, refused while blocked, learns once logged in.
     assert!(server.with(|s| s.probes_opened) > probes, "learning again");
+    engine.shutdown().await;
+}
+
+/// EWS sends the credentials with every request: a rejection in the middle of a session (the
+/// password was changed on the server) blocks logins the same way.
+#[tokio::test(start_paused = true)]
+async fn credentials_rejected_mid_session_block_logins_too() {
+    let server = Server::new();
+    let keyring = Arc::new(Mutex::new(Some(1)));
+    let (engine, mut rx) = spawn_with(
+        &config(&[("work", &["INBOX"])]),
+        factory(&server),
+        Store::in_memory(),
+        adaptive::Memory::in_memory(),
+        Arc::new(|| "net A".to_string()),
+        fake_keyring(&keyring),
+    );
+    until(&mut rx, secs(5), is_connected).await;
+    server.with(|s| {
+        s.session_error = Some(rejected());
+        s.open_error = Some(rejected());
+    });
+    engine.send(Command::CheckNow);
+    let mut events = until(&mut rx, secs(5), |e| matches!(e, Event::Error { .. })).await;
+    for _ in 0..5 {
+        engine.send(Command::CheckNow);
+        events.extend(during(&mut rx, secs(3)).await);
+    }
+    assert_eq!(server.opens().len(), 1, "no new login: {events:#?}");
+    assert_eq!(errors(&events), [(ErrorKind::Auth, rejected().message)]);
     engine.shutdown().await;
 }
 
