@@ -213,7 +213,8 @@ impl Supervisor {
                     _ => tracing::info!(
                         account = %self.account, folder = %self.folder,
                         "check now: not logging in again before {:.0} s from now, since the \
-                         server rejected the credentials (set the password again to try at once)",
+                         server rejected the credentials (a new password or sign-in, or changed \
+                         account settings, try at once)",
                         until.saturating_duration_since(Instant::now()).as_secs_f64()
                     ),
                 },
