@@ -540,17 +540,14 @@ pub async fn watch(config_path: Option<&Path>, as_json: bool) -> ExitCode {
     if config.keepalive.check_on_wake {
         crate::wake::spawn(engine.commands());
     }
+    let hooks = crate::hooks::Hooks::spawn();
     let mut out = Printer { as_json };
     let mut signals = crate::platform::Signals::new();
     loop {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                if let Event::NewMail { account, folder, item, .. } = &event
-                    && let Some(cmd) = config.account(account).and_then(|a| a.on_new_mail.as_deref())
-                {
-                    crate::hooks::on_new_mail(cmd, account, folder, item);
-                }
+                hooks.on_event(&config, &event);
                 out.event(&event);
             }
             signal = signals.next() => match signal {

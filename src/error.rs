@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Timeout,
     /// The connection was closed or reset (by the server, a NAT gateway or a firewall).
     Disconnected,
+    /// A bug in mailpulse: a folder's task ended on a panic (it is restarted).
+    Internal,
 }
 
 impl fmt::Display for ErrorKind {
@@ -59,4 +61,19 @@ impl ProtoError {
             message: message.into(),
         }
     }
+}
+
+/// A panic's message (its payload is a `&str` or a `String` unless someone panicked with
+/// something else), clipped: it goes into an event the tray shows.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    let mut clipped: String = text.chars().take(300).collect();
+    if clipped.len() < text.len() {
+        clipped.push('…');
+    }
+    clipped
 }

@@ -125,6 +125,11 @@ pub enum Command {
     SetKeepAlive(bool),
     /// Initiate now: run the last-item query on every session, reconnect at once where one is dead.
     CheckNow,
+    /// The stored credentials may have changed (the settings window closed): an account whose
+    /// logins are blocked after a rejected password looks at its keyring entry again and logs
+    /// in at once when it holds another password. Nothing else happens.
+    #[cfg_attr(not(feature = "desktop"), allow(dead_code))] // sent by the desktop shell
+    CheckCredentials,
     /// Apply a new, already validated configuration without restarting.
     Reload(Box<Config>),
     /// Log out everywhere and stop.

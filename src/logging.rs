@@ -141,7 +141,29 @@ pub fn init(logging: &Logging, log_dir: Option<&Path>) -> LogGuard {
         .with(stderr)
         .with(file)
         .try_init();
+    install_panic_hook();
     LogGuard { _file: guard }
+}
+
+/// A panic anywhere (a folder's task, the GUI thread) goes to the log with where it happened
+/// and its message, instead of only to a stderr nobody reads in a tray agent. No backtrace:
+/// its frames could show data. The engine restarts a panicked folder task (`engine`).
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = crate::error::panic_message(info.payload());
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_else(|| "an unknown place".into());
+            let thread = std::thread::current();
+            tracing::error!(
+                "panic in thread {:?} at {location}: {message}",
+                thread.name().unwrap_or("unnamed")
+            );
+        }));
+    });
 }
 
 /// Apply new logging settings to the running process.
@@ -197,6 +219,50 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Run in a child process (the hook is global): a panic on some thread reaches the log
+    /// file with its thread, place and message.
+    #[test]
+    fn panic_hook_child() {
+        let Some(dir) = std::env::var_os("MAILPULSE_TEST_PANIC_LOG") else {
+            return; // only as the child of `a_panic_is_logged_with_place_and_message`
+        };
+        let logging = crate::config::Logging {
+            enabled: true,
+            ..Default::default()
+        };
+        let guard = init(&logging, Some(std::path::Path::new(&dir)));
+        let _ = std::thread::Builder::new()
+            .name("folder-task".into())
+            .spawn(|| panic!("the parser met {} bytes", 42))
+            .unwrap()
+            .join();
+        drop(guard); // flushes the file
+    }
+
+    #[test]
+    fn a_panic_is_logged_with_place_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "logging::tests::panic_hook_child",
+                "--test-threads=1",
+            ])
+            .env("MAILPULSE_TEST_PANIC_LOG", dir.path())
+            .env_remove("RUST_LOG")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = std::fs::read_to_string(dir.path().join("mailpulse.log")).unwrap();
+        assert!(
+            text.contains("panic in thread \"folder-task\" at src/logging.rs:")
+                && text.contains("the parser met 42 bytes"),
+            "{text}"
+        );
+        assert!(!text.contains("stack backtrace"), "{text}");
     }
 
     #[test]

@@ -119,6 +119,24 @@ fn config(
     )
 }
 
+/// Children of `pid` that ended and were not waited for (zombies whose parent it is).
+fn zombie_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+                fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -189,6 +207,7 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
     let desktop = Desktop::start();
     let home = Home::new();
     let opened = home.path().join("client-opened");
+    let hooked = home.path().join("hooked");
     home.write_config(&config(
         &home,
         &d,
@@ -196,8 +215,10 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         "tls",
         "[keepalive]\ninterval_secs = 30\ncheck_on_wake = false\n",
         &format!(
-            "open_command = \"echo opened GDK_GL=${{GDK_GL-unset}} >> '{}'\"",
-            opened.display()
+            "open_command = \"echo opened GDK_GL=${{GDK_GL-unset}} >> '{}'\"\n\
+             on_new_mail = \"echo \\\"$MAILPULSE_SUBJECT\\\" >> '{}'\"",
+            opened.display(),
+            hooked.display()
         ),
     ));
     // "Open log" hands the log folder to the desktop's opener (xdg-open).
@@ -295,6 +316,14 @@ fn tray_menu_toasts_keepalive_switch_and_click() {
         opened.exists(),
         "the toast click did not open the mail client"
     );
+    // The tray runs `on_new_mail` as `watch` does (it used to ignore it).
+    wait_until("the on_new_mail hook to run", secs(10), || {
+        std::fs::read_to_string(&hooked).is_ok_and(|t| t == "lunch?\n")
+    });
+    // The mail client's shell was reaped (it used to stay a zombie as long as the tray ran).
+    wait_until("no zombie child of the tray", secs(10), || {
+        zombie_children(tray.child.id()).is_empty()
+    });
     wait_until("the unread count to clear", secs(10), || {
         !desktop
             .tray_property(&item, "ToolTip")
@@ -832,6 +861,69 @@ fn settings_adds_the_first_account_with_its_password_in_the_keyring_apply_and_ca
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A wrong password in the keyring: one rejected login and "Check now" adds none (the account
+/// would be locked otherwise); the right password saved in Settings logs in as soon as the
+/// window closes, although the file did not change.
+#[test]
+fn a_rejected_password_waits_for_a_new_one_from_settings() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let _keyring = support::keyring::Daemons::keyring_on(&desktop.bus);
+    let home = Home::new();
+    home.write_config(&format!(
+        "[keepalive]\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n\n\
+         [[accounts]]\nname = \"work\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\n\
+         username = \"{USER}\"\nca_file = \"{}\"\n",
+        d.imaps_port(),
+        d.ca_pem().display()
+    ));
+    let mut set = home.command(&["password", "set", "--account", "work"]);
+    desktop.apply(&mut set);
+    let mut child = set
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"wrong-pw\n")
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "password set");
+    let script = home.path().join("automation.js");
+    settings_script(
+        &script,
+        r#"type("acct.password", "secret-pw");
+           setTimeout(() => $("ok").click(), 500);"#,
+    );
+    let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("the rejected login in the tooltip", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("rejected the login")
+    });
+    for _ in 0..3 {
+        desktop.click_menu(&item, "Check now");
+        sleep(secs(1));
+    }
+    sleep(secs(2));
+    assert_eq!(d.login_attempts(USER), 1, "{}", tray_log(&home));
+
+    desktop.click_menu(&item, "Settings…");
+    wait_until("connected with the new password", secs(60), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    assert_eq!(d.login_attempts(USER), 2, "{}", tray_log(&home));
 }
 
 /// The config edited by hand while the tray runs (an editor, a script, `mailpulse settings` on

@@ -706,3 +706,50 @@ fn passwords_go_as_sasl_plain_and_line_breaks_never_reach_a_server() {
         "a connection was opened for a password that cannot be sent"
     );
 }
+
+/// The issue: a wrong password, then "Check now" six times in 18 s made 7 LOGIN attempts (and
+/// wake events and adaptive probes ask too): a laptop on flaky Wi-Fi got its account locked.
+/// Now: one rejected login, one error, and "Check now" logs in nothing for 10 minutes — here
+/// with two folders and adaptive keep-alive, which would each log in as well.
+#[test]
+fn a_wrong_password_is_tried_once_whatever_asks_again() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(
+        &d,
+        Account {
+            password: "wrong-pw",
+            extra: "folders = [\"INBOX\", \"Sent\"]\n",
+            ..tls(&d)
+        },
+        "adaptive = true",
+    );
+    let mut w = Watch::start(&home);
+    let mut events = w.until_type(secs(30), "error");
+    let error = events.last().unwrap().clone();
+    assert_eq!(error["kind"], "auth", "{error}");
+    for _ in 0..6 {
+        w.signal("USR1");
+        events.extend(w.during(secs(3)));
+    }
+    events.extend(w.during(secs(3)));
+    assert_eq!(
+        of_type(&events, "error").len(),
+        1,
+        "one error: {events:?}\n{}",
+        w.stderr_text()
+    );
+    let states: Vec<_> = of_type(&events, "state");
+    assert_eq!(
+        states.last().map(|s| s["state"].clone()),
+        Some("error".into()),
+        "{states:?}"
+    );
+    assert_eq!(
+        d.login_attempts(USER),
+        1,
+        "one login attempt\n{}\n{}",
+        d.log(),
+        w.stderr_text()
+    );
+    assert!(w.stop());
+}

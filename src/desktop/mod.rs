@@ -129,6 +129,10 @@ pub fn run(config_path: PathBuf) -> ExitCode {
             Store::open(&dirs.state_dir),
         )
     };
+    let hooks = {
+        let _enter = runtime.enter();
+        crate::hooks::Hooks::spawn()
+    };
     let commands = engine.commands();
     if config.keepalive.check_on_wake {
         let _enter = runtime.enter();
@@ -184,6 +188,7 @@ pub fn run(config_path: PathBuf) -> ExitCode {
         model,
         policy: ToastPolicy::new(ToastSettings::default()),
         notifier,
+        hooks,
         commands,
         engine: Some(engine),
         runtime: Some(runtime),
@@ -242,6 +247,8 @@ struct App {
     model: TrayModel,
     policy: ToastPolicy,
     notifier: notifier::Notifier,
+    /// `on_new_mail`, run as `watch` runs it.
+    hooks: crate::hooks::Hooks,
     commands: UnboundedSender<Command>,
     engine: Option<EngineHandle>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -320,6 +327,7 @@ impl App {
     fn handle(&mut self, event: UserEvent) -> bool {
         match event {
             UserEvent::Engine(e) => {
+                self.hooks.on_event(&self.config, &e);
                 self.model.apply(&e, chrono::Local::now());
                 let actions = self.policy.on_event(&e, tokio::time::Instant::now());
                 self.notifier.send(actions);
@@ -344,6 +352,9 @@ impl App {
             UserEvent::OpenSettings => self.open_settings(None),
             UserEvent::SettingsClosed => {
                 self.settings_open = false;
+                // A password saved there goes to the keyring, not into the file: an account
+                // whose logins are blocked after a rejected password looks again.
+                let _ = self.commands.send(Command::CheckCredentials);
                 // Usually reloaded already, when the watcher saw the save.
                 self.reload_if_changed("the settings window closed");
             }
@@ -495,7 +506,7 @@ impl App {
         };
         for a in candidates {
             if let Some(cmd) = &a.open_command {
-                if let Err(e) = crate::platform::shell_std(cmd).spawn() {
+                if let Err(e) = crate::platform::spawn_reaped(crate::platform::shell_std(cmd)) {
                     tracing::warn!(account = %a.name, "cannot run open_command: {e}");
                 }
                 return;

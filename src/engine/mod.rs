@@ -8,9 +8,11 @@
 
 pub mod adaptive;
 pub mod backoff;
+mod gate;
 mod store;
 mod supervisor;
 
+pub use gate::CredentialFingerprint;
 pub use store::Store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +26,7 @@ use crate::config::{Account, Config, KeepAlive};
 use crate::error::{ErrorKind, ProtoError};
 use crate::event::{Command, Connectivity, Event};
 use crate::protocol::{Connector, ConnectorFactory};
+use gate::{Gate, Gated};
 use supervisor::{Ctl, Supervisor};
 
 /// The keep-alive settings every supervisor follows; changes reach them at once, mid-IDLE too.
@@ -56,6 +59,8 @@ pub(crate) enum Out {
     /// A session that was open and caught up died (while idle, or at its keep-alive) when its
     /// keep-alive interval was this.
     Lost(u64, Duration),
+    /// The supervisor's task ended on a panic (the message, for the log and the user).
+    Panicked(u64, String),
     /// An account's adaptive measurement ended (`learner` tells stale ones apart).
     Learned {
         account: String,
@@ -111,6 +116,7 @@ pub fn spawn(
         store,
         memory,
         Arc::new(crate::platform::network_id),
+        Arc::new(gate::keyring_fingerprint),
     )
 }
 
@@ -121,6 +127,7 @@ pub fn spawn_with(
     store: Store,
     memory: adaptive::Memory,
     netid: NetworkId,
+    fingerprint: CredentialFingerprint,
 ) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
@@ -131,6 +138,7 @@ pub fn spawn_with(
         store,
         memory,
         netid,
+        fingerprint,
         network,
         next_learner: 0,
         keepalive: config.keepalive.clone(),
@@ -154,6 +162,8 @@ struct RunningAccount {
     /// `user@host:port`: what learned values are remembered for (with the network).
     server: String,
     connector: Arc<dyn Connector>,
+    /// Every login of the account goes through it (see `gate`).
+    gate: Arc<Gate>,
     /// The settings this account's supervisors follow (the interval may be a learned one).
     settings: watch::Sender<Settings>,
     /// The learned interval on the current network, while adaptive keep-alive is on.
@@ -161,10 +171,16 @@ struct RunningAccount {
     /// The running measurement: its id and task.
     learner: Option<(u64, JoinHandle<()>)>,
     folders: Vec<(u64, mpsc::UnboundedSender<Ctl>, JoinHandle<()>)>,
+    /// Restarts after a panic, per folder: a task that panics again and again is restarted
+    /// with a growing delay.
+    restarts: HashMap<String, backoff::Backoff>,
+    /// Learning failed on rejected credentials: start it when a session has logged in.
+    learn_after_login: bool,
 }
 
 struct FolderSlot {
     account: String,
+    folder: String,
     state: Option<Connectivity>,
 }
 
@@ -173,6 +189,7 @@ struct EngineTask {
     store: Store,
     memory: adaptive::Memory,
     netid: NetworkId,
+    fingerprint: CredentialFingerprint,
     /// The network identity the learned intervals currently apply to.
     network: String,
     next_learner: u64,
@@ -225,6 +242,7 @@ impl EngineTask {
         let name = match &command {
             Command::SetKeepAlive(_) => "set keep-alive",
             Command::CheckNow => "check now",
+            Command::CheckCredentials => "check credentials",
             Command::Reload(_) => "reload",
             Command::Quit => "quit",
         };
@@ -238,14 +256,28 @@ impl EngineTask {
             Command::CheckNow => {
                 // A network change arrives as "check now" too.
                 self.check_network();
+                // An explicit "check now" after `mailpulse password set` logs in again.
+                self.recheck_credentials();
                 for running in self.accounts.values() {
                     for (_, ctl, _) in &running.folders {
                         let _ = ctl.send(Ctl::CheckNow);
                     }
                 }
             }
+            Command::CheckCredentials => self.recheck_credentials(),
             Command::Reload(config) => self.reload(*config),
             Command::Quit => {}
+        }
+    }
+
+    /// Accounts whose logins are blocked after a rejection look at their stored credential
+    /// again: a new one lifts the block.
+    fn recheck_credentials(&self) {
+        for running in self.accounts.values() {
+            if running.gate.blocked_until().is_some() {
+                let gate = running.gate.clone();
+                tokio::spawn(async move { gate.recheck().await });
+            }
         }
     }
 
@@ -428,6 +460,15 @@ impl EngineTask {
                 });
                 self.push_settings();
             }
+            Err(e) if e.kind == ErrorKind::Auth => {
+                // The credentials were rejected (or logins are blocked after that): learn once
+                // a session has logged in.
+                tracing::info!(
+                    account = %account,
+                    "not learning the idle timeout before a login succeeds ({e})"
+                );
+                running.learn_after_login = true;
+            }
             Err(e) => {
                 // Most likely a server that allows one connection per user: stay fixed.
                 tracing::info!(
@@ -512,7 +553,11 @@ impl EngineTask {
     }
 
     fn start_account(&mut self, account: Account) {
-        let connector = (self.factory)(&account, &self.keepalive);
+        let gate = Gate::new(account.clone(), self.fingerprint.clone());
+        let connector: Arc<dyn Connector> = Arc::new(Gated {
+            inner: (self.factory)(&account, &self.keepalive),
+            gate: gate.clone(),
+        });
         let server = format!(
             "{}@{}:{}",
             account.username,
@@ -528,28 +573,15 @@ impl EngineTask {
         let (settings, _) = watch::channel(self.settings_for(learned));
         let mut folders = Vec::new();
         for folder in &account.folders {
-            self.next_generation += 1;
-            let generation = self.next_generation;
-            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-            let supervisor = Supervisor::new(
-                generation,
-                account.name.clone(),
-                folder.clone(),
-                server.clone(),
-                connector.clone(),
-                settings.subscribe(),
-                ctl_rx,
-                self.out_tx.clone(),
-                self.store.clone(),
-            );
-            self.folders.insert(
-                generation,
-                FolderSlot {
-                    account: account.name.clone(),
-                    state: None,
-                },
-            );
-            folders.push((generation, ctl_tx, tokio::spawn(supervisor.run())));
+            folders.push(self.spawn_folder(
+                &account.name,
+                folder,
+                &server,
+                &connector,
+                &gate,
+                &settings,
+                Duration::ZERO,
+            ));
         }
         let name = account.name.clone();
         self.accounts.insert(
@@ -558,14 +590,120 @@ impl EngineTask {
                 account,
                 server,
                 connector,
+                gate,
                 settings,
                 learned: None,
                 learner: None,
                 folders,
+                restarts: HashMap::new(),
+                learn_after_login: false,
             },
         );
         // Announce a known value (or start learning) the same way as on a network change.
         self.refresh_adaptive();
+    }
+
+    /// Start one folder's supervisor (after `start_after`). Its task is watched: a panic is
+    /// reported as `Out::Panicked`, and the engine restarts the folder.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_folder(
+        &mut self,
+        account: &str,
+        folder: &str,
+        server: &str,
+        connector: &Arc<dyn Connector>,
+        gate: &Arc<Gate>,
+        settings: &watch::Sender<Settings>,
+        start_after: Duration,
+    ) -> (u64, mpsc::UnboundedSender<Ctl>, JoinHandle<()>) {
+        use futures::FutureExt;
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let mut supervisor = Supervisor::new(
+            generation,
+            account.to_owned(),
+            folder.to_owned(),
+            server.to_owned(),
+            connector.clone(),
+            gate.clone(),
+            settings.subscribe(),
+            ctl_rx,
+            self.out_tx.clone(),
+            self.store.clone(),
+        );
+        supervisor.start_after = start_after;
+        self.folders.insert(
+            generation,
+            FolderSlot {
+                account: account.to_owned(),
+                folder: folder.to_owned(),
+                state: None,
+            },
+        );
+        let out = self.out_tx.clone();
+        let task = tokio::spawn(async move {
+            // The panic hook (logging) has logged where and what; here the engine hears of it.
+            if let Err(payload) = std::panic::AssertUnwindSafe(supervisor.run())
+                .catch_unwind()
+                .await
+            {
+                let _ = out.send(Out::Panicked(
+                    generation,
+                    crate::error::panic_message(payload.as_ref()),
+                ));
+            }
+        });
+        (generation, ctl_tx, task)
+    }
+
+    /// A folder's task panicked: say so (the account is in error, not green), and start it
+    /// again after a delay that grows if it keeps panicking.
+    fn restart_folder(&mut self, generation: u64, message: &str) {
+        let Some(slot) = self.folders.get(&generation) else {
+            return;
+        };
+        let (name, folder) = (slot.account.clone(), slot.folder.clone());
+        self.set_folder_state(generation, Connectivity::Error);
+        self.failed(
+            &name,
+            ProtoError::new(
+                ErrorKind::Internal,
+                format!(
+                    "mailpulse stopped watching {folder:?} on an internal error ({message}); \
+                     starting it again"
+                ),
+            ),
+        );
+        self.folders.remove(&generation);
+        let Some(running) = self.accounts.get_mut(&name) else {
+            return;
+        };
+        let delay = running
+            .restarts
+            .entry(folder.clone())
+            .or_default()
+            .next_delay(ErrorKind::Internal);
+        tracing::info!(account = %name, folder = %folder, "restarting the folder's task in {:.1} s", delay.as_secs_f64());
+        let (server, connector, gate) = (
+            running.server.clone(),
+            running.connector.clone(),
+            running.gate.clone(),
+        );
+        let settings = running.settings.clone();
+        let new = self.spawn_folder(&name, &folder, &server, &connector, &gate, &settings, delay);
+        if let Some(slot) = self.folders.get_mut(&new.0) {
+            slot.state = Some(Connectivity::Error);
+        }
+        let running = self.accounts.get_mut(&name).expect("still running");
+        match running
+            .folders
+            .iter_mut()
+            .find(|(g, _, _)| *g == generation)
+        {
+            Some(entry) => *entry = new,
+            None => running.folders.push(new),
+        }
     }
 
     /// Tell an account's supervisors to stop; returns their tasks to await.
@@ -595,6 +733,7 @@ impl EngineTask {
             | Out::State(g, _)
             | Out::Failed(g, _)
             | Out::Opened(g)
+            | Out::Panicked(g, _)
             | Out::Lost(g, _) => *g,
             Out::Learned {
                 account,
@@ -612,44 +751,60 @@ impl EngineTask {
         let account = slot.account.clone();
         match message {
             Out::Event(_, event) => self.emit(event),
-            Out::State(_, state) => {
-                slot.state = Some(state);
-                let worst = self
-                    .folders
-                    .values()
-                    .filter(|s| s.account == account)
-                    .map(|s| s.state.unwrap_or(Connectivity::Connecting))
-                    .min();
-                if let Some(worst) = worst
-                    && self.account_state.get(&account) != Some(&worst)
-                {
-                    self.account_state.insert(account.clone(), worst);
-                    self.emit(Event::Connectivity {
-                        account,
-                        state: worst,
-                    });
-                }
-            }
-            Out::Failed(_, error) => {
-                let key = (error.kind, error.message.clone());
-                if self.errors.get(&account) != Some(&key) {
-                    tracing::warn!(account = %account, kind = %error.kind, "{}", error.message);
-                    self.errors.insert(account.clone(), key);
-                    self.emit(Event::Error {
-                        account,
-                        kind: error.kind,
-                        message: error.message,
-                    });
-                }
-            }
+            Out::State(_, state) => self.set_folder_state(generation, state),
+            Out::Failed(_, error) => self.failed(&account, error),
+            Out::Panicked(_, message) => self.restart_folder(generation, &message),
             Out::Lost(_, interval) => self.lost(&account, interval),
             Out::Learned { .. } => {}
             Out::Opened(_) => {
+                if let Some(running) = self.accounts.get_mut(&account)
+                    && std::mem::take(&mut running.learn_after_login)
+                {
+                    self.refresh_adaptive();
+                }
                 if self.errors.remove(&account).is_some() {
                     tracing::info!(account = %account, "connection restored");
                     self.emit(Event::Recovered { account });
                 }
             }
+        }
+    }
+
+    /// One folder's state; the account's is its worst folder's.
+    fn set_folder_state(&mut self, generation: u64, state: Connectivity) {
+        let Some(slot) = self.folders.get_mut(&generation) else {
+            return;
+        };
+        slot.state = Some(state);
+        let account = slot.account.clone();
+        let worst = self
+            .folders
+            .values()
+            .filter(|s| s.account == account)
+            .map(|s| s.state.unwrap_or(Connectivity::Connecting))
+            .min();
+        if let Some(worst) = worst
+            && self.account_state.get(&account) != Some(&worst)
+        {
+            self.account_state.insert(account.clone(), worst);
+            self.emit(Event::Connectivity {
+                account,
+                state: worst,
+            });
+        }
+    }
+
+    /// Report an account's error once per episode (again only when it changes).
+    fn failed(&mut self, account: &str, error: ProtoError) {
+        let key = (error.kind, error.message.clone());
+        if self.errors.get(account) != Some(&key) {
+            tracing::warn!(account = %account, kind = %error.kind, "{}", error.message);
+            self.errors.insert(account.to_owned(), key);
+            self.emit(Event::Error {
+                account: account.to_owned(),
+                kind: error.kind,
+                message: error.message,
+            });
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
+use super::gate::Gate;
 use super::store::{Seen, Store};
 use super::{Out, Settings};
 use crate::error::{ErrorKind, ProtoError};
@@ -41,11 +42,16 @@ pub(crate) struct Supervisor {
     /// `user@host:port`, the identity of the mailbox for the persisted baseline.
     pub server: String,
     pub connector: Arc<dyn Connector>,
+    /// The account's login gate (shared by its folders and its probes).
+    pub gate: Arc<Gate>,
+    lifted: watch::Receiver<u64>,
     pub settings: watch::Receiver<Settings>,
     pub ctl: mpsc::UnboundedReceiver<Ctl>,
     pub out: mpsc::UnboundedSender<Out>,
     pub store: Store,
     pub backoff: Backoff,
+    /// Wait this long before the first attempt (a restart after a panic).
+    pub start_after: Duration,
     state: Option<Connectivity>,
     /// The current session got as far as waiting (its failure is a lost connection).
     caught_up: bool,
@@ -59,6 +65,7 @@ impl Supervisor {
         folder: String,
         server: String,
         connector: Arc<dyn Connector>,
+        gate: Arc<Gate>,
         settings: watch::Receiver<Settings>,
         ctl: mpsc::UnboundedReceiver<Ctl>,
         out: mpsc::UnboundedSender<Out>,
@@ -70,11 +77,14 @@ impl Supervisor {
             folder,
             server,
             connector,
+            lifted: gate.lifted(),
+            gate,
             settings,
             ctl,
             out,
             store,
             backoff: Backoff::new(),
+            start_after: Duration::ZERO,
             state: None,
             caught_up: false,
         }
@@ -107,7 +117,24 @@ impl Supervisor {
     /// Runs until told to stop.
     pub async fn run(mut self) {
         let mut first_session = true;
+        if !self.start_after.is_zero() {
+            // Restarted after a panic: in error until the delay is over ("Check now" ends it).
+            self.set_state(Connectivity::Error);
+            if self.pause(self.start_after).await == Why::Stop {
+                return;
+            }
+        }
         loop {
+            // The account's credentials were rejected: no login until the block ends or is
+            // lifted (new password, changed account). "Check now" does not lift it.
+            self.lifted.borrow_and_update();
+            if let Some(until) = self.gate.blocked_until() {
+                self.set_state(Connectivity::Error);
+                if self.wait_blocked(until).await == Why::Stop {
+                    return;
+                }
+                continue;
+            }
             self.set_state(Connectivity::Connecting);
             let rt = self.response_timeout();
             let connector = self.connector.clone();
@@ -137,6 +164,11 @@ impl Supervisor {
                     match self.serve(session, info, &mut first_session).await {
                         None => return,
                         Some(e) => {
+                            // Credentials refused in the middle of a session (EWS sends them
+                            // with every request): the same block as a refused login.
+                            if e.kind == ErrorKind::Auth {
+                                self.gate.rejected(&e).await;
+                            }
                             // A session lost after it was caught up: the adaptive learner may
                             // have to fall back to the floor.
                             if self.caught_up {
@@ -160,9 +192,32 @@ impl Supervisor {
             );
             self.set_state(Connectivity::Error);
             let _ = self.out.send(Out::Failed(self.generation, failure));
+            if self.gate.blocked_until().is_some() {
+                continue; // the gate's block is the wait (and ends early when lifted)
+            }
             // "Check now" clicked while this attempt was failing: try again at once.
             if !check_now && self.pause(delay).await == Why::Stop {
                 return;
+            }
+        }
+    }
+
+    /// Wait while the account's logins are blocked; commands other than stop change nothing.
+    async fn wait_blocked(&mut self, until: Instant) -> Why {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Why::Nothing,
+                Ok(()) = self.lifted.changed() => return Why::Nothing,
+                ctl = self.ctl.recv() => match ctl_reason(ctl) {
+                    Why::Stop => return Why::Stop,
+                    _ => tracing::info!(
+                        account = %self.account, folder = %self.folder,
+                        "check now: not logging in again before {:.0} s from now, since the \
+                         server rejected the credentials (a new password or sign-in, or changed \
+                         account settings, try at once)",
+                        until.saturating_duration_since(Instant::now()).as_secs_f64()
+                    ),
+                },
             }
         }
     }

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::gate::AUTH_BLOCK;
 use super::*;
 use crate::config::{Account, Config};
 use crate::error::{ErrorKind, ProtoError};
@@ -40,6 +41,10 @@ struct ServerState {
     /// never); without this, a second login is refused.
     probe_path: Option<Option<Duration>>,
     probes_opened: usize,
+    /// The next this many opens panic (a bug in a protocol's code).
+    panics: usize,
+    /// Every session operation fails with this while set.
+    session_error: Option<ProtoError>,
 }
 
 /// An in-memory mail server with one folder per test.
@@ -114,6 +119,12 @@ impl Connector for Server {
         if hang {
             std::future::pending::<()>().await;
         }
+        let panic = self.with(|s| {
+            let panic = s.panics > 0;
+            s.panics = s.panics.saturating_sub(1);
+            panic
+        });
+        assert!(!panic, "a bug while opening {folder}");
         if let Some(e) = err {
             return Err(e);
         }
@@ -128,8 +139,8 @@ impl Connector for Server {
     async fn open_probe(&self) -> Result<Box<dyn Probe>, ProtoError> {
         match self.with(|s| {
             s.probes_opened += 1;
-            s.probe_path
-        }) {
+            s.open_error.clone().map_or(Ok(s.probe_path), Err)
+        })? {
             Some(nat) => Ok(Box::new(FakeProbe {
                 since: Instant::now(),
                 nat,
@@ -168,9 +179,14 @@ struct FakeSession {
 
 impl FakeSession {
     async fn alive(&self) -> Result<(), ProtoError> {
-        let (hang, epoch) = self.server.with(|s| (s.hang, s.epoch));
+        let (hang, epoch, error) = self
+            .server
+            .with(|s| (s.hang, s.epoch, s.session_error.clone()));
         if hang {
             std::future::pending::<()>().await;
+        }
+        if let Some(e) = error {
+            return Err(e);
         }
         if epoch != self.epoch {
             return Err(ProtoError::new(ErrorKind::Disconnected, "connection reset"));
@@ -238,7 +254,23 @@ fn start(
     config: &Config,
     store: Store,
 ) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
-    spawn(config, factory(server), store)
+    // As `spawn`, but never reading the real keyring.
+    let memory = match store.dir() {
+        Some(dir) => adaptive::Memory::open(dir),
+        None => adaptive::Memory::in_memory(),
+    };
+    spawn_with(
+        config,
+        factory(server),
+        store,
+        memory,
+        Arc::new(crate::platform::network_id),
+        no_keyring(),
+    )
+}
+
+fn no_keyring() -> CredentialFingerprint {
+    Arc::new(|_: &Account| None)
 }
 
 /// Events until `pred` matches (inclusive), within `limit` of virtual time.
@@ -579,6 +611,199 @@ async fn wrong_password_is_reported_once_and_retried_at_most_every_ten_minutes()
     engine.shutdown().await;
 }
 
+fn rejected() -> ProtoError {
+    ProtoError::new(ErrorKind::Auth, "imap.example.org rejected the login")
+}
+
+/// Logins the server saw: sessions and probe connections.
+fn logins(server: &Server) -> usize {
+    server.opens().len() + server.with(|s| s.probes_opened)
+}
+
+fn last_state(events: &[Event], account: &str) -> Option<Connectivity> {
+    events.iter().rev().find_map(|e| match e {
+        Event::Connectivity { account: a, state } if a == account => Some(*state),
+        _ => None,
+    })
+}
+
+/// A stored credential the test can change (`None`: nothing in the keyring).
+fn fake_keyring(value: &Arc<Mutex<Option<u64>>>) -> CredentialFingerprint {
+    let value = value.clone();
+    Arc::new(move |_: &Account| *value.lock().unwrap())
+}
+
+/// The issue: a wrong password, then "Check now" six times in 18 s made 7 logins. Whatever
+/// asks (check now, wake, the adaptive probes, three folders of the account), one rejected
+/// login, one error, the account shown in error, and the next login only after 10 minutes.
+#[tokio::test(start_paused = true)]
+async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes() {
+    let server = Server::new();
+    server.with(|s| {
+        s.open_error = Some(rejected());
+        s.probe_path = Some(None);
+    });
+    let mut cfg = adaptive_config();
+    cfg.accounts[0].folders = vec!["INBOX".into(), "Sent".into(), "Archive".into()];
+    let keyring = Arc::new(Mutex::new(Some(1)));
+    let (engine, mut rx) = spawn_with(
+        &cfg,
+        factory(&server),
+        Store::in_memory(),
+        adaptive::Memory::in_memory(),
+        Arc::new(|| "net A".to_string()),
+        fake_keyring(&keyring),
+    );
+    let mut events = until(&mut rx, secs(30), |e| matches!(e, Event::Error { .. })).await;
+    for _ in 0..6 {
+        engine.send(Command::CheckNow);
+        events.extend(during(&mut rx, secs(3)).await);
+    }
+    events.extend(during(&mut rx, secs(60)).await);
+    assert_eq!(logins(&server), 1, "one login in 80 s: {events:#?}");
+    assert_eq!(errors(&events), [(ErrorKind::Auth, rejected().message)]);
+    assert_eq!(last_state(&events, "work"), Some(Connectivity::Error));
+
+    // After the block: one login again (still rejected, not reported again).
+    let events = during(&mut rx, AUTH_BLOCK).await;
+    assert_eq!(logins(&server), 2, "{events:#?}");
+    assert!(errors(&events).is_empty(), "{events:#?}");
+    assert!(
+        matches!(
+            last_state(&events, "work"),
+            None | Some(Connectivity::Error)
+        ),
+        "still in error: {events:#?}"
+    );
+
+    // The same password in the keyring: "Check now" still logs in nothing.
+    engine.send(Command::CheckNow);
+    engine.send(Command::CheckCredentials);
+    during(&mut rx, secs(5)).await;
+    assert_eq!(logins(&server), 2);
+
+    // A new password: the next look logs in at once, every folder connects.
+    server.with(|s| s.open_error = None);
+    let probes = server.with(|s| s.probes_opened);
+    *keyring.lock().unwrap() = Some(2);
+    engine.send(Command::CheckCredentials);
+    let t = Instant::now();
+    let events = until(&mut rx, secs(60), |e| matches!(e, Event::Recovered { .. })).await;
+    assert!(t.elapsed() <= secs(1), "after {:?}", t.elapsed());
+    let mut events = events;
+    events.extend(during(&mut rx, secs(5)).await);
+    assert_eq!(
+        events.iter().filter(|e| is_connected(e)).count(),
+        3,
+        "{events:#?}"
+    );
+    // The adaptive keep-alive, refused while blocked, learns once logged in.
+    assert!(server.with(|s| s.probes_opened) > probes, "learning again");
+    engine.shutdown().await;
+}
+
+/// EWS sends the credentials with every request: a rejection in the middle of a session (the
+/// password was changed on the server) blocks logins the same way.
+#[tokio::test(start_paused = true)]
+async fn credentials_rejected_mid_session_block_logins_too() {
+    let server = Server::new();
+    let keyring = Arc::new(Mutex::new(Some(1)));
+    let (engine, mut rx) = spawn_with(
+        &config(&[("work", &["INBOX"])]),
+        factory(&server),
+        Store::in_memory(),
+        adaptive::Memory::in_memory(),
+        Arc::new(|| "net A".to_string()),
+        fake_keyring(&keyring),
+    );
+    until(&mut rx, secs(5), is_connected).await;
+    server.with(|s| {
+        s.session_error = Some(rejected());
+        s.open_error = Some(rejected());
+    });
+    engine.send(Command::CheckNow);
+    let mut events = until(&mut rx, secs(5), |e| matches!(e, Event::Error { .. })).await;
+    for _ in 0..5 {
+        engine.send(Command::CheckNow);
+        events.extend(during(&mut rx, secs(3)).await);
+    }
+    assert_eq!(server.opens().len(), 1, "no new login: {events:#?}");
+    assert_eq!(errors(&events), [(ErrorKind::Auth, rejected().message)]);
+    engine.shutdown().await;
+}
+
+/// A changed account (another user name, server, password command) is a new chance: a reload
+/// logs in at once. The same account reloaded is not.
+#[tokio::test(start_paused = true)]
+async fn only_a_changed_account_lifts_the_block_on_reload() {
+    let server = Server::new();
+    server.with(|s| s.open_error = Some(rejected()));
+    let mut cfg = config(&[("work", &["INBOX"])]);
+    let (engine, mut rx) = start(&server, &cfg, Store::in_memory());
+    until(&mut rx, secs(30), |e| matches!(e, Event::Error { .. })).await;
+    server.with(|s| s.open_error = None);
+    engine.send(Command::Reload(Box::new(cfg.clone())));
+    engine.send(Command::CheckNow);
+    during(&mut rx, secs(60)).await;
+    assert_eq!(logins(&server), 1);
+    cfg.accounts[0].username = "alice2".into();
+    engine.send(Command::Reload(Box::new(cfg)));
+    let t = Instant::now();
+    until(&mut rx, secs(60), is_connected).await;
+    assert!(t.elapsed() <= secs(1), "after {:?}", t.elapsed());
+    assert_eq!(logins(&server), 2);
+    engine.shutdown().await;
+}
+
+/// The issue: a panic in a folder task left the folder unmonitored while the icon stayed green.
+/// Now the account is in error with a message that names the folder, and the folder is
+/// started again (later each time it keeps panicking) and then works.
+#[tokio::test(start_paused = true)]
+async fn a_folder_task_that_panics_is_reported_and_restarted() {
+    let server = Server::new();
+    server.with(|s| s.panics = 3);
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX"])]),
+        Store::in_memory(),
+    );
+    let events = until(&mut rx, secs(600), is_connected).await;
+    let errors = errors(&events);
+    assert_eq!(errors.len(), 1, "once per episode: {events:#?}");
+    assert_eq!(errors[0].0, ErrorKind::Internal);
+    assert!(
+        errors[0].1.contains("\"INBOX\"") && errors[0].1.contains("a bug while opening INBOX"),
+        "{errors:?}"
+    );
+    let states: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connectivity { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        states.contains(&Connectivity::Error),
+        "shown in error: {states:?}"
+    );
+    let opens = server.opens();
+    assert_eq!(opens.len(), 4, "three panics, then a session");
+    let gaps: Vec<Duration> = opens.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(500)),
+        "restarted with a delay: {gaps:?}"
+    );
+    assert!(
+        gaps[2] >= Duration::from_secs(2),
+        "a delay that grows: {gaps:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Recovered { .. })),
+        "recovered: {events:#?}"
+    );
+    engine.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn connection_failures_back_off_exponentially_to_the_cap() {
     let server = Server::new();
@@ -905,6 +1130,7 @@ async fn adaptive_learns_falls_back_relearns_and_remembers_networks() {
         Store::in_memory(),
         memory.clone(),
         Arc::new(move || n.lock().unwrap().clone()),
+        no_keyring(),
     );
     until(&mut rx, secs(5), is_connected).await;
     assert_eq!(last_wait(&server), secs(30), "the floor while learning");
@@ -977,6 +1203,7 @@ async fn adaptive_stays_fixed_when_the_server_refuses_a_second_login() {
         Store::in_memory(),
         adaptive::Memory::in_memory(),
         Arc::new(|| "net A".to_string()),
+        no_keyring(),
     );
     until(&mut rx, secs(5), is_connected).await;
     let events = during(&mut rx, secs(300)).await;

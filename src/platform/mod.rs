@@ -12,7 +12,7 @@
 //! | `suspended_so_far()` | time spent suspended, from a clock pair (the resume fallback) |
 //! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
-//! | `shell_std(line)`, `hook_std(line)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c`; on Windows no shell); what opens a file or URL (`open_with_desktop` here) |
+//! | `shell_std(line)`, `hook_std(line)`, `kill_hook_group(pid)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c` in a process group of its own, killed as a group; on Windows no shell); what opens a file or URL (`open_with_desktop` and `spawn_reaped` here) |
 //! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
 //! | `desktop::…` (feature `desktop`) | display, environment, webview, the toasts' OS part, termination |
@@ -49,8 +49,8 @@ pub(crate) use os::desktop;
 #[cfg(feature = "desktop")]
 pub(crate) use os::instance as single_instance;
 pub(crate) use os::{
-    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, network_id, replace_process,
-    shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
+    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, kill_hook_group, network_id,
+    replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,9 +78,19 @@ pub(crate) static GDK_GL_SET_BY_US: AtomicBool = AtomicBool::new(false);
 pub(crate) fn open_with_desktop(target: &str) -> std::io::Result<()> {
     let mut cmd = std::process::Command::new(os::OPENER);
     restore_child_env(&mut cmd);
-    cmd.arg(target)
-        .stdin(std::process::Stdio::null())
-        .spawn()
+    cmd.arg(target).stdin(std::process::Stdio::null());
+    spawn_reaped(cmd)
+}
+
+/// Start a program we do not wait for (the opener, `open_command`) and reap it when it ends, on
+/// a thread of its own, so that no zombie stays behind for as long as the tray runs.
+pub(crate) fn spawn_reaped(mut cmd: std::process::Command) -> std::io::Result<()> {
+    let mut child = cmd.spawn()?;
+    std::thread::Builder::new()
+        .name("mailpulse-reap".into())
+        .spawn(move || {
+            let _ = child.wait();
+        })
         .map(drop)
 }
 

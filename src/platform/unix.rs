@@ -18,8 +18,26 @@ pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
 }
 
 /// A hook: `sh -c` as well; the shell expands `"$MAILPULSE_SUBJECT"` as data, never as code.
+/// It leads a process group of its own, so that [`kill_hook_group`] ends what it started too.
 pub(crate) fn hook_std(command_line: &str) -> std::process::Command {
-    shell_std(command_line)
+    use std::os::unix::process::CommandExt;
+    let mut c = shell_std(command_line);
+    c.process_group(0);
+    c
+}
+
+/// Kill a hook started by [`hook_std`] and everything in its process group (a `sleep 300 &`
+/// of its own, a pipeline's other commands). `pid` must not have been reaped yet.
+pub(crate) fn kill_hook_group(pid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pgid > 0 {
+        // SAFETY: a plain system call; the group is the hook's own (process_group(0)).
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
 }
 
 /// A non-empty environment variable holding an absolute path.

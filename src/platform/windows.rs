@@ -231,6 +231,10 @@ pub(crate) fn hook_std(command_line: &str) -> std::process::Command {
     c
 }
 
+/// Windows: a hook runs without a shell, so the process tokio kills on a timeout is the hook
+/// itself; what it starts by itself is left alone (no job object).
+pub(crate) fn kill_hook_group(_pid: u32) {}
+
 /// TCP keep-alive probes after `time` of silence, every `interval` (Windows fixes the count at 10).
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
