@@ -124,7 +124,13 @@ pub enum Command {
     #[cfg_attr(not(feature = "desktop"), allow(dead_code))] // used by the desktop shell
     SetKeepAlive(bool),
     /// Initiate now: run the last-item query on every session, reconnect at once where one is dead.
+    /// The user's own request ("Check now", SIGUSR1): an account whose password was rejected
+    /// may try once more, at most once a minute.
     CheckNow,
+    /// The same initiation, sent by the wake sources (a network change, a resume): never a
+    /// login to an account whose password was rejected (a laptop on flaky Wi-Fi would retry it
+    /// on every change and get the account locked).
+    Wake,
     /// The stored credentials may have changed (the settings window closed): an account whose
     /// logins are blocked after a rejected password looks at its keyring entry again and logs
     /// in at once when it holds another password. Nothing else happens.

@@ -21,7 +21,7 @@ pub const MIN_SUSPEND: Duration = Duration::from_secs(30);
 /// How often the suspend detector looks at the clocks.
 pub const SUSPEND_CHECK: Duration = Duration::from_secs(60);
 
-/// Start the wake sources on the current tokio runtime; each sends [`Command::CheckNow`]: the
+/// Start the wake sources on the current tokio runtime; each sends [`Command::Wake`]: the
 /// platform's own notifications, and the clock-pair suspend detector everywhere.
 pub fn spawn(commands: UnboundedSender<Command>) {
     crate::platform::spawn_wake_sources(commands.clone());
@@ -52,7 +52,7 @@ async fn clock_resumes(commands: UnboundedSender<Command>) {
                 "resumed after {} s of suspend: checking every connection now",
                 (now - before).as_secs()
             );
-            if commands.send(Command::CheckNow).is_err() {
+            if commands.send(Command::Wake).is_err() {
                 return;
             }
         }

@@ -21,6 +21,9 @@ use crate::config::Account;
 use crate::error::{ErrorKind, ProtoError};
 use crate::protocol::{Connector, FolderInfo, Probe, Session};
 
+/// The user's "Check now" may try a rejected password again this long after the rejection.
+pub const USER_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// No login for this long after the server rejected the credentials.
 pub const AUTH_BLOCK: std::time::Duration = super::backoff::AUTH_MIN;
 
@@ -30,6 +33,8 @@ pub const AUTH_BLOCK: std::time::Duration = super::backoff::AUTH_MIN;
 pub type CredentialFingerprint = Arc<dyn Fn(&Account) -> Option<u64> + Send + Sync>;
 
 struct Block {
+    /// When the server rejected the credentials.
+    since: Instant,
     until: Instant,
     error: ProtoError,
     /// The credential that was rejected.
@@ -144,11 +149,33 @@ impl Gate {
         self.with(|s| {
             s.proven = false;
             s.block = Some(Block {
+                since: Instant::now(),
                 until: Instant::now() + AUTH_BLOCK,
                 error: e.clone(),
                 credential,
             });
         });
+    }
+
+    /// The user's "Check now": one more login may try, when the rejection is at least
+    /// [`USER_RETRY`] old (a second rejection blocks again, from then). Returns whether it may.
+    pub fn user_retry(&self) -> bool {
+        let now = Instant::now();
+        let lift = self.with(|s| match &s.block {
+            Some(b) if b.until > now && now >= b.since + USER_RETRY => {
+                s.block = None;
+                true
+            }
+            _ => false,
+        });
+        if lift {
+            tracing::info!(
+                account = %self.account.name,
+                "Check now: trying the rejected credentials once more"
+            );
+            self.lifted.send_modify(|n| *n += 1);
+        }
+        lift
     }
 
     /// Look at the stored credential again: lift the block when it is not the one that was

@@ -242,6 +242,7 @@ impl EngineTask {
         let name = match &command {
             Command::SetKeepAlive(_) => "set keep-alive",
             Command::CheckNow => "check now",
+            Command::Wake => "wake",
             Command::CheckCredentials => "check credentials",
             Command::Reload(_) => "reload",
             Command::Quit => "quit",
@@ -253,11 +254,18 @@ impl EngineTask {
                 self.refresh_adaptive();
                 self.push_settings();
             }
-            Command::CheckNow => {
-                // A network change arrives as "check now" too.
+            Command::CheckNow | Command::Wake => {
+                let user = matches!(command, Command::CheckNow);
                 self.check_network();
                 // An explicit "check now" after `mailpulse password set` logs in again.
                 self.recheck_credentials();
+                if user {
+                    // The user asked: a rejected password may be tried once more, at most
+                    // once a minute (the wake sources never do this).
+                    for running in self.accounts.values() {
+                        running.gate.user_retry();
+                    }
+                }
                 for running in self.accounts.values() {
                     for (_, ctl, _) in &running.folders {
                         let _ = ctl.send(Ctl::CheckNow);
@@ -762,7 +770,13 @@ impl EngineTask {
                 {
                     self.refresh_adaptive();
                 }
-                if self.errors.remove(&account).is_some() {
+                // Recovered only when no other folder of the account is still in error (a
+                // folder that cannot be opened keeps the account in error while another
+                // reconnects).
+                let others_failing = self.folders.iter().any(|(g, s)| {
+                    *g != generation && s.account == account && s.state == Some(Connectivity::Error)
+                });
+                if !others_failing && self.errors.remove(&account).is_some() {
                     tracing::info!(account = %account, "connection restored");
                     self.emit(Event::Recovered { account });
                 }

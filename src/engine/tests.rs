@@ -676,11 +676,28 @@ async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes()
         "still in error: {events:#?}"
     );
 
-    // The same password in the keyring: "Check now" still logs in nothing.
+    // Network changes and resumes never try it again.
+    for _ in 0..6 {
+        engine.send(Command::Wake);
+        during(&mut rx, secs(20)).await;
+    }
+    assert_eq!(logins(&server), 2, "a wake retried the rejected password");
+    // The user's "Check now", two minutes after the rejection: one more try (rejected, not
+    // reported again); another right after it: nothing; a minute later: one more.
     engine.send(Command::CheckNow);
-    engine.send(Command::CheckCredentials);
+    let events = during(&mut rx, secs(5)).await;
+    assert_eq!(logins(&server), 3, "{events:#?}");
+    assert!(errors(&events).is_empty(), "{events:#?}");
+    for _ in 0..5 {
+        engine.send(Command::CheckNow);
+        engine.send(Command::CheckCredentials);
+        during(&mut rx, secs(5)).await;
+    }
+    assert_eq!(logins(&server), 3, "Check now retried within a minute");
+    during(&mut rx, secs(40)).await;
+    engine.send(Command::CheckNow);
     during(&mut rx, secs(5)).await;
-    assert_eq!(logins(&server), 2);
+    assert_eq!(logins(&server), 4);
 
     // A new password: the next look logs in at once, every folder connects.
     server.with(|s| s.open_error = None);
@@ -983,6 +1000,18 @@ async fn an_error_in_one_folder_is_the_account_state() {
         "never idle: {events:?}"
     );
     assert_eq!(errors(&events).len(), 1, "{events:?}");
+    // INBOX reconnects (the server dropped its session) while Lists is still broken: the
+    // account has not recovered, and no "recovered" says it has.
+    server.with(|s| s.epoch += 1);
+    let events = during(&mut rx, secs(60)).await;
+    assert!(
+        events.iter().any(is_connected),
+        "INBOX reconnected: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Recovered { .. })),
+        "recovered while a folder is in error: {events:?}"
+    );
     engine.shutdown().await;
 }
 

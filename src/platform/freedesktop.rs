@@ -80,7 +80,7 @@ pub mod autostart {
     }
 }
 
-/// Route/address/link changes from rtnetlink and logind's resumes, each a [`Command::CheckNow`].
+/// Route/address/link changes from rtnetlink and logind's resumes, each a [`Command::Wake`].
 pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
     #[cfg(target_os = "linux")]
     {
@@ -134,7 +134,7 @@ mod linux {
                 }
             }
             tracing::info!("the network changed: checking every connection now");
-            if commands.send(Command::CheckNow).is_err() {
+            if commands.send(Command::Wake).is_err() {
                 return;
             }
         }
@@ -169,7 +169,7 @@ mod linux {
                 Ok(true) => tracing::info!("the system is going to sleep"),
                 Ok(false) => {
                     tracing::info!("resumed from suspend (logind): checking every connection now");
-                    if commands.send(Command::CheckNow).is_err() {
+                    if commands.send(Command::Wake).is_err() {
                         return;
                     }
                 }

@@ -70,7 +70,7 @@ pub mod autostart {
 /// Network changes from the System Configuration dynamic store (the primary IPv4/IPv6 service
 /// and router: `State:/Network/Global/IPv4|IPv6`) and the system's wake from IOKit's root power
 /// domain (`IORegisterForSystemPower`), both on one thread of their own that runs a CFRunLoop; a
-/// burst is settled for 0.5 s and becomes one [`Command::CheckNow`]. The clock pair below stays as
+/// burst is settled for 0.5 s and becomes one [`Command::Wake`]. The clock pair below stays as
 /// the fallback for resume.
 pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
     let (changed_tx, changed) = tokio::sync::mpsc::unbounded_channel::<super::WakeReason>();

@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | `autostart::{enable, disable, is_enabled, exists, location}` | start at login (XDG autostart entry, LaunchAgent, `Run` key) |
 //! | `instance::claim(state_dir, on_request)` (here `single_instance`) | single instance; a second one asks the first to open Settings |
-//! | `spawn_wake_sources(commands)` | network-change and resume notifications → `Command::CheckNow` |
+//! | `spawn_wake_sources(commands)` | network-change and resume notifications → `Command::Wake` |
 //! | `suspended_so_far()` | time spent suspended, from a clock pair (the resume fallback) |
 //! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
@@ -107,7 +107,7 @@ pub(crate) enum WakeReason {
 /// first), then initiate once.
 pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Turn a platform's raw wake notifications into one [`Command::CheckNow`] per settled burst.
+/// Turn a platform's raw wake notifications into one [`Command::Wake`] per settled burst.
 #[allow(dead_code)] // the freedesktop room settles its netlink stream itself
 pub(crate) async fn forward_settled(
     mut raw: tokio::sync::mpsc::UnboundedReceiver<WakeReason>,
@@ -137,7 +137,7 @@ pub(crate) async fn forward_settled(
                 tracing::info!("the network changed: checking every connection now")
             }
         }
-        if commands.send(crate::event::Command::CheckNow).is_err() {
+        if commands.send(crate::event::Command::Wake).is_err() {
             return;
         }
     }
@@ -206,10 +206,10 @@ mod tests {
         }
         raw_tx.send(WakeReason::Resume).unwrap();
         tokio::time::sleep(SETTLE * 2).await;
-        assert!(matches!(rx.try_recv(), Ok(Command::CheckNow)));
+        assert!(matches!(rx.try_recv(), Ok(Command::Wake)));
         assert!(rx.try_recv().is_err(), "one check for the whole burst");
         raw_tx.send(WakeReason::Network).unwrap();
         tokio::time::sleep(SETTLE * 2).await;
-        assert!(matches!(rx.try_recv(), Ok(Command::CheckNow)));
+        assert!(matches!(rx.try_recv(), Ok(Command::Wake)));
     }
 }
