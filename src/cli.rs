@@ -624,14 +624,20 @@ impl Printer {
                 folder,
                 count,
                 newest,
+                offline,
             } => {
-                let mut v = json!({"account": account, "folder": folder, "count": count});
+                let mut v = json!({"account": account, "folder": folder, "count": count, "offline": offline});
                 merge(&mut v, item_json(newest));
+                let when = if *offline {
+                    "while mailpulse was not running"
+                } else {
+                    "beyond those announced one by one"
+                };
                 self.line(
                     "missed_mail",
                     v,
                     format!(
-                        "missed_mail {account}/{folder}: {count} new while mailpulse was not running; newest {}",
+                        "missed_mail {account}/{folder}: {count} new {when}; newest {}",
                         item_text(newest)
                     ),
                 )

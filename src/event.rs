@@ -81,6 +81,9 @@ pub enum Event {
         folder: String,
         count: u32,
         newest: MailItem,
+        /// Mail that arrived while mailpulse was not running (`true`), or the part of a
+        /// catch-up beyond the messages announced one by one (`false`).
+        offline: bool,
     },
     /// A keep-alive query went out and its answer came back.
     KeepAlive {

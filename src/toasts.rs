@@ -155,17 +155,26 @@ impl ToastPolicy {
                 folder,
                 count,
                 newest,
+                offline,
             } => {
                 let slot = self.slot();
                 let _ = folder;
+                let messages = if *count == 1 {
+                    "1 new message".to_owned()
+                } else {
+                    format!("{count} new messages")
+                };
                 vec![Action::Show {
                     slot,
                     toast: Toast {
                         kind: ToastKind::Mail,
-                        summary: if *count == 1 {
-                            "1 new message while mailpulse was off".into()
+                        summary: if *offline {
+                            format!("{messages} while mailpulse was off")
+                        } else if *count == 1 {
+                            // Beyond the messages just announced one by one.
+                            "1 more new message".to_owned()
                         } else {
-                            format!("{count} new messages while mailpulse was off")
+                            format!("{count} more new messages")
                         },
                         body: format!(
                             "Newest: {} — {}",
@@ -481,6 +490,30 @@ mod tests {
         });
         let a = p.on_event(&mail(1, ""), Instant::now());
         assert_eq!(shows(&a)[0].body, "(no subject)\nwork");
+    }
+
+    /// A summary says whether the mail came while mailpulse was off or is the rest of a big
+    /// catch-up whose first messages were just shown one by one.
+    #[test]
+    fn summaries_say_where_the_mail_comes_from() {
+        let summary = |count: u32, offline: bool| {
+            let Event::NewMail { item, .. } = mail(9, "last") else {
+                unreachable!()
+            };
+            let event = Event::MissedMail {
+                account: "work".into(),
+                folder: "INBOX".into(),
+                count,
+                newest: item,
+                offline,
+            };
+            let actions = ToastPolicy::new(settings()).on_event(&event, Instant::now());
+            shows(&actions)[0].summary.clone()
+        };
+        assert_eq!(summary(1, true), "1 new message while mailpulse was off");
+        assert_eq!(summary(12, true), "12 new messages while mailpulse was off");
+        assert_eq!(summary(1, false), "1 more new message");
+        assert_eq!(summary(99800, false), "99800 more new messages");
     }
 
     #[test]

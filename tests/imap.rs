@@ -512,6 +512,7 @@ fn restart_of_the_agent_summarises_mail_that_arrived_while_it_was_off() {
     let missed = of_type(&events, "missed_mail");
     assert_eq!(missed.len(), 1, "{events:?}");
     assert_eq!(missed[0]["count"], 2);
+    assert_eq!(missed[0]["offline"], true);
     assert_eq!(missed[0]["subject"], "while off 2");
     assert_eq!(missed[0]["from"], "Carol <carol@example.org>");
     assert!(subjects(&events).is_empty(), "{events:?}");

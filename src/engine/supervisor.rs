@@ -410,6 +410,7 @@ impl Supervisor {
                                 folder: self.folder.clone(),
                                 count: count.max(1),
                                 newest: newest_item,
+                                offline: true,
                             });
                         }
                         seen.uid = newest;
@@ -490,6 +491,7 @@ impl Supervisor {
                 folder: self.folder.clone(),
                 count,
                 newest,
+                offline: false,
             });
         }
         result?;
