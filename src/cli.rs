@@ -222,6 +222,10 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
             eprintln!("Password of account {:?} {what} the keyring.", account.name);
             if account.password_command.is_some() {
                 eprintln!("Note: this account has password_command set, which takes precedence.");
+            } else if Dirs::platform()
+                .is_some_and(|d| crate::platform::tell_credentials_changed(&d.state_dir))
+            {
+                eprintln!("The running mailpulse uses it from now on.");
             }
             ExitCode::SUCCESS
         }

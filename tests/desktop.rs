@@ -926,6 +926,63 @@ fn a_rejected_password_waits_for_a_new_one_from_settings() {
     assert_eq!(d.login_attempts(USER), 2, "{}", tray_log(&home));
 }
 
+/// `mailpulse password set` while the tray waits out a rejected password: the tray is told over
+/// its socket and logs in with the new password at once, without a "Check now".
+#[test]
+fn password_set_reaches_the_running_tray_and_it_logs_in_at_once() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let desktop = Desktop::start();
+    let _keyring = support::keyring::Daemons::keyring_on(&desktop.bus);
+    let home = Home::new();
+    home.write_config(&format!(
+        "[keepalive]\ncheck_on_wake = false\n[desktop]\nstart_at_login = false\n\n\
+         [[accounts]]\nname = \"work\"\nhost = \"localhost\"\nport = {}\nsecurity = \"tls\"\n\
+         username = \"{USER}\"\nca_file = \"{}\"\n",
+        d.imaps_port(),
+        d.ca_pem().display()
+    ));
+    let set_password = |pw: &str| {
+        let mut set = home.command(&["password", "set", "--account", "work"]);
+        desktop.apply(&mut set);
+        let mut child = set
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(format!("{pw}\n").as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "password set");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = set_password("wrong-pw");
+    assert!(!said.contains("running mailpulse"), "no tray yet: {said}");
+    let _tray = Tray::start(&home, &desktop);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("the rejected login in the tooltip", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("rejected the login")
+    });
+    assert_eq!(d.login_attempts(USER), 1, "{}", tray_log(&home));
+    let said = set_password("secret-pw");
+    assert!(
+        said.contains("The running mailpulse uses it from now on."),
+        "{said}"
+    );
+    wait_until("connected with the new password", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    assert_eq!(d.login_attempts(USER), 2, "{}", tray_log(&home));
+}
+
 /// The config edited by hand while the tray runs (an editor, a script, `mailpulse settings` on
 /// its own): a broken version is refused with one toast naming the file, line and key, and the
 /// agent goes on with the last good one; the fixed version takes effect at once. Start at login

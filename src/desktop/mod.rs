@@ -35,6 +35,8 @@ enum UserEvent {
     TrayClicked,
     ToastClicked(Option<String>),
     OpenSettings,
+    /// `mailpulse password set` stored or removed a password.
+    CheckCredentials,
     SettingsClosed,
     /// The config file changed on disk (Settings' Apply, an editor, `mailpulse settings`).
     ConfigChanged,
@@ -86,14 +88,22 @@ pub fn run(config_path: PathBuf) -> ExitCode {
     let proxy = event_loop.create_proxy();
 
     let p = proxy.clone();
-    match single_instance::claim(&dirs.state_dir, move |_| {
-        let _ = p.send_event(UserEvent::OpenSettings);
+    match single_instance::claim(&dirs.state_dir, move |request| {
+        let _ = p.send_event(match request {
+            single_instance::Request::OpenSettings => UserEvent::OpenSettings,
+            single_instance::Request::CheckCredentials => UserEvent::CheckCredentials,
+        });
     }) {
         Ok(single_instance::Claim::Forwarded) => {
             eprintln!("mailpulse is already running; asked it to open Settings.");
             return ExitCode::SUCCESS;
         }
         Ok(single_instance::Claim::First) => {}
+        // One runs but does not answer: a second tray would double every toast.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("mailpulse: {e}");
+            return ExitCode::from(1);
+        }
         Err(e) => {
             eprintln!("mailpulse: cannot check for another running instance ({e}); continuing")
         }
@@ -350,6 +360,9 @@ impl App {
             UserEvent::TrayClicked => self.open_client(None),
             UserEvent::ToastClicked(account) => self.open_client(account),
             UserEvent::OpenSettings => self.open_settings(None),
+            UserEvent::CheckCredentials => {
+                let _ = self.commands.send(Command::CheckCredentials);
+            }
             UserEvent::SettingsClosed => {
                 self.settings_open = false;
                 // A password saved there goes to the keyring, not into the file: an account

@@ -299,6 +299,11 @@ pub mod instance {
     ) -> std::io::Result<Claim> {
         crate::platform::unix::claim_socket_in("XDG_RUNTIME_DIR", state_dir, on_request)
     }
+
+    /// Tell the running instance `request`; whether one answered.
+    pub fn tell(state_dir: &std::path::Path, request: Request) -> bool {
+        crate::platform::unix::tell_socket_in("XDG_RUNTIME_DIR", state_dir, request)
+    }
 }
 
 pub(crate) use super::unix::{Signals, replace_process};

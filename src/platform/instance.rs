@@ -4,7 +4,8 @@
 //! On Unix the first listens on a socket in the runtime directory (mode 0700 folder: only the
 //! user can connect). On Windows a named mutex tells that one runs, and it listens on a named
 //! pipe whose access list names only this user. Both speak the same one-line protocol:
-//! `settings` → `ok`; the transports are in the OS rooms.
+//! `settings` → `ok` (a second start), `credentials` → `ok` (`mailpulse password set`); the
+//! transports are in the OS rooms.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
@@ -13,6 +14,25 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     OpenSettings,
+    /// A password was stored or removed (`mailpulse password`): an account whose logins are
+    /// blocked after a rejection looks at its keyring entry again.
+    CheckCredentials,
+}
+
+impl Request {
+    /// The request's line on the wire (without the line break).
+    pub fn line(self) -> &'static str {
+        match self {
+            Request::OpenSettings => "settings",
+            Request::CheckCredentials => "credentials",
+        }
+    }
+
+    fn from_line(line: &str) -> Option<Request> {
+        [Request::OpenSettings, Request::CheckCredentials]
+            .into_iter()
+            .find(|r| r.line() == line)
+    }
 }
 
 pub enum Claim {
@@ -35,14 +55,16 @@ pub(super) fn ask(mut stream: impl Read + Write, line: &str) -> bool {
     reply.trim() == "ok"
 }
 
-/// The first instance's side of one connection: a request line equal to `expected` is passed
-/// on and answered `ok`; anything else is dropped unanswered.
-pub(super) fn answer(stream: impl Read + Write, expected: &str, on_request: &impl Fn(Request)) {
-    let mut reader = BufReader::new(stream);
+/// The first instance's side of one connection: a known request line is passed on and
+/// answered `ok`; anything else is dropped unanswered.
+pub(super) fn answer(stream: impl Read + Write, on_request: &impl Fn(Request)) {
+    let mut reader = BufReader::new(stream.take(64));
     let mut line = String::new();
-    if reader.read_line(&mut line).is_ok() && line.trim_end() == expected {
-        on_request(Request::OpenSettings);
-        let _ = reader.get_mut().write_all(b"ok\n");
+    if reader.read_line(&mut line).is_ok()
+        && let Some(request) = Request::from_line(line.trim_end())
+    {
+        on_request(request);
+        let _ = reader.into_inner().into_inner().write_all(b"ok\n");
     }
 }
 

@@ -267,6 +267,11 @@ pub mod instance {
     ) -> std::io::Result<Claim> {
         crate::platform::unix::claim_socket_in("TMPDIR", state_dir, on_request)
     }
+
+    /// Tell the running instance `request`; whether one answered.
+    pub fn tell(state_dir: &std::path::Path, request: Request) -> bool {
+        crate::platform::unix::tell_socket_in("TMPDIR", state_dir, request)
+    }
 }
 
 pub(crate) use super::unix::{Signals, replace_process};

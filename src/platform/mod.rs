@@ -48,6 +48,19 @@ pub use os::autostart;
 pub(crate) use os::desktop;
 #[cfg(feature = "desktop")]
 pub(crate) use os::instance as single_instance;
+
+/// Tell a running tray that a stored password changed (`mailpulse password set`), so that an
+/// account blocked after a rejection logs in with it at once; whether a tray answered. A build
+/// without the desktop shell has no tray to tell.
+pub(crate) fn tell_credentials_changed(state_dir: &std::path::Path) -> bool {
+    #[cfg(feature = "desktop")]
+    return single_instance::tell(state_dir, instance::Request::CheckCredentials);
+    #[cfg(not(feature = "desktop"))]
+    {
+        let _ = state_dir;
+        false
+    }
+}
 pub(crate) use os::{
     KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, kill_hook_group, network_id,
     replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,

@@ -123,6 +123,28 @@ pub(crate) fn claim_socket_in(
     claim_socket(&dir.join("instance.sock"), on_request)
 }
 
+/// Tell the running instance (if any) `request` over its socket in `$DIR_VAR/mailpulse` (or
+/// the state dir): whether it answered.
+#[cfg(feature = "desktop")]
+pub(crate) fn tell_socket_in(dir_var: &str, state_dir: &Path, request: Request) -> bool {
+    let dir = std::env::var_os(dir_var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .map(|p| p.join("mailpulse"))
+        .unwrap_or_else(|| state_dir.to_owned());
+    tell_socket(&dir.join("instance.sock"), request)
+}
+
+/// Tell the instance listening at `path` `request`.
+#[cfg(feature = "desktop")]
+pub(crate) fn tell_socket(path: &Path, request: Request) -> bool {
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
+    ask(&stream, &format!("{}\n", request.line()))
+}
+
 /// The single-instance claim over a Unix socket at `path`.
 #[cfg(feature = "desktop")]
 pub(crate) fn claim_socket(
@@ -133,7 +155,7 @@ pub(crate) fn claim_socket(
 
     if let Ok(stream) = UnixStream::connect(path) {
         stream.set_read_timeout(Some(ANSWER_WITHIN))?;
-        if ask(&stream, "settings\n") {
+        if ask(&stream, &format!("{}\n", Request::OpenSettings.line())) {
             return Ok(Claim::Forwarded);
         }
     }
@@ -148,7 +170,7 @@ pub(crate) fn claim_socket(
     listen_thread(move || {
         for stream in listener.incoming().flatten() {
             let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
-            answer(&stream, "settings", &on_request);
+            answer(&stream, &on_request);
         }
     })?;
     Ok(Claim::First)
@@ -177,6 +199,24 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(5)).unwrap(),
             Request::OpenSettings
         );
+        // `mailpulse password set` tells it to look at the keyring again.
+        assert!(tell_socket(&path, Request::CheckCredentials));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Request::CheckCredentials
+        );
+        // Anything else is not answered and not passed on.
+        let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(!ask(&stream, "quit\n"));
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        // Nobody there: nothing answers.
+        assert!(!tell_socket(
+            &dir.path().join("none.sock"),
+            Request::CheckCredentials
+        ));
     }
 
     #[test]

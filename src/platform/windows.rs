@@ -280,8 +280,6 @@ pub mod instance {
         CreateMutexW, GetCurrentProcess, GetCurrentProcessId, OpenProcessToken,
     };
 
-    const REQUEST: &str = "settings";
-
     pub fn claim(
         _state_dir: &Path,
         on_request: impl Fn(Request) + Send + 'static,
@@ -309,6 +307,21 @@ pub mod instance {
         Ok(Claim::First)
     }
 
+    /// Tell the running instance `request` over its pipe; whether one answered.
+    pub fn tell(_state_dir: &Path, request: Request) -> bool {
+        let Ok(names) = Names::current() else {
+            return false;
+        };
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&names.pipe)
+        {
+            Ok(f) => ask(&f, &format!("{}\n", request.line())),
+            Err(_) => false,
+        }
+    }
+
     /// A second instance: the first may still be starting, so the pipe is retried for a while.
     fn forward(pipe: &str) -> io::Result<Claim> {
         let deadline = Instant::now() + ANSWER_WITHIN;
@@ -318,7 +331,9 @@ pub mod instance {
                 .write(true)
                 .open(pipe)
             {
-                Ok(f) if ask(&f, &format!("{REQUEST}\n")) => return Ok(Claim::Forwarded),
+                Ok(f) if ask(&f, &format!("{}\n", Request::OpenSettings.line())) => {
+                    return Ok(Claim::Forwarded);
+                }
                 Ok(_) => break,
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100))
@@ -348,7 +363,7 @@ pub mod instance {
             let next = create_pipe(name, security, false);
             if connected {
                 let file = File::from(pipe);
-                answer(&file, REQUEST, on_request);
+                answer(&file, on_request);
                 // SAFETY: a valid handle; lets the client read the answer before it closes.
                 unsafe { FlushFileBuffers(file.as_raw_handle()) };
             }
