@@ -45,18 +45,7 @@ pub struct Toast {
 /// show the body as it is, and the platforms' own toasts (Windows, macOS) take plain text.
 #[cfg_attr(not(freedesktop), allow(dead_code))]
 pub fn escape_body_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    quick_xml::escape::escape(text).into_owned()
 }
 
 /// What the adapter must do. `slot` identifies a toast for later updates and closing.

@@ -879,24 +879,7 @@ fn a_rejected_password_waits_for_a_new_one_from_settings() {
         d.imaps_port(),
         d.ca_pem().display()
     ));
-    let mut set = home.command(&["password", "set", "--account", "work"]);
-    desktop.apply(&mut set);
-    let mut child = set
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"wrong-pw\n")
-            .unwrap();
-    }
-    assert!(child.wait().unwrap().success(), "password set");
+    set_password(&home, &desktop, "wrong-pw");
     let script = home.path().join("automation.js");
     settings_script(
         &script,
@@ -926,6 +909,28 @@ fn a_rejected_password_waits_for_a_new_one_from_settings() {
     assert_eq!(d.login_attempts(USER), 2, "{}", tray_log(&home));
 }
 
+/// `mailpulse password set --account work` with `pw` typed in, in the tray's session (its
+/// keyring, its runtime dir); what it said on stderr.
+fn set_password(home: &Home, desktop: &Desktop, pw: &str) -> String {
+    let mut set = home.command(&["password", "set", "--account", "work"]);
+    desktop.apply(&mut set);
+    let mut child = set
+        .env("XDG_RUNTIME_DIR", home.path().join("run"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{pw}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "password set");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// `mailpulse password set` while the tray waits out a rejected password: the tray is told over
 /// its socket and logs in with the new password at once, without a "Check now".
 #[test]
@@ -941,26 +946,7 @@ fn password_set_reaches_the_running_tray_and_it_logs_in_at_once() {
         d.imaps_port(),
         d.ca_pem().display()
     ));
-    let set_password = |pw: &str| {
-        let mut set = home.command(&["password", "set", "--account", "work"]);
-        desktop.apply(&mut set);
-        let mut child = set
-            .env("XDG_RUNTIME_DIR", home.path().join("run"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(format!("{pw}\n").as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "password set");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
-    let said = set_password("wrong-pw");
+    let said = set_password(&home, &desktop, "wrong-pw");
     assert!(!said.contains("running mailpulse"), "no tray yet: {said}");
     let _tray = Tray::start(&home, &desktop);
     let item = desktop.wait_for_tray_item(secs(30));
@@ -970,7 +956,7 @@ fn password_set_reaches_the_running_tray_and_it_logs_in_at_once() {
             .contains("rejected the login")
     });
     assert_eq!(d.login_attempts(USER), 1, "{}", tray_log(&home));
-    let said = set_password("secret-pw");
+    let said = set_password(&home, &desktop, "secret-pw");
     assert!(
         said.contains("The running mailpulse uses it from now on."),
         "{said}"

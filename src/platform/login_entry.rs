@@ -117,20 +117,9 @@ pub(crate) fn desktop_entry_enabled(text: &str) -> bool {
     true
 }
 
-/// `s` with the five XML special characters escaped.
+/// `s` with the five XML special characters escaped (quick-xml's, as the EWS code uses).
 pub(crate) fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    quick_xml::escape::escape(s).into_owned()
 }
 
 /// The launchd property list that runs `exe` at login.

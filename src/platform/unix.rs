@@ -115,24 +115,25 @@ pub(crate) fn claim_socket_in(
     state_dir: &Path,
     on_request: impl Fn(Request) + Send + 'static,
 ) -> io::Result<Claim> {
-    let dir = std::env::var_os(dir_var)
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .map(|p| p.join("mailpulse"))
-        .unwrap_or_else(|| state_dir.to_owned());
-    claim_socket(&dir.join("instance.sock"), on_request)
+    claim_socket(&socket_path(dir_var, state_dir), on_request)
 }
 
 /// Tell the running instance (if any) `request` over its socket in `$DIR_VAR/mailpulse` (or
 /// the state dir): whether it answered.
 #[cfg(feature = "desktop")]
 pub(crate) fn tell_socket_in(dir_var: &str, state_dir: &Path, request: Request) -> bool {
-    let dir = std::env::var_os(dir_var)
+    tell_socket(&socket_path(dir_var, state_dir), request)
+}
+
+/// `instance.sock` in `$DIR_VAR/mailpulse`, else in the state dir.
+#[cfg(feature = "desktop")]
+fn socket_path(dir_var: &str, state_dir: &Path) -> PathBuf {
+    std::env::var_os(dir_var)
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
         .map(|p| p.join("mailpulse"))
-        .unwrap_or_else(|| state_dir.to_owned());
-    tell_socket(&dir.join("instance.sock"), request)
+        .unwrap_or_else(|| state_dir.to_owned())
+        .join("instance.sock")
 }
 
 /// Tell the instance listening at `path` `request`.
