@@ -213,3 +213,47 @@ fn a_bye_in_the_middle_of_a_command_is_a_disconnect_and_a_reconnect() {
     );
     finish(w);
 }
+
+/// A server that refuses commands pipelined after DONE: the first keep-alive cycle is a
+/// protocol error and a reconnect; from then on the account's cycles go one command at a time
+/// and work (never a reconnect per cycle).
+#[test]
+fn a_server_refusing_pipelined_commands_gets_one_at_a_time() {
+    let server = Hostile::start(Misbehaviour::NoPipelining);
+    let (_home, w) = agent(&server);
+    w.until_type(secs(30), "connected");
+    let fetches = server.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    w.signal("USR1");
+    let error = w.until_type(secs(30), "error").pop().unwrap();
+    assert_eq!(error["kind"], "protocol", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("command received before the previous one ended"),
+        "{error}"
+    );
+    assert_eq!(
+        server
+            .refused_pipelined
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the query and IDLE came with DONE"
+    );
+    w.until_type(secs(60), "connected");
+    let connections = server.connections();
+    for _ in 0..3 {
+        w.signal("USR1");
+        w.until_type(secs(30), "keepalive");
+    }
+    assert_eq!(
+        server
+            .refused_pipelined
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "pipelined again"
+    );
+    assert_eq!(server.connections(), connections, "a reconnect per cycle");
+    assert!(server.fetches.load(std::sync::atomic::Ordering::SeqCst) >= fetches + 3);
+    finish(w);
+}

@@ -30,6 +30,9 @@ pub enum Misbehaviour {
     AuthFailed,
     /// The answer to the last-item query is a `BYE`, then the connection closes.
     ByeMidCommand,
+    /// A command that arrives together with the `DONE` ending IDLE (pipelined) is refused with
+    /// `BAD`, as a server that does not read ahead might; one sent on its own is answered.
+    NoPipelining,
 }
 
 /// Each connection ends after this long at the latest.
@@ -44,6 +47,10 @@ pub struct Hostile {
     pub logins: Arc<AtomicUsize>,
     /// The most UIDs one `UID FETCH` asked for (that the folder had).
     pub largest_fetch: Arc<AtomicU32>,
+    /// Commands refused because they came pipelined after `DONE` (`NoPipelining`).
+    pub refused_pipelined: Arc<AtomicUsize>,
+    /// `UID FETCH` commands answered normally.
+    pub fetches: Arc<AtomicUsize>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -52,6 +59,8 @@ struct Shared {
     stop: Arc<AtomicBool>,
     logins: Arc<AtomicUsize>,
     largest_fetch: Arc<AtomicU32>,
+    refused_pipelined: Arc<AtomicUsize>,
+    fetches: Arc<AtomicUsize>,
     /// Messages in the folder; UID = sequence number.
     exists: AtomicU32,
     flooded: AtomicBool,
@@ -69,10 +78,14 @@ impl Hostile {
             stop: stop.clone(),
             logins: Arc::new(AtomicUsize::new(0)),
             largest_fetch: Arc::new(AtomicU32::new(0)),
+            refused_pipelined: Arc::new(AtomicUsize::new(0)),
+            fetches: Arc::new(AtomicUsize::new(0)),
             exists: AtomicU32::new(1),
             flooded: AtomicBool::new(false),
         });
         let (logins, largest_fetch) = (shared.logins.clone(), shared.largest_fetch.clone());
+        let (refused_pipelined, fetches) =
+            (shared.refused_pipelined.clone(), shared.fetches.clone());
         let count = connections.clone();
         let accept = thread::spawn(move || {
             let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -107,6 +120,8 @@ impl Hostile {
             connections,
             logins,
             largest_fetch,
+            refused_pipelined,
+            fetches,
             accept: Some(accept),
         }
     }
@@ -185,11 +200,23 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         None
     };
     out.write_all(b"* OK [CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN] hostile server ready\r\n")?;
+    // With `NoPipelining`: the commands that arrived together with a DONE, still to refuse.
+    let mut refuse_next = 0;
     for _ in 0..MAX_COMMANDS {
         let Some(line) = read_line(&mut reader) else {
             return Ok(());
         };
         let (tag, cmd, rest) = split(&line);
+        if refuse_next > 0 {
+            refuse_next -= 1;
+            shared.refused_pipelined.fetch_add(1, Ordering::SeqCst);
+            write!(
+                out,
+                "{tag} BAD command received before the previous one ended\r\n"
+            )?;
+            out.flush()?;
+            continue;
+        }
         match cmd.as_str() {
             "CAPABILITY" => write!(
                 out,
@@ -269,6 +296,7 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     }
                     _ => {}
                 }
+                shared.fetches.fetch_add(1, Ordering::SeqCst);
                 let exists = shared.exists.load(Ordering::SeqCst);
                 let range = uids(&set, exists);
                 let count = range.clone().count() as u32;
@@ -307,6 +335,10 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     }
                     match read_line(&mut reader) {
                         Some(done) if done.trim().eq_ignore_ascii_case("DONE") => {
+                            // What the client sent together with DONE is already read.
+                            if how == Misbehaviour::NoPipelining {
+                                refuse_next = reader.buffer().split(|b| *b == b'\n').count() - 1;
+                            }
                             write!(out, "{tag} OK idle done\r\n")?
                         }
                         _ => return Ok(()),
