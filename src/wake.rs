@@ -6,9 +6,10 @@
 //! detector that compares CLOCK_BOOTTIME (which counts suspended time) with CLOCK_MONOTONIC
 //! (which does not). Intervals are measured on the monotonic clock (tokio's `Instant`), so a
 //! jump of the wall clock (NTP, a manual change, a time zone) neither fires nor delays a timer.
-//! macOS and Windows: the same clock-pair detector (continuous vs absolute mach time; interrupt
-//! time vs unbiased interrupt time), within a minute of the wake; network changes there are
-//! not watched yet (the keep-alive still finds a dead connection within one interval).
+//! macOS and Windows: IOKit's and the power manager's resume notifications and the platform's
+//! network changes (see `platform`); the same clock-pair detector (continuous vs absolute mach
+//! time; interrupt time vs unbiased interrupt time) runs only until the system is seen to
+//! announce resumes itself, since it wakes the agent once a minute.
 
 use std::time::Duration;
 
@@ -41,6 +42,10 @@ async fn clock_resumes(commands: UnboundedSender<Command>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if crate::platform::RESUME_ANNOUNCED.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!("the system announces resumes: the clock-pair detector stops");
+            return;
+        }
         let Some(now) = suspended_so_far() else {
             return;
         };

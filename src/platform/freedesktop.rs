@@ -154,10 +154,22 @@ mod linux {
                 .interface("org.freedesktop.login1.Manager")?
                 .member("PrepareForSleep")?
                 .build();
-            zbus::MessageStream::for_match_rule(rule, &conn, None).await
+            let stream = zbus::MessageStream::for_match_rule(rule, &conn, None).await?;
+            // A match on a bus without logind would never fire: the clocks stay on then.
+            let logind = zbus::fdo::DBusProxy::new(&conn)
+                .await?
+                .name_has_owner("org.freedesktop.login1".try_into()?)
+                .await?;
+            Ok::<_, zbus::Error>((stream, logind))
         };
         let mut stream = match stream.await {
-            Ok(s) => s,
+            Ok((s, logind)) => {
+                if logind {
+                    crate::platform::RESUME_ANNOUNCED
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                s
+            }
             Err(e) => {
                 tracing::info!("no resume notifications from logind (system bus: {e})");
                 return;

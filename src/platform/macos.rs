@@ -78,6 +78,9 @@ pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
         .name("mailpulse-wake".into())
         .spawn(move || {
             let power = power::register(changed_tx.clone());
+            if power {
+                super::RESUME_ANNOUNCED.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             // Runs the loop as long as the dynamic store can be watched…
             network_changes(changed_tx);
             // …and where it cannot, the loop runs for the power notifications alone.

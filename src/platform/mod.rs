@@ -107,6 +107,12 @@ pub(crate) fn spawn_reaped(mut cmd: std::process::Command) -> std::io::Result<()
         .map(drop)
 }
 
+/// Set once the system itself announces resumes to mailpulse (logind's `PrepareForSleep`, the
+/// Windows power manager, IOKit): the clock-pair suspend detector, which wakes the agent every
+/// minute only to compare two clocks, then stops.
+pub(crate) static RESUME_ANNOUNCED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Why a platform's wake source fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)] // not every OS has both sources

@@ -128,7 +128,9 @@ pub(crate) fn spawn_wake_sources(commands: UnboundedSender<Command>) {
             &mut registration,
         )
     };
-    if power != NO_ERROR {
+    if power == NO_ERROR {
+        super::RESUME_ANNOUNCED.store(true, std::sync::atomic::Ordering::Relaxed);
+    } else {
         tracing::info!("no resume notifications (error {power}); the clocks find a resume");
     }
     tokio::spawn(super::forward_settled(rx, commands));
