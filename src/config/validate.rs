@@ -43,8 +43,8 @@ fn validate_graph(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (Stri
         return Err((key("port"), "put the port into url instead".into()));
     }
     if let Some(u) = &a.url {
-        let parsed = url::Url::parse(u)
-            .map_err(|e| (key("url"), format!("{u:?} is not a URL ({e})")))?;
+        let parsed =
+            url::Url::parse(u).map_err(|e| (key("url"), format!("{u:?} is not a URL ({e})")))?;
         let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
         match parsed.scheme() {
             "https" => {}
@@ -73,7 +73,10 @@ fn validate_graph(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (Stri
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
-        if !a.host.eq_ignore_ascii_case(derived.trim_start_matches('[').trim_end_matches(']')) {
+        if !a
+            .host
+            .eq_ignore_ascii_case(derived.trim_start_matches('[').trim_end_matches(']'))
+        {
             return Err((
                 key("host"),
                 format!(

@@ -112,7 +112,12 @@ impl Conn {
         body: &[u8],
     ) -> Result<(), HttpError> {
         let unsafe_text = |t: &str| t.contains(['\r', '\n']);
-        if unsafe_text(path) || unsafe_text(host) || headers.iter().any(|(k, v)| unsafe_text(k) || unsafe_text(v)) {
+        if unsafe_text(path)
+            || unsafe_text(host)
+            || headers
+                .iter()
+                .any(|(k, v)| unsafe_text(k) || unsafe_text(v))
+        {
             return Err(HttpError::Malformed(
                 "a request line or header holds a line break".into(),
             ));

@@ -42,8 +42,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::http::{Conn, Head, HttpError};
 use self::xml::{El, EwsError};
+use super::http::{Conn, Head, HttpError};
 use super::net::{self, Tls, clip};
 use super::{Connector, FolderInfo, Session, Wake};
 use crate::config::{Account, AuthMethod, KeepAlive, distinguished_folder};
@@ -51,11 +51,11 @@ use crate::error::{ErrorKind, ProtoError};
 use crate::event::MailItem;
 use crate::secret::{self, Secret};
 
+use super::uid_map::{UID_EPOCH, UidMap};
 use calls::CallError;
 use client::Http;
 use session::{EwsSession, Msg};
 use stream::stream_task;
-use super::uid_map::{UID_EPOCH, UidMap};
 
 /// The largest ordinary answer we read (FindItem pages are a few kB).
 const MAX_BODY: usize = 4 * 1024 * 1024;

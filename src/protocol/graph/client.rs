@@ -170,7 +170,9 @@ impl Shared {
         };
         let hint = match status {
             403 => "; the token must grant Mail.ReadBasic (or Mail.Read) for this mailbox",
-            404 if code.is_empty() => "; check url (the service root, e.g. https://graph.microsoft.com/v1.0)",
+            404 if code.is_empty() => {
+                "; check url (the service root, e.g. https://graph.microsoft.com/v1.0)"
+            }
             _ => "",
         };
         ProtoError::new(
@@ -218,7 +220,10 @@ impl Shared {
             return Ok(format!("{}{target}", root.path().trim_end_matches('/')));
         }
         let link = url::Url::parse(target).map_err(|e| {
-            self.malformed("following a link", &format!("{target:?} is not a URL ({e})"))
+            self.malformed(
+                "following a link",
+                &format!("{target:?} is not a URL ({e})"),
+            )
         })?;
         if link.scheme() != root.scheme()
             || link.host_str() != root.host_str()

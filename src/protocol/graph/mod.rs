@@ -123,8 +123,8 @@ struct Shared {
 
 impl GraphConnector {
     pub fn new(account: Account, keepalive: KeepAlive) -> Self {
-        let root = url::Url::parse(account.graph_url().trim_end_matches('/'))
-            .map_err(|e| e.to_string());
+        let root =
+            url::Url::parse(account.graph_url().trim_end_matches('/')).map_err(|e| e.to_string());
         GraphConnector {
             shared: Arc::new(Shared {
                 tls: Tls::new(account.ca_file.clone()),
@@ -233,22 +233,28 @@ impl Http {
                         None => "at the top of the mailbox".to_owned(),
                         Some(f) => format!("in {:?}", f.name),
                     };
-                    let names: Vec<String> =
-                        children.iter().take(20).map(|f| format!("{:?}", f.name)).collect();
+                    let names: Vec<String> = children
+                        .iter()
+                        .take(20)
+                        .map(|f| format!("{:?}", f.name))
+                        .collect();
                     return Err(ProtoError::new(
                         ErrorKind::Folder,
                         format!(
                             "{}: there is no folder {segment:?} {under} (folders there: {}); use a well-known name such as \"inbox\" or a path such as \"Inbox/Work\"",
                             self.shared.endpoint(),
-                            if names.is_empty() { "none".to_owned() } else { clip(&names.join(", ")) }
+                            if names.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                clip(&names.join(", "))
+                            }
                         ),
                     ));
                 }
             }
         }
-        current.ok_or_else(|| {
-            ProtoError::new(ErrorKind::Config, format!("{name:?} names no folder"))
-        })
+        current
+            .ok_or_else(|| ProtoError::new(ErrorKind::Config, format!("{name:?} names no folder")))
     }
 
     /// Every folder of a folder list, following `@odata.nextLink`.

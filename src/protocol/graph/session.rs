@@ -165,7 +165,9 @@ impl GraphSession {
             .unwrap_or_else(|p| p.into_inner())
             .assign(found);
         let floor = round.floor;
-        round.items.extend(items.into_iter().filter(|i| i.uid > floor));
+        round
+            .items
+            .extend(items.into_iter().filter(|i| i.uid > floor));
         round.pages += 1;
         if let Some(next) = v.get("@odata.nextLink").and_then(Value::as_str) {
             if round.pages >= MAX_DELTA_PAGES {
@@ -208,7 +210,11 @@ impl Session for GraphSession {
     }
 
     async fn newest_uid(&mut self) -> Result<Option<u32>, ProtoError> {
-        Ok(self.newest(1).await?.iter().map(|i| i.uid).max())
+        // Four here too, not one: receivedDateTime has whole seconds, and the order of
+        // messages received in the same second is the server's choice, so with `$top=1` a
+        // message arriving in the second of the last seen one could stay hidden behind it
+        // until the next arrival. With four, it gets the next slot and a higher UID.
+        Ok(self.newest(4).await?.iter().map(|i| i.uid).max())
     }
 
     async fn items_batch(&mut self, uid: u32) -> Result<Batch, ProtoError> {

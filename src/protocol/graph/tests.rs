@@ -34,7 +34,12 @@ fn messages_and_removed_entries() {
         ]}"#,
     )
     .unwrap();
-    let items: Vec<Found> = v["value"].as_array().unwrap().iter().filter_map(found).collect();
+    let items: Vec<Found> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(found)
+        .collect();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0].from, "Bob <bob@example.com>");
     assert_eq!(items[0].subject, "Hi");
@@ -68,7 +73,10 @@ fn retry_after_seconds_date_and_bounds() {
     assert_eq!(retry_after(&head("soon")), DEFAULT_RETRY_AFTER);
     let at = (chrono::Utc::now() + chrono::Duration::seconds(100)).to_rfc2822();
     let d = retry_after(&head(&at));
-    assert!(d > Duration::from_secs(90) && d <= Duration::from_secs(100), "{d:?}");
+    assert!(
+        d > Duration::from_secs(90) && d <= Duration::from_secs(100),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -79,8 +87,10 @@ fn links_are_followed_only_on_the_same_server() {
         "/v1.0/me/mailFolders/inbox"
     );
     assert_eq!(
-        s.target("https://graph.example.com/v1.0/me/mailFolders('x')/messages/delta?$deltatoken=abc")
-            .unwrap(),
+        s.target(
+            "https://graph.example.com/v1.0/me/mailFolders('x')/messages/delta?$deltatoken=abc"
+        )
+        .unwrap(),
         "/v1.0/me/mailFolders('x')/messages/delta?$deltatoken=abc"
     );
     for other in [
@@ -109,7 +119,10 @@ fn delta_links_persist() {
     assert_eq!(store.get("a"), None);
     store.set("a", Some("https://h/v1.0/delta?$deltatoken=1"));
     let again = DeltaStore::at(Some(path.clone()));
-    assert_eq!(again.get("a").as_deref(), Some("https://h/v1.0/delta?$deltatoken=1"));
+    assert_eq!(
+        again.get("a").as_deref(),
+        Some("https://h/v1.0/delta?$deltatoken=1")
+    );
     again.set("a", None);
     assert_eq!(DeltaStore::at(Some(path)).get("a"), None);
 }
