@@ -776,7 +776,8 @@ impl Ctx {
                 }
                 (200, vec![], v)
             }
-            "/messages/delta" => self.delta(&mut s, req, &folder, &base),
+            // A function: OData allows the call with or without its parentheses.
+            "/messages/delta" | "/messages/delta()" => self.delta(&mut s, req, &folder, &base),
             _ => (
                 400,
                 vec![],
