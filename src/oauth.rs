@@ -802,6 +802,13 @@ mod tests {
                 "offline_access"
             ]
         );
+        assert_eq!(
+            endpoints(&o, Protocol::Graph).scopes,
+            [
+                "https://graph.microsoft.com/Mail.ReadBasic",
+                "offline_access"
+            ]
+        );
         o.scopes = Some(vec![
             "https://outlook.office365.com/EWS.AccessAsUser.All".into(),
         ]);
