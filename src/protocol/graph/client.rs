@@ -279,11 +279,11 @@ impl Http {
             .throttled_until
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some((until, asked)) = throttled
+        if let Some((until, asked, status)) = throttled
             && until > Instant::now()
         {
             // Honour the hint: nothing is sent before it ran out (the engine retries later).
-            return Err(shared.throttled(asked, 429).into());
+            return Err(shared.throttled(asked, status).into());
         }
         let path = shared.target(target)?;
         let host_header = match shared.root()?.port() {
@@ -373,7 +373,8 @@ impl Http {
                     *shared
                         .throttled_until
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now() + asked, asked));
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Some((Instant::now() + asked, asked, head.status));
                     tracing::info!(account = %shared.account.name, "{}: throttled (HTTP {}), waiting {} s", shared.endpoint(), head.status, asked.as_secs());
                     return Err(shared.throttled(asked, head.status).into());
                 }

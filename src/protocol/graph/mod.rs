@@ -3,8 +3,8 @@
 //! is unchanged. Read-only: every request is a `GET`.
 //!
 //! - one TLS connection per folder, kept open (HTTP/1.1 keep-alive) by [`http::Conn`];
-//! - the last-item query / keep-alive is `GET /me/mailFolders/{id}/messages?$top=1&$select=…
-//!   &$orderby=receivedDateTime desc` every interval: Graph has no push a desktop can receive
+//! - the last-item query / keep-alive is `GET /me/mailFolders/{id}/messages?$top=4&$select=…
+//!   &$orderby=receivedDateTime desc` every interval (four: see `session::newest_uid`): Graph has no push a desktop can receive
 //!   (change notifications need a public HTTPS endpoint), so `can_push` is false and the engine
 //!   polls; latency is bounded by the interval;
 //! - when the newest item changed, the folder's delta query (`…/messages/delta`, `@odata.nextLink`
@@ -115,8 +115,8 @@ struct Shared {
     tokens: crate::oauth::TokenSource,
     tls: Tls,
     uids: Mutex<UidMap>,
-    /// 429/503 asked not to send anything before then (and how long it asked for).
-    throttled_until: Mutex<Option<(Instant, Duration)>>,
+    /// 429/503 asked not to send anything before then (how long it asked for, the status).
+    throttled_until: Mutex<Option<(Instant, Duration, u16)>>,
     deltas: DeltaStore,
     warned_plain: AtomicBool,
 }
