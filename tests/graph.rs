@@ -124,7 +124,10 @@ fn new_mail_is_announced_once_within_one_interval() {
     assert!(of_type(&later, "error").is_empty(), "{later:?}");
     assert!(watch.stop(), "clean exit");
     assert!(server.count("/messages/delta") >= 1, "{:?}", server.log());
-    // One kept connection: the keep-alive queries did not each open a new one.
+    // One kept connection: the folder lookup, two keep-alive queries and the delta round all
+    // went over the connection opened first (HTTP/1.1 keep-alive).
+    assert!(server.count("/messages?") >= 3, "{:?}", server.log());
+    assert_eq!(server.connections(), 1, "{:?}", server.log());
     assert_read_only(&server);
 }
 

@@ -117,6 +117,8 @@ struct Ctx {
     user: String,
     /// Every connection's socket, to close them all on `down`.
     sockets: Arc<Mutex<Vec<TcpStream>>>,
+    /// TLS connections accepted so far.
+    connections: Arc<AtomicU64>,
 }
 
 impl GraphServer {
@@ -158,6 +160,7 @@ impl GraphServer {
             acceptor,
             user: user.to_owned(),
             sockets: Arc::default(),
+            connections: Arc::default(),
         };
         let c = ctx.clone();
         thread::spawn(move || c.accept_loop(Some(listener)));
@@ -285,6 +288,11 @@ impl GraphServer {
             .iter()
             .filter(|l| l.method != "GET" && l.method != "HEAD")
             .count()
+    }
+
+    /// TLS connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.ctx.connections.load(Ordering::SeqCst)
     }
 
     /// Requests by method.
@@ -510,6 +518,7 @@ impl Ctx {
                             ctx.sockets.lock().unwrap().push(clone);
                         }
                         if let Ok(tls) = ctx.acceptor.accept(tcp) {
+                            ctx.connections.fetch_add(1, Ordering::SeqCst);
                             ctx.serve(tls);
                         }
                     });
