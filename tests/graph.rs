@@ -143,8 +143,17 @@ fn catch_up_after_an_outage_announces_each_message_once() {
     let deltas_before = server.count("$deltatoken=");
 
     server.down();
-    server.deliver("inbox", "During the outage 1", "Frank", "frank@example.com");
-    server.deliver("inbox", "During the outage 2", "Grace", "grace@example.com");
+    // More than one delta page (mailpulse asks for 50 a page), at most four a second (the UID
+    // scheme tells four messages of one second apart).
+    let mut during = Vec::new();
+    for i in 1..=52 {
+        let subject = format!("During the outage {i}");
+        server.deliver("inbox", &subject, "Frank", "frank@example.com");
+        during.push(subject);
+        if i % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(1050));
+        }
+    }
     watch.signal("USR1");
     let events = watch.until_type(secs(30), "error");
     let error = of_type(&events, "error")[0];
@@ -156,21 +165,18 @@ fn catch_up_after_an_outage_announces_each_message_once() {
 
     server.up();
     let events = watch.until(secs(60), |v| {
-        v["type"] == "new_mail" && v["subject"] == "During the outage 2"
+        v["type"] == "new_mail" && v["subject"] == "During the outage 52"
     });
-    assert_eq!(
-        subjects(&events),
-        ["During the outage 1", "During the outage 2"],
-        "{events:?}"
-    );
+    assert_eq!(subjects(&events), during, "{events:?}");
     let recovered = events.iter().position(|v| v["type"] == "recovered");
     let first_mail = events.iter().position(|v| v["type"] == "new_mail");
     assert!(
         recovered < first_mail,
         "recovered before the mail: {events:?}"
     );
-    // The stored deltaLink carried the catch-up.
+    // The stored deltaLink carried the catch-up, over more than one page.
     assert!(server.count("$deltatoken=") > deltas_before);
+    assert!(server.count("$skiptoken=") >= 1, "{:?}", server.log());
     let later = check_now(&watch);
     assert!(subjects(&later).is_empty(), "announced twice: {later:?}");
     assert!(watch.stop());
@@ -191,8 +197,14 @@ fn a_restart_goes_on_from_the_saved_delta_link() {
     assert!(saved.contains("$deltatoken="), "{saved}");
 
     server.deliver("inbox", "While stopped", "Frank", "frank@example.com");
+    let deltas_before = server.count("$deltatoken=");
     let mut watch = Watch::start(&home);
     let events = watch.until_type(secs(30), "missed_mail");
+    assert!(
+        server.count("$deltatoken=") > deltas_before,
+        "counted with the saved deltaLink: {:?}",
+        server.log()
+    );
     let missed = of_type(&events, "missed_mail")[0];
     assert_eq!(missed["count"], 1, "{missed}");
     assert_eq!(missed["subject"], "While stopped");
