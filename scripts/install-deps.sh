@@ -44,7 +44,7 @@ if command -v apt-get >/dev/null 2>&1; then
   pkgs=(pkg-config libssl-dev libgtk-3-dev libwebkit2gtk-4.1-dev)
   [ "$what" = test ] && pkgs+=(dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool libxml2-utils python3-venv gcc-mingw-w64-x86-64 wine wine64)
   # libxml2-utils: xmllint validates the EWS traffic of tests/ews.rs against Microsoft's schema;
-  # python3-venv: the exchangelib interop test installs exchangelib from PyPI into a venv;
+  # python3-venv: the interop tests install exchangelib and msgraph-sdk from PyPI into venvs;
   # gcc-mingw-w64-x86-64, wine, wine64: tests/wine.rs links mailpulse.exe and runs it under Wine.
   missing=()
   for p in "${pkgs[@]}"; do
@@ -80,6 +80,21 @@ if [ "$what" = test ] && command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed 2>/dev/null | grep -qx "$t"; then
       echo "Adding the Rust target $t (make cross-check, tests/wine.rs) …"
       rustup target add "$t"
+    fi
+  done
+fi
+
+# The independent clients of the interop tests, from PyPI into the venvs under target/ that the
+# tests use (each test also makes its venv when it is missing). The pins are read from the tests.
+if [ "$what" = test ] && command -v python3 >/dev/null 2>&1; then
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  for spec in "graph-interop-venv:tests/graph_interop.rs:MSGRAPH_SDK" "ews-interop-venv:tests/ews_interop.rs:EXCHANGELIB"; do
+    IFS=: read -r venv file name <<<"$spec"
+    pin=$(sed -n "s/^const $name: &str = \"\(.*\)\";/\1/p" "$root/$file")
+    dir="${CARGO_TARGET_DIR:-$root/target}/$venv"
+    if [ -n "$pin" ] && ! "$dir/bin/pip" show -q "${pin%%==*}" >/dev/null 2>&1; then
+      echo "Installing $pin into $dir (interop test) …"
+      python3 -m venv --clear "$dir" && "$dir/bin/pip" install --quiet --disable-pip-version-check "$pin"
     fi
   done
 fi

@@ -69,6 +69,10 @@ pub fn endpoints(o: &OAuth, protocol: crate::config::Protocol) -> Endpoints {
                         crate::config::Protocol::Ews => {
                             "https://outlook.office365.com/EWS.AccessAsUser.All".into()
                         }
+                        // Read the list of messages (subject, sender, dates), never a body.
+                        crate::config::Protocol::Graph => {
+                            "https://graph.microsoft.com/Mail.ReadBasic".into()
+                        }
                     },
                     "offline_access".into(),
                 ],
@@ -795,6 +799,13 @@ mod tests {
             endpoints(&o, Protocol::Ews).scopes,
             [
                 "https://outlook.office365.com/EWS.AccessAsUser.All",
+                "offline_access"
+            ]
+        );
+        assert_eq!(
+            endpoints(&o, Protocol::Graph).scopes,
+            [
+                "https://graph.microsoft.com/Mail.ReadBasic",
                 "offline_access"
             ]
         );

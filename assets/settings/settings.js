@@ -72,16 +72,23 @@ function showAccount() {
 }
 const OAUTH_METHODS = ["xoauth2", "oauthbearer", "bearer"];
 // Show the fields of the chosen protocol: EWS has a URL instead of security and port, and its own
-// sign-in methods.
+// sign-in methods; Graph has only the URL (optional: Microsoft's by default) and a bearer token.
 function showProtocol() {
-  const ews = $("acct.protocol").value === "ews";
+  const proto = $("acct.protocol").value;
+  const ews = proto === "ews";
+  const graph = proto === "graph";
   document.querySelectorAll("#account-editor .ews").forEach((el) => { el.hidden = !ews; });
-  document.querySelectorAll("#account-editor .imap").forEach((el) => { el.hidden = ews; });
+  document.querySelectorAll("#account-editor .imap").forEach((el) => { el.hidden = ews || graph; });
+  document.querySelectorAll("#account-editor .graph").forEach((el) => { if (graph) el.hidden = false; });
+  document.querySelectorAll("#account-editor .not-graph").forEach((el) => { el.hidden = graph; });
   for (const o of $("acct.auth").options) o.disabled = o.hidden;
   const auth = $("acct.auth");
-  if (auth.selectedOptions[0] && auth.selectedOptions[0].disabled) auth.value = "password";
+  if (auth.selectedOptions[0] && auth.selectedOptions[0].disabled) auth.value = graph ? "bearer" : "password";
+  $("url-label").textContent = graph ? "Graph URL" : "EWS URL";
+  $("acct.url").placeholder = graph ? "https://graph.microsoft.com/v1.0 (the default)"
+    : "https://mail.example.com/EWS/Exchange.asmx — or Find server";
   $("acct.host").placeholder = ews ? "optional with an EWS URL: mail.example.com" : "imap.example.com";
-  $("acct.host").required = !ews;
+  $("acct.host").required = !ews && !graph;
   showAuth();
 }
 // Show the fields of the chosen sign-in method (and provider).
@@ -103,12 +110,14 @@ function readAccount() {
   for (const k of ACCOUNT_TEXT) { const v = $("acct." + k).value.trim(); a[k] = v === "" ? null : v; }
   a.name = a.name || "";
   a.host = a.host || "";
-  if ($("acct.protocol").value !== "ews") a.url = null;
+  const http = ["ews", "graph"].includes($("acct.protocol").value);
+  if (!http) a.url = null;
+  if ($("acct.protocol").value === "graph") a.host = "";
   a.username = a.username || "";
   a.protocol = $("acct.protocol").value;
-  a.security = a.protocol === "ews" ? "tls" : $("acct.security").value;
+  a.security = http ? "tls" : $("acct.security").value;
   const port = $("acct.port").value.trim();
-  a.port = port === "" || a.protocol === "ews" ? null : Number(port);
+  a.port = port === "" || http ? null : Number(port);
   a.folders = $("acct.folders").value.split(",").map((f) => f.trim()).filter((f) => f);
   a.auth = $("acct.auth").value;
   const clientId = $("acct.oauth.client_id").value.trim();
@@ -159,7 +168,7 @@ function checkPage() {
     if (!a.name) return [`accounts[${i}].name`, "Give the account a name."];
     if (a.protocol === "ews") {
       if (!a.host && !a.url) return [`accounts[${i}].url`, "Enter the EWS URL (or press Find server), or the server's host name."];
-    } else if (!a.host) return [`accounts[${i}].host`, "Enter the mail server's host name."];
+    } else if (a.protocol !== "graph" && !a.host) return [`accounts[${i}].host`, "Enter the mail server's host name."];
     if (!a.username) return [`accounts[${i}].username`, "Enter the user name."];
     if (a.port != null && !(Number.isInteger(a.port) && a.port >= 1 && a.port <= 65535)) return [`accounts[${i}].port`, "The port must be 1–65535."];
   }

@@ -176,7 +176,12 @@ pub enum Protocol {
     #[default]
     Imap,
     Ews,
+    /// Microsoft Graph (Microsoft 365): REST over HTTPS with an OAuth2 bearer token.
+    Graph,
 }
+
+/// Microsoft Graph's global endpoint (national clouds and test servers set `url`).
+pub const GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -290,11 +295,12 @@ pub struct Account {
     pub name: String,
     #[serde(default)]
     pub protocol: Protocol,
-    /// The server's name. For EWS it may be left out when `url` is given (it is then taken
-    /// from the URL, and names the account's keyring entry).
+    /// The server's name. For EWS it may be left out when `url` is given, for Graph always (it
+    /// is then taken from the URL, and names the account's keyring entry).
     #[serde(default)]
     pub host: String,
-    /// EWS only: the endpoint, by default `https://{host}/EWS/Exchange.asmx`.
+    /// EWS: the endpoint, by default `https://{host}/EWS/Exchange.asmx`; Graph: the service
+    /// root, by default `https://graph.microsoft.com/v1.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,11 +382,11 @@ impl Account {
 
     /// The port to connect to: the configured one, or the default for the security mode.
     pub fn effective_port(&self) -> u16 {
-        if self.protocol == Protocol::Ews {
+        if matches!(self.protocol, Protocol::Ews | Protocol::Graph) {
             return self
                 .port
                 .or_else(|| {
-                    url::Url::parse(&self.ews_url())
+                    url::Url::parse(&self.http_url())
                         .ok()
                         .and_then(|u| u.port_or_known_default())
                 })
@@ -405,12 +411,28 @@ impl Account {
         }
     }
 
-    /// EWS: fill `host` from `url` when only the URL was given.
+    /// Graph: the service root (`url`, or Microsoft's global endpoint).
+    pub fn graph_url(&self) -> String {
+        self.url.clone().unwrap_or_else(|| GRAPH_URL.to_owned())
+    }
+
+    /// The URL of an HTTP-based account (EWS or Graph).
+    pub fn http_url(&self) -> String {
+        match self.protocol {
+            Protocol::Graph => self.graph_url(),
+            _ => self.ews_url(),
+        }
+    }
+
+    /// EWS, Graph: fill `host` from `url` (Graph: or the default endpoint) when it is not given.
     pub(crate) fn derive_host(&mut self) {
-        if self.protocol == Protocol::Ews
-            && self.host.is_empty()
-            && let Some(h) = self
-                .url
+        let url = match self.protocol {
+            Protocol::Ews => self.url.clone(),
+            Protocol::Graph => Some(self.graph_url()),
+            Protocol::Imap => None,
+        };
+        if self.host.is_empty()
+            && let Some(h) = url
                 .as_deref()
                 .and_then(|u| url::Url::parse(u).ok())
                 .and_then(|u| u.host_str().map(str::to_owned))

@@ -49,6 +49,7 @@ fn example_config_is_valid_and_documented() {
         "\"ews\"",
         "\"ntlm\"",
         "\"bearer\"",
+        "\"graph\"",
     ] {
         assert!(EXAMPLE.contains(key), "example lacks {key}");
     }
@@ -511,5 +512,64 @@ fn merge3_takes_each_sides_change() {
     assert_eq!(
         super::edit::merge3(&base, &ours, &theirs)["list"],
         json!([9])
+    );
+}
+
+#[test]
+fn graph_accounts_default_to_microsofts_endpoint() {
+    const GRAPH: &str =
+        "[[accounts]]\nname = \"m365\"\nprotocol = \"graph\"\nusername = \"a@contoso.com\"\n";
+    let c = parse(&format!(
+        "{GRAPH}auth = \"bearer\"\npassword_command = \"x\"\nfolders = [\"inbox\", \"Inbox/Work\"]\n"
+    ))
+    .unwrap();
+    let a = &c.accounts[0];
+    assert_eq!(a.graph_url(), GRAPH_URL);
+    assert_eq!(a.host, "graph.microsoft.com", "the keyring entry's host");
+    assert_eq!(a.effective_port(), 443);
+    let c = parse(&format!(
+        "{GRAPH}auth = \"bearer\"\npassword_command = \"x\"\nurl = \"https://graph.microsoft.us/v1.0\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.accounts[0].host, "graph.microsoft.us");
+}
+
+#[test]
+fn graph_mistakes_name_line_and_key() {
+    const GRAPH: &str = "[[accounts]]\nname = \"m365\"\nprotocol = \"graph\"\nusername = \"u\"\n";
+    let e = err(&format!("{GRAPH}password_command = \"x\"\n"));
+    assert!(
+        e.contains("accounts[0].auth: Microsoft Graph takes an OAuth2 access token"),
+        "{e}"
+    );
+    let e = err(&format!("{GRAPH}auth = \"bearer\"\n"));
+    assert!(
+        e.contains("accounts[0].auth: auth = \"bearer\" needs a token source"),
+        "{e}"
+    );
+    const OK: &str = "auth = \"bearer\"\npassword_command = \"x\"\n";
+    let e = err(&format!(
+        "{GRAPH}{OK}url = \"http://graph.example.com/v1.0\"\n"
+    ));
+    assert!(
+        e.contains(":7:7: accounts[0].url: must start with https://"),
+        "{e}"
+    );
+    let e = err(&format!("{GRAPH}{OK}port = 443\n"));
+    assert!(e.contains("accounts[0].port: put the port into url"), "{e}");
+    let e = err(&format!("{GRAPH}{OK}host = \"outlook.office365.com\"\n"));
+    assert!(
+        e.contains("accounts[0].host: names \"outlook.office365.com\""),
+        "{e}"
+    );
+    let e = err(&format!("{GRAPH}{OK}folders = [\"Inbox//Work\"]\n"));
+    assert!(
+        e.contains("accounts[0].folders: \"Inbox//Work\" is not a folder"),
+        "{e}"
+    );
+    let e = err(&format!("{GRAPH}{OK}security = \"starttls\"\n"));
+    assert!(
+        e.contains("accounts[0].security: Microsoft Graph always runs over HTTPS"),
+        "{e}"
     );
 }

@@ -20,13 +20,95 @@ pub fn distinguished_folder(name: &str) -> Option<&'static str> {
         .copied()
 }
 
+/// The Graph-specific checks of one account (before the common ones).
+fn validate_graph(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+    if a.auth != AuthMethod::Bearer {
+        return Err((
+            key("auth"),
+            format!(
+                "Microsoft Graph takes an OAuth2 access token: set auth = \"bearer\" (with \
+                 [accounts.oauth] provider = \"microsoft\", or a password_command that prints a \
+                 token), not {:?}",
+                a.auth.as_str()
+            ),
+        ));
+    }
+    if a.security != Security::Tls {
+        return Err((
+            key("security"),
+            "Microsoft Graph always runs over HTTPS: remove this line (the URL says where)".into(),
+        ));
+    }
+    if a.port.is_some() {
+        return Err((key("port"), "put the port into url instead".into()));
+    }
+    if let Some(u) = &a.url {
+        let parsed =
+            url::Url::parse(u).map_err(|e| (key("url"), format!("{u:?} is not a URL ({e})")))?;
+        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err((
+                    key("url"),
+                    format!(
+                        "must start with https:// (every request carries the access token): {u}"
+                    ),
+                ));
+            }
+        }
+        if parsed.host_str().is_none() {
+            return Err((key("url"), format!("{u:?} names no server")));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err((
+                key("url"),
+                format!("the service root takes no query (e.g. \"{GRAPH_URL}\"): {u}"),
+            ));
+        }
+    }
+    if !a.host.is_empty() {
+        let derived = url::Url::parse(&a.graph_url())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !a
+            .host
+            .eq_ignore_ascii_case(derived.trim_start_matches('[').trim_end_matches(']'))
+        {
+            return Err((
+                key("host"),
+                format!(
+                    "names {:?} but the Graph endpoint is {derived:?}: leave host out (url says where)",
+                    a.host
+                ),
+            ));
+        }
+    }
+    for f in &a.folders {
+        if f.split('/').any(|part| part.trim().is_empty()) {
+            return Err((
+                key("folders"),
+                format!(
+                    "{f:?} is not a folder: use a well-known name (\"inbox\", \"archive\") or a path of display names such as \"Inbox/Work\""
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The EWS-specific checks of one account (before the common ones).
 fn validate_ews(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+    if a.protocol == Protocol::Graph {
+        return validate_graph(a, key);
+    }
     if a.protocol != Protocol::Ews {
         if a.url.is_some() {
             return Err((
                 key("url"),
-                "only used with protocol = \"ews\"; IMAP accounts name their server with host"
+                "only used with protocol = \"ews\" or \"graph\"; IMAP accounts name their server with host"
                     .into(),
             ));
         }
@@ -37,7 +119,7 @@ fn validate_ews(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (String
             return Err((
                 key("auth"),
                 format!(
-                    "auth = \"{}\" is for protocol = \"ews\"; IMAP uses \"password\", \"xoauth2\" or \"oauthbearer\"",
+                    "auth = \"{}\" is for protocol = \"ews\" or \"graph\"; IMAP uses \"password\", \"xoauth2\" or \"oauthbearer\"",
                     a.auth.as_str()
                 ),
             ));
@@ -132,7 +214,7 @@ fn validate_auth(a: &Account, key: &dyn Fn(&str) -> String) -> Result<(), (Strin
         return Err((
             key("oauth"),
             "OAuth2 settings need auth = \"xoauth2\" or auth = \"oauthbearer\" (\"bearer\" for \
-             EWS); this account logs in with a password"
+             EWS and Graph); this account logs in with a password"
                 .into(),
         ));
     }
@@ -289,7 +371,8 @@ impl Config {
                 ));
             }
             validate_ews(a, &key)?;
-            let url_only = a.protocol == Protocol::Ews && a.url.is_some() && a.host.is_empty();
+            let url_only = (a.protocol == Protocol::Ews && a.url.is_some() && a.host.is_empty())
+                || a.protocol == Protocol::Graph;
             if !url_only && (a.host.trim().is_empty() || a.host.chars().any(char::is_whitespace)) {
                 return Err((key("host"), format!("{:?} is not a host name", a.host)));
             }

@@ -2,13 +2,16 @@
 //!
 //! A [`Connector`] opens a [`Session`] on one folder; the session answers the "last inbox item"
 //! query (the keep-alive), fetches what arrived after a UID, and waits for the server to push a
-//! change. IMAP lives in [`imap`], Exchange Web Services in [`ews`]; a Microsoft Graph backend
-//! would be a third implementation of the same pair.
+//! change. IMAP lives in [`imap`], Exchange Web Services in [`ews`], Microsoft Graph in
+//! [`graph`]; the two HTTP backends share [`http`] (the HTTP/1.1 client) and [`uid_map`].
 
 pub mod ews;
+pub(crate) mod graph;
+pub(crate) mod http;
 pub mod imap;
 pub(crate) mod net;
 mod schannel_errors;
+pub(crate) mod uid_map;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,6 +179,13 @@ pub fn connector(
         }
         Protocol::Ews => {
             let mut c = ews::EwsConnector::new(account.clone(), keepalive.clone());
+            if let Some(p) = password {
+                c = c.with_password(p);
+            }
+            Arc::new(c)
+        }
+        Protocol::Graph => {
+            let mut c = graph::GraphConnector::new(account.clone(), keepalive.clone());
             if let Some(p) = password {
                 c = c.with_password(p);
             }

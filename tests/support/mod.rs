@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod ews_schema;
 pub mod ews_server;
+pub mod graph_server;
 pub mod idp;
 pub mod imap;
 pub mod message;

@@ -23,13 +23,11 @@
 pub mod autodiscover;
 mod calls;
 mod client;
-mod http;
 pub mod ntlm;
 mod session;
 mod stream;
 #[cfg(test)]
 mod tests;
-mod uid_map;
 pub mod xml;
 
 use std::collections::HashMap;
@@ -44,8 +42,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
-use self::http::{Conn, Head, HttpError};
 use self::xml::{El, EwsError};
+use super::http::{Conn, Head, HttpError};
 use super::net::{self, Tls, clip};
 use super::{Connector, FolderInfo, Session, Wake};
 use crate::config::{Account, AuthMethod, KeepAlive, distinguished_folder};
@@ -53,11 +51,11 @@ use crate::error::{ErrorKind, ProtoError};
 use crate::event::MailItem;
 use crate::secret::{self, Secret};
 
+use super::uid_map::{UID_EPOCH, UidMap};
 use calls::CallError;
 use client::Http;
 use session::{EwsSession, Msg};
 use stream::stream_task;
-use uid_map::UidMap;
 
 /// The largest ordinary answer we read (FindItem pages are a few kB).
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -67,8 +65,6 @@ const PAGE: u32 = 25;
 const MAX_PAGES: u32 = 40;
 /// `ConnectionTimeout` of GetStreamingEvents, in minutes (the maximum the protocol allows).
 const STREAM_MINUTES: u32 = 30;
-/// 2020-01-01T00:00:00Z, the origin of the UID scheme.
-const UID_EPOCH: i64 = 1_577_836_800;
 /// How often a pull subscription is asked for events.
 const PULL_EVERY: Duration = Duration::from_secs(10);
 /// A pull subscription expires when not asked for this long.

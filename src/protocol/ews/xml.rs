@@ -365,6 +365,18 @@ pub struct Item {
     pub is_read: bool,
 }
 
+impl From<Item> for crate::protocol::uid_map::Found {
+    fn from(i: Item) -> Self {
+        crate::protocol::uid_map::Found {
+            id: i.id,
+            subject: i.subject,
+            from: i.from,
+            received: i.received,
+            is_read: i.is_read,
+        }
+    }
+}
+
 /// The items (any item type: Message, MeetingRequest, ...) under `parent`.
 pub fn items(parent: &El) -> Vec<Item> {
     parent

@@ -1,10 +1,12 @@
-//! A small HTTP/1.1 client over a byte stream we own (TCP + TLS), just enough for EWS: `POST`
-//! with `Content-Length`, answers with `Content-Length` or `Transfer-Encoding: chunked`, read
-//! whole or chunk by chunk (GetStreamingEvents), persistent connections.
+//! A small HTTP/1.1 client over a byte stream we own (TCP + TLS), just enough for EWS and
+//! Microsoft Graph: `POST` with `Content-Length` (EWS) or `GET` (Graph), answers with
+//! `Content-Length` or `Transfer-Encoding: chunked`, read whole or chunk by chunk
+//! (GetStreamingEvents), persistent connections, every size bounded.
 //!
 //! Owning the connection is the point: NTLM authenticates a TCP connection, not a request, so
-//! the 401 handshake and the long streaming request that follows must share one socket; and
-//! every read has the caller's deadline.
+//! the 401 handshake and the long streaming request that follows must share one socket; Graph's
+//! keep-alive is one kept connection whose traffic refreshes the NAT mapping; and every read has
+//! the caller's deadline.
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -72,7 +74,7 @@ impl Conn {
         }
     }
 
-    /// Send `POST path` with the headers and body.
+    /// Send `POST path` with the headers and an XML body (EWS).
     pub async fn post(
         &mut self,
         path: &str,
@@ -80,10 +82,48 @@ impl Conn {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<(), HttpError> {
+        let mut all = vec![
+            ("Content-Type", "text/xml; charset=utf-8".to_owned()),
+            ("Content-Length", body.len().to_string()),
+            ("Accept", "text/xml".to_owned()),
+        ];
+        all.extend(headers.iter().map(|(k, v)| (*k, v.clone())));
+        self.send("POST", path, host, &all, body).await
+    }
+
+    /// Send `GET path` with the headers (no body).
+    pub async fn get(
+        &mut self,
+        path: &str,
+        host: &str,
+        headers: &[(&str, String)],
+    ) -> Result<(), HttpError> {
+        self.send("GET", path, host, headers, b"").await
+    }
+
+    /// Send a request: `method path`, `Host`, `User-Agent`, the headers (which say the body's
+    /// type and length, if any), the body. No header value may hold a line break.
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        host: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(), HttpError> {
+        let unsafe_text = |t: &str| t.contains(['\r', '\n']);
+        if unsafe_text(path)
+            || unsafe_text(host)
+            || headers
+                .iter()
+                .any(|(k, v)| unsafe_text(k) || unsafe_text(v))
+        {
+            return Err(HttpError::Malformed(
+                "a request line or header holds a line break".into(),
+            ));
+        }
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml; charset=utf-8\r\n\
-             Content-Length: {}\r\nAccept: text/xml\r\nUser-Agent: mailpulse/{}\r\n",
-            body.len(),
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mailpulse/{}\r\n",
             env!("CARGO_PKG_VERSION")
         );
         for (k, v) in headers {
