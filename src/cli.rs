@@ -172,10 +172,17 @@ pub async fn discover(
     .await
     {
         Ok(url) => {
-            println!("url = \"{}\"", term(url));
+            println!("url = \"{}\"", term(&url));
             eprintln!(
                 "mailpulse: put this line into the account (protocol = \"ews\", username = \"{username}\")"
             );
+            if exchange_online(&url) {
+                eprintln!(
+                    "mailpulse: this is Exchange Online, which blocks EWS for apps not on the \
+                     tenant's allow list since October 2026 and switches it off in April 2027: \
+                     use protocol = \"graph\" (or IMAP with auth = \"xoauth2\") instead"
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -183,6 +190,22 @@ pub async fn discover(
             ExitCode::from(EXIT_CONNECT)
         }
     }
+}
+
+/// Whether an EWS URL is Exchange Online's (Microsoft 365, also its national clouds).
+fn exchange_online(url: &str) -> bool {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    [
+        "outlook.office365.com",
+        "outlook.office.com",
+        "outlook.office365.us",
+        "partner.outlook.cn",
+    ]
+    .iter()
+    .any(|h| host == *h || host.ends_with(&format!(".{h}")))
 }
 
 /// `mailpulse password set|delete`.
@@ -750,5 +773,34 @@ pub fn term(text: impl std::fmt::Display) -> String {
 fn merge(into: &mut Value, from: Value) {
     if let (Value::Object(a), Value::Object(b)) = (into, from) {
         a.extend(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchange_online_urls_are_recognised() {
+        assert!(exchange_online(
+            "https://outlook.office365.com/EWS/Exchange.asmx"
+        ));
+        assert!(exchange_online(
+            "https://OUTLOOK.OFFICE.COM/EWS/Exchange.asmx"
+        ));
+        assert!(!exchange_online(
+            "https://mail.example.com/EWS/Exchange.asmx"
+        ));
+        assert!(!exchange_online(
+            "https://outlook.office365.com.evil.example/EWS"
+        ));
+        assert!(!exchange_online("not a url"));
+    }
+
+    #[test]
+    fn terminal_text_is_escaped() {
+        assert_eq!(term("plain ünïcode\nline"), "plain ünïcode\nline");
+        assert_eq!(term("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(term("x\u{202e}y"), "x\\u{202e}y");
     }
 }

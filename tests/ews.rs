@@ -691,6 +691,24 @@ fn malformed_answers_are_clear_errors() {
     assert!(home.run(&["check"]).status.success());
 }
 
+/// Exchange Online blocks EWS for most apps since October 2026 and answers them 403: `check`
+/// says so in one sentence and names the backend to use instead.
+#[test]
+fn a_blocked_ews_says_to_use_graph() {
+    let server = EwsServer::start(Options::default());
+    server.forbid();
+    let home = Home::new();
+    config(&home, &server, PASSWORD, "response_timeout_secs = 10", "");
+    let out = home.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refuses EWS to this account (HTTP 403 Forbidden)")
+            && stderr.contains("protocol = \"graph\""),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bearer_tokens_from_password_command() {
     let server = EwsServer::start(Options {

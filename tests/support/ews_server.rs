@@ -98,6 +98,8 @@ struct State {
     busy_next: Option<u64>,
     /// The next FindItem answers garbage.
     malformed_next: bool,
+    /// Every EWS request is refused with 403, as Exchange Online answers apps it blocks.
+    forbidden: bool,
     /// Every request body and response envelope, for schema validation.
     transcript: Vec<(String, String)>,
     /// The X-AnchorMailbox headers seen.
@@ -246,6 +248,11 @@ impl EwsServer {
 
     pub fn malformed_next(&self) {
         self.state.0.lock().unwrap().malformed_next = true;
+    }
+
+    /// Refuse every EWS request from now on with `403 Forbidden`.
+    pub fn forbid(&self) {
+        self.state.0.lock().unwrap().forbidden = true;
     }
 
     /// Requests and responses so far: (label, document).
@@ -535,6 +542,12 @@ impl Ctx {
             };
             let name = op.name.clone();
             self.count(&name);
+            if self.state.0.lock().unwrap().forbidden {
+                if !respond(stream.get_mut(), "403 Forbidden", &[], "") {
+                    return;
+                }
+                continue;
+            }
             let busy = self.state.0.lock().unwrap().busy_next.take();
             if let Some(ms) = busy {
                 let body = busy_fault(ms);

@@ -67,6 +67,15 @@ impl Http {
                     "{endpoint}: there is no EWS at {} (HTTP 404); check url",
                     shared.account.ews_url()
                 ),
+                // Exchange Online answers 403 to apps it no longer lets use EWS.
+                403 => format!(
+                    "{endpoint}: the server refuses EWS to this account (HTTP 403 {}) while {what}. \
+                     For Microsoft 365: since October 2026 Exchange Online blocks EWS for apps \
+                     not on the tenant's allow list (and switches it off in April 2027): use \
+                     protocol = \"graph\", or IMAP with auth = \"xoauth2\"; on premises, ask \
+                     the administrator whether EWS is blocked for you",
+                    head.reason
+                ),
                 503 | 429 => format!(
                     "{endpoint}: the server is busy (HTTP {} {}) while {what}",
                     head.status, head.reason
