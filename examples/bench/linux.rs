@@ -10,6 +10,9 @@ mod desktop;
 #[path = "../../tests/support/dovecot.rs"]
 #[allow(dead_code)]
 mod dovecot;
+#[path = "../../tests/support/graph_server.rs"]
+#[allow(dead_code)]
+mod graph_server;
 #[path = "../../tests/support/imap.rs"]
 #[allow(dead_code)]
 mod imap;
@@ -437,6 +440,47 @@ fn cycle_frames(exe: &Path, d: &Dovecot, target_port: u16, security: &str) -> (u
     samples[samples.len() / 2]
 }
 
+/// A Graph keep-alive cycle (the "newest items" GET over the kept TLS connection) on the same
+/// namespace link: requests, packets and bytes of whole frames, median of 5 initiated cycles.
+fn graph_cycle_frames(exe: &Path) -> (usize, u64, u64) {
+    let server = graph_server::GraphServer::start("alice@contoso.com", "bench-token");
+    server.deliver("inbox", "the newest", "Ann", "ann@example.org");
+    let tb = netns::Testbed::new(3600, netns::GatewayMode::Drop);
+    tb.serve(server.port);
+    tb.resolve_server_name(tls::NETNS_SERVER_NAME);
+    let w = Watch::start_with(tb.client_cmd(&exe.display().to_string()), |home| {
+        let token = home.join("token");
+        std::fs::write(&token, "bench-token").unwrap();
+        format!(
+            "[keepalive]\ninterval_secs = 1740\n\n[[accounts]]\nname = \"m365\"\nprotocol = \"graph\"\n\
+             url = \"https://{}:{}/v1.0\"\nusername = \"alice@contoso.com\"\nauth = \"bearer\"\n\
+             password_command = \"cat '{}'\"\nca_file = \"{}\"\nfolders = [\"inbox\"]\n",
+            tls::NETNS_SERVER_NAME,
+            netns::SERVER_PORT,
+            token.display(),
+            server.ca_pem().display()
+        )
+    });
+    w.idle_count(1, Duration::from_secs(60));
+    sleep(Duration::from_millis(1000));
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let (p0, b0) = tb.client_link_counters();
+        let r0 = server.log().len();
+        let _ = Command::new("kill")
+            .args(["-USR1", &w.pid().to_string()])
+            .status();
+        w.until(Duration::from_secs(30), |v| v["type"] == "keepalive");
+        sleep(Duration::from_millis(500));
+        let (p1, b1) = tb.client_link_counters();
+        samples.push((p1 - p0, b1 - b0, server.log().len() - r0));
+    }
+    drop(w);
+    samples.sort();
+    let (packets, bytes, requests) = samples[samples.len() / 2];
+    (requests, packets, bytes)
+}
+
 fn noop_floor(port: u16) -> u64 {
     let relay = relay::Relay::start(port);
     let (mut c, _) = imap::ImapClient::connect_greeted(relay.port());
@@ -478,6 +522,15 @@ fn bytes_per_cycle(exe: &Path, quick: bool, figures: &mut Vec<Figure>) {
         target: "≤ 8 packets, ≤ 800 B".into(),
         ok: Some(tls_packets <= 8 && tls_frames <= 800),
         how: "as above, implicit TLS".into(),
+    });
+    let (graph_requests, graph_packets, graph_frames) = graph_cycle_frames(exe);
+    figures.push(Figure {
+        name: "keep-alive cycle on the link, Microsoft Graph (TLS)".into(),
+        value: format!("{graph_requests} request(s), {graph_packets} packets, {graph_frames} B"),
+        floor: format!("IMAP over TLS {tls_packets} packets, {tls_frames} B"),
+        target: "report".into(),
+        ok: None,
+        how: "as above, against the test Graph server: the newest-items GET over the kept HTTPS connection".into(),
     });
     let plain = cycle_bytes(exe, &d, d.imap_port(), "plain");
     let tls_small = cycle_bytes(exe, &d, d.imaps_port(), "tls");
