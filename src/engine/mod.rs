@@ -266,9 +266,10 @@ impl EngineTask {
                         running.gate.user_retry();
                     }
                 }
+                let ctl_now = if user { Ctl::CheckNow } else { Ctl::Wake };
                 for running in self.accounts.values() {
                     for (_, ctl, _) in &running.folders {
-                        let _ = ctl.send(Ctl::CheckNow);
+                        let _ = ctl.send(ctl_now);
                     }
                 }
             }

@@ -22,6 +22,9 @@ use crate::protocol::{Connector, FolderInfo, IDLE_REISSUE, Session, Wake};
 pub(crate) enum Ctl {
     /// Initiate now: query at once, or reconnect at once if in backoff.
     CheckNow,
+    /// The same from a wake source (a network change, a resume): it does not cut short the
+    /// slow retry of a folder the server does not have, which no network change can fix.
+    Wake,
     /// Log out and end.
     Stop,
 }
@@ -126,7 +129,7 @@ impl Supervisor {
         }
         loop {
             // The account's credentials were rejected: no login until the block ends or is
-            // lifted (new password, changed account). "Check now" does not lift it.
+            // lifted (new password, changed account, the user's "Check now" a minute on).
             self.lifted.borrow_and_update();
             if let Some(until) = self.gate.blocked_until() {
                 self.set_state(Connectivity::Error);
@@ -181,7 +184,8 @@ impl Supervisor {
                 }
             };
             let mut delay = self.backoff.next_delay(failure.kind);
-            if failure.kind == ErrorKind::Folder {
+            let config_error = failure.kind == ErrorKind::Folder;
+            if config_error {
                 // A folder the server does not have is a configuration error: a reconnect
                 // cannot fix it, so retry as slowly as after a rejected password.
                 delay = delay.max(super::backoff::AUTH_MIN);
@@ -196,7 +200,7 @@ impl Supervisor {
                 continue; // the gate's block is the wait (and ends early when lifted)
             }
             // "Check now" clicked while this attempt was failing: try again at once.
-            if !check_now && self.pause(delay).await == Why::Stop {
+            if !check_now && self.pause_for(delay, config_error).await == Why::Stop {
                 return;
             }
         }
@@ -224,9 +228,25 @@ impl Supervisor {
 
     /// Sleep for the backoff delay; "Check now" cuts it short.
     async fn pause(&mut self, delay: Duration) -> Why {
-        tokio::select! {
-            _ = sleep(delay) => Why::Nothing,
-            ctl = self.ctl.recv() => ctl_reason(ctl),
+        self.pause_for(delay, false).await
+    }
+
+    /// [`pause`](Self::pause); after a configuration error (`config_error`) a wake source's
+    /// initiation does not cut it short, the user's "Check now" does.
+    async fn pause_for(&mut self, delay: Duration, config_error: bool) -> Why {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Why::Nothing,
+                ctl = self.ctl.recv() => match ctl {
+                    Some(Ctl::Wake) if config_error => tracing::debug!(
+                        account = %self.account, folder = %self.folder,
+                        "network change or resume: the folder error is one of configuration; \
+                         retrying at the slow pace"
+                    ),
+                    other => return ctl_reason(other),
+                },
+            }
         }
     }
 
@@ -503,7 +523,7 @@ impl Supervisor {
 
 fn ctl_reason(ctl: Option<Ctl>) -> Why {
     match ctl {
-        Some(Ctl::CheckNow) => Why::CheckNow,
+        Some(Ctl::CheckNow | Ctl::Wake) => Why::CheckNow,
         Some(Ctl::Stop) | None => Why::Stop,
     }
 }

@@ -1245,3 +1245,33 @@ async fn adaptive_stays_fixed_when_the_server_refuses_a_second_login() {
     assert!(server.with(|s| s.waits.iter().all(|w| *w == secs(30))));
     engine.shutdown().await;
 }
+
+/// A folder the server does not have is retried slowly (10 minutes); network changes and
+/// resumes do not make it try again (nothing of the network can fix it), the user's "Check now"
+/// does.
+#[tokio::test(start_paused = true)]
+async fn a_missing_folder_is_not_retried_on_every_network_change() {
+    let server = Server::new();
+    server.with(|s| {
+        s.broken_folder = Some("Lists");
+        s.open_error = Some(ProtoError::new(ErrorKind::Folder, "Lists: no such folder"));
+    });
+    let (engine, mut rx) = start(
+        &server,
+        &config(&[("work", &["INBOX", "Lists"])]),
+        Store::in_memory(),
+    );
+    until(&mut rx, secs(30), |e| matches!(e, Event::Error { .. })).await;
+    let lists = |server: &Server| server.with(|s| s.opens.len());
+    during(&mut rx, secs(5)).await;
+    let before = lists(&server);
+    for _ in 0..6 {
+        engine.send(Command::Wake);
+        during(&mut rx, secs(20)).await;
+    }
+    assert_eq!(lists(&server), before, "a wake retried the missing folder");
+    engine.send(Command::CheckNow);
+    during(&mut rx, secs(5)).await;
+    assert_eq!(lists(&server), before + 1, "Check now tries it again");
+    engine.shutdown().await;
+}
