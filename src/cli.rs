@@ -128,18 +128,25 @@ pub enum PasswordAction {
     /// Read the password from the terminal (without echo; or one line from standard input) and
     /// store it in the keyring.
     Set {
-        #[arg(long, value_name = "NAME")]
-        account: String,
+        #[arg(long, value_name = "NAME", required_unless_present = "proxy")]
+        account: Option<String>,
+        /// The password of the proxy (`[network] proxy`, or the account's own `proxy`), for
+        /// the user named in its URL.
+        #[arg(long)]
+        proxy: bool,
     },
     /// Remove the account's password from the keyring.
     Delete {
-        #[arg(long, value_name = "NAME")]
-        account: String,
+        #[arg(long, value_name = "NAME", required_unless_present = "proxy")]
+        account: Option<String>,
+        #[arg(long)]
+        proxy: bool,
     },
 }
 
 /// `mailpulse discover EMAIL`.
 pub async fn discover(
+    config_path: Option<&Path>,
     email: &str,
     username: Option<&str>,
     server: Option<&str>,
@@ -155,6 +162,11 @@ pub async fn discover(
         }
     };
     let timeout = crate::config::KeepAlive::default().response_timeout();
+    // The way out of this network is the config's, when there is one.
+    let proxy = config_path
+        .and_then(|p| Config::load(p).ok())
+        .map(|c| c.network.proxy)
+        .unwrap_or_default();
     let auth = if basic {
         crate::config::AuthMethod::Basic
     } else {
@@ -166,6 +178,7 @@ pub async fn discover(
         password,
         server,
         ca_file.map(Path::to_path_buf),
+        &proxy,
         timeout,
         auth,
     )
@@ -192,6 +205,76 @@ pub async fn discover(
     }
 }
 
+/// `mailpulse password set|delete --proxy [--account NAME]`: the proxy's password in the
+/// keyring, for the user its URL names.
+fn proxy_password(config_path: Option<&Path>, account: Option<&str>, set: bool) -> ExitCode {
+    let (config, setting) = match account {
+        Some(name) => match load_account(config_path, name) {
+            Ok((config, a)) => {
+                let s = a.proxy_setting().clone();
+                (config, s)
+            }
+            Err(code) => return code,
+        },
+        None => match load(config_path) {
+            Ok(config) => {
+                let s = config.network.proxy.clone();
+                (config, s)
+            }
+            Err(e) => {
+                eprintln!("mailpulse: {}", term(e));
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    drop(config);
+    let crate::config::ProxySetting::Manual(url) = setting else {
+        eprintln!(
+            "mailpulse: the proxy setting is \"{}\": a password is stored for a proxy              named with its user, e.g. [network] proxy = \"http://USER@proxy.example.com:3128\"              (with \"system\", the system's settings or the URL in HTTPS_PROXY carry it)",
+            setting
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let Some(user) = url.username.clone() else {
+        eprintln!(
+            "mailpulse: the proxy {url} names no user: write it into the URL              (\"{}://USER@{}\") first",
+            url.kind.scheme(),
+            url.endpoint()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let result = if set {
+        match crate::credentials::read_password(&format!("Password for {user} at the proxy {}: ", url.endpoint())) {
+            Ok(pw) if !pw.is_empty() => {
+                crate::credentials::set_password(&user, &url.keyring_host(), &pw).map(|()| "stored in")
+            }
+            Ok(_) => {
+                eprintln!("mailpulse: empty password, nothing stored");
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("mailpulse: cannot read the password: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        crate::credentials::delete_password(&user, &url.keyring_host()).map(|()| "removed from")
+    };
+    match result {
+        Ok(what) => {
+            eprintln!("Password of {user} at the proxy {} {what} the keyring.", url.endpoint());
+            if Dirs::platform().is_some_and(|d| crate::platform::tell_credentials_changed(&d.state_dir)) {
+                eprintln!("The running mailpulse uses it from now on.");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailpulse: {}", term(e));
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Whether an EWS URL is Exchange Online's (Microsoft 365, also its national clouds).
 fn exchange_online(url: &str) -> bool {
     let host = url::Url::parse(url)
@@ -210,8 +293,17 @@ fn exchange_online(url: &str) -> bool {
 
 /// `mailpulse password set|delete`.
 pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode {
-    let name = match action {
-        PasswordAction::Set { account } | PasswordAction::Delete { account } => account,
+    let (name, proxy) = match action {
+        PasswordAction::Set { account, proxy } | PasswordAction::Delete { account, proxy } => {
+            (account.as_deref(), *proxy)
+        }
+    };
+    if proxy {
+        return proxy_password(config_path, name, matches!(action, PasswordAction::Set { .. }));
+    }
+    let Some(name) = name else {
+        eprintln!("mailpulse: name the account with --account NAME");
+        return ExitCode::from(EXIT_CONFIG);
     };
     let account = match load_account(config_path, name) {
         Ok((_, account)) => account,
@@ -451,6 +543,25 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
     for account in accounts {
         let connector = protocol::connector(account, &config.keepalive, None);
         let endpoint = format!("{}:{}", account.host, account.effective_port());
+        if !as_json {
+            // Which way out: straight, or the proxy (and where its setting came from).
+            let purpose = match account.protocol {
+                crate::config::Protocol::Imap => crate::proxy::Purpose::Imap,
+                _ if account.http_url().starts_with("http://") => crate::proxy::Purpose::Http,
+                _ => crate::proxy::Purpose::Https,
+            };
+            let (setting, host, port) = (
+                account.proxy_setting().clone(),
+                account.host.clone(),
+                account.effective_port(),
+            );
+            let route = tokio::task::spawn_blocking(move || {
+                crate::proxy::describe(&setting, purpose, &host, port)
+            })
+            .await
+            .unwrap_or_default();
+            eprintln!("{}: {} {}", term(&account.name), term(&endpoint), term(&route));
+        }
         for folder in &account.folders {
             let label = if account.folders.len() == 1 {
                 account.name.clone()

@@ -56,6 +56,7 @@ pub(crate) mod logging;
 pub(crate) mod oauth;
 pub(crate) mod platform;
 pub(crate) mod protocol;
+pub(crate) mod proxy;
 pub(crate) mod secret;
 #[cfg(feature = "desktop")]
 pub(crate) mod toasts;

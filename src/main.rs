@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             ca_file,
             basic,
         }) => runtime.block_on(cli::discover(
+            config_path.as_deref(),
             &email,
             username.as_deref(),
             server.as_deref(),

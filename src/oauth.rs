@@ -166,17 +166,52 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-fn agent() -> ureq::Agent {
+/// An agent for one request to `url`, through the proxy the account's setting gives for it
+/// (ureq's own reading of the environment is not used: `proxy = "none"` means none).
+fn agent(url: &str, account: &Account) -> Result<ureq::Agent, OAuthError> {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::NativeTls)
         .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .build();
-    ureq::Agent::config_builder()
+    let parsed = url::Url::parse(url).map_err(|e| OAuthError::Network {
+        url: url.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let purpose = if parsed.scheme() == "http" {
+        crate::proxy::Purpose::Http
+    } else {
+        crate::proxy::Purpose::Https
+    };
+    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let (hop, _) = crate::proxy::route(account.proxy_setting(), purpose, host, port)
+        .map_err(|e| OAuthError::Other(e.message))?;
+    let proxy = match hop {
+        None => None,
+        Some(hop) => {
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let user = match (&hop.url.username, &hop.password) {
+                (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p.expose())),
+                (Some(u), None) => format!("{}@", enc(u)),
+                _ => String::new(),
+            };
+            let spec = Secret::new(format!(
+                "{}://{user}{}",
+                hop.url.kind.scheme(),
+                hop.url.endpoint()
+            ));
+            Some(ureq::Proxy::new(spec.expose()).map_err(|e| {
+                OAuthError::Other(format!("the proxy {} cannot be used: {e}", hop.url))
+            })?)
+        }
+    };
+    Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(HTTP_TIMEOUT))
         .tls_config(tls)
+        .proxy(proxy)
         .build()
-        .into()
+        .into())
 }
 
 /// POST a form to the token endpoint and read the answer. The body is parsed, never quoted:
@@ -185,10 +220,10 @@ fn token_request(
     url: &str,
     form: &[(&str, &str)],
     client_id: &str,
-    account: &str,
+    account: &Account,
 ) -> Result<Tokens, OAuthError> {
     let started = SystemTime::now();
-    let mut response = agent()
+    let mut response = agent(url, account)?
         .post(url)
         .header("Accept", "application/json")
         .send_form(form.iter().copied())
@@ -236,7 +271,7 @@ fn token_request(
             client_id: client_id.to_owned(),
         },
         "invalid_grant" => OAuthError::Revoked {
-            account: account.to_owned(),
+            account: account.name.clone(),
         },
         "" => OAuthError::Other(format!(
             "the token endpoint {url} answered HTTP {status} without an OAuth2 answer"
@@ -264,7 +299,7 @@ pub fn refresh(
     if let Some(s) = client_secret {
         form.push(("client_secret", s.expose()));
     }
-    token_request(&e.token_url, &form, &o.client_id, &account.name)
+    token_request(&e.token_url, &form, &o.client_id, account)
 }
 
 fn oauth_of(account: &Account) -> Result<&OAuth, OAuthError> {
@@ -345,7 +380,7 @@ pub fn sign_in(
             if let Some(s) = client_secret {
                 form.push(("client_secret", s.expose()));
             }
-            token_request(&e.token_url, &form, &o.client_id, &account.name).and_then(|t| {
+            token_request(&e.token_url, &form, &o.client_id, account).and_then(|t| {
                 t.refresh_token.ok_or_else(|| {
                     OAuthError::Other(
                         "the provider gave no refresh token, so mailpulse could not stay signed \

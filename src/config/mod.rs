@@ -20,11 +20,13 @@ use crate::fs::write_atomic;
 #[cfg_attr(not(feature = "desktop"), allow(dead_code))]
 mod edit;
 mod locate;
+mod proxy;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 use locate::{invalid, key_at, span_of};
+pub use proxy::{ProxyKind, ProxySetting, ProxyUrl};
 pub use validate::distinguished_folder;
 
 /// The shortest keep-alive interval the patent (and every sane server) allows.
@@ -43,7 +45,18 @@ pub struct Config {
     pub logging: Logging,
     pub notifications: Notifications,
     pub desktop: Desktop,
+    pub network: Network,
     pub accounts: Vec<Account>,
+}
+
+/// `[network]`: how connections leave this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// "system" (the default: the OS's proxy settings and the usual environment variables),
+    /// "none", or a proxy URL (`http://host:port`, `socks5://host:port`); an account's own
+    /// `proxy` overrides it.
+    pub proxy: ProxySetting,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,6 +346,12 @@ pub struct Account {
     /// Or the webmail to open in the browser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webmail_url: Option<String>,
+    /// This account's way out, if not `[network] proxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySetting>,
+    /// `[network] proxy`, copied here when the file is read: what applies without `proxy`.
+    #[serde(skip)]
+    pub(crate) network_proxy: ProxySetting,
     /// Only here to refuse it with a helpful message: passwords never live in the file.
     #[serde(default, skip_serializing)]
     password: Option<Refused>,
@@ -376,8 +395,21 @@ impl Account {
             on_new_mail: None,
             open_command: None,
             webmail_url: None,
+            proxy: None,
+            network_proxy: ProxySetting::System,
             password: None,
         }
+    }
+
+    /// The proxy setting that applies to this account: its own, or `[network] proxy`.
+    pub fn proxy_setting(&self) -> &ProxySetting {
+        self.proxy.as_ref().unwrap_or(&self.network_proxy)
+    }
+
+    /// Take `[network]`'s proxy as the one that applies without an own `proxy` (done when a
+    /// file is read; code that builds accounts in memory calls it too).
+    pub fn inherit(&mut self, network: &Network) {
+        self.network_proxy = network.proxy.clone();
     }
 
     /// The port to connect to: the configured one, or the default for the security mode.
@@ -512,6 +544,7 @@ impl Config {
         }
         for a in &mut config.accounts {
             a.derive_host();
+            a.inherit(&config.network);
         }
         Ok(config)
     }

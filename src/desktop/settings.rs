@@ -546,6 +546,7 @@ pub async fn discover(account: Value, password: Option<String>) -> Value {
         password,
         server,
         account.ca_file.clone(),
+        account.proxy_setting(),
         KeepAlive::default().response_timeout(),
         account.auth,
     )

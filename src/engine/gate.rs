@@ -223,24 +223,38 @@ impl Connector for Gated {
     }
 }
 
-/// The default fingerprint: a keyed hash of the keyring entry the account logs in with (its
-/// password, or its OAuth2 refresh token); `None` with a `password_command`.
+/// The default fingerprint: a keyed hash of the keyring entries the account logs in with (its
+/// password, or its OAuth2 refresh token; and the password of its proxy, which can reject
+/// credentials too); `None` when there is none (a `password_command`, no proxy user).
 pub fn keyring_fingerprint(account: &Account) -> Option<u64> {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::OnceLock;
     // A random key per process: the value is no stable hash of the password.
     static KEY: OnceLock<RandomState> = OnceLock::new();
-    if account.password_command.is_some() {
-        return None;
-    }
-    let stored = if account.auth.is_oauth() {
+    let own = if account.password_command.is_some() {
+        None
+    } else if account.auth.is_oauth() {
         crate::credentials::get_refresh_token(&account.username, &account.host)
+            .ok()
+            .flatten()
     } else {
         crate::credentials::get_password(&account.username, &account.host)
+            .ok()
+            .flatten()
     };
-    let stored = stored.ok().flatten()?;
+    let proxy = match account.proxy_setting() {
+        crate::config::ProxySetting::Manual(url) => url.username.as_ref().and_then(|user| {
+            crate::credentials::get_password(user, &url.keyring_host())
+                .ok()
+                .flatten()
+        }),
+        _ => None,
+    };
+    if own.is_none() && proxy.is_none() {
+        return None;
+    }
     Some(
         KEY.get_or_init(RandomState::new)
-            .hash_one(stored.as_bytes()),
+            .hash_one((own.as_deref(), proxy.as_deref())),
     )
 }

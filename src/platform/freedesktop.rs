@@ -289,6 +289,37 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "no Secret Service on the sess
      install/start gnome-keyring or KeePassXC (with its Secret Service integration enabled), or \
      use password_command";
 
+/// The desktop's proxy for `url`: GNOME's settings (GNOME, Unity, Cinnamon, Budgie and others
+/// keep them in `org.gnome.system.proxy`), read with `gsettings` in a desktop session. Without
+/// a desktop session, or without `gsettings`, there is nothing to read: direct. (KDE's own
+/// settings are not read; KDE sessions export the environment variables most users rely on.)
+pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
+    if std::env::var_os("XDG_CURRENT_DESKTOP").is_none_or(|d| d.is_empty()) {
+        return Ok(super::SystemProxy::Direct);
+    }
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(super::SystemProxy::Direct);
+    };
+    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let out = match std::process::Command::new("gsettings")
+        .args(["list-recursively", "org.gnome.system.proxy"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => out.stdout,
+        // No gsettings, or no GNOME proxy schema: not a GNOME-family desktop.
+        _ => return Ok(super::SystemProxy::Direct),
+    };
+    Ok(super::proxy_settings::from_gsettings(
+        &String::from_utf8_lossy(&out),
+        parsed.scheme(),
+        host,
+        port,
+    ))
+}
+
 /// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()

@@ -248,6 +248,85 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the macOS Keychain cannot be 
      Access), or use password_command";
 
 /// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
+/// The proxy settings of the active network service (System Settings › Network › Details ›
+/// Proxies), from the System Configuration dynamic store: HTTPS proxy, else SOCKS, with the
+/// bypass list. A PAC script is not evaluated yet: said once, then direct.
+pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
+    use core_foundation::array::CFArray;
+    use core_foundation::base::{CFType, TCFType};
+    use core_foundation::number::CFNumber;
+    use core_foundation::string::CFString;
+    use system_configuration::dynamic_store::SCDynamicStoreBuilder;
+
+    use super::SystemProxy;
+    use super::proxy_settings::bypass_patterns;
+
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let Some(store) = SCDynamicStoreBuilder::new("mailpulse").build() else {
+        return Ok(SystemProxy::Direct);
+    };
+    let Some(dict) = store.get_proxies() else {
+        return Ok(SystemProxy::Direct);
+    };
+    let value = |k: &'static str| dict.find(CFString::from_static_string(k)).map(|v| v.clone());
+    let number = |k: &'static str| {
+        value(k)
+            .and_then(|v: CFType| v.downcast::<CFNumber>())
+            .and_then(|n| n.to_i64())
+    };
+    let text = |k: &'static str| {
+        value(k)
+            .and_then(|v: CFType| v.downcast::<CFString>())
+            .map(|s| s.to_string())
+    };
+    if number("ProxyAutoConfigEnable") == Some(1) {
+        return Ok(SystemProxy::Unsupported(format!(
+            "the network's proxy settings name a PAC script{}, which mailpulse does not run on              macOS yet; set [network] proxy in the config",
+            text("ProxyAutoConfigURLString")
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default()
+        )));
+    }
+    let exceptions: Vec<String> = value("ExceptionsList")
+        .and_then(|v| v.downcast::<CFArray>())
+        .map(|a| {
+            a.iter()
+                .filter_map(|item| {
+                    // SAFETY: the array's items are CF objects owned by the array.
+                    let item = unsafe { CFType::wrap_under_get_rule(*item as _) };
+                    item.downcast::<CFString>().map(|s| s.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if exceptions.iter().any(|p| bypass_patterns(p, &host))
+        || (number("ExcludeSimpleHostnames") == Some(1) && !host.contains('.'))
+    {
+        return Ok(SystemProxy::Direct);
+    }
+    let source = || "the macOS network proxy settings".to_owned();
+    let (scheme, enable, server, port) = if parsed.scheme() == "http" {
+        ("http", "HTTPEnable", "HTTPProxy", "HTTPPort")
+    } else {
+        ("http", "HTTPSEnable", "HTTPSProxy", "HTTPSPort")
+    };
+    for (scheme, enable, server, port) in [
+        (scheme, enable, server, port),
+        ("socks5", "SOCKSEnable", "SOCKSProxy", "SOCKSPort"),
+    ] {
+        if number(enable) == Some(1)
+            && let (Some(h), Some(p)) = (text(server), number(port))
+        {
+            return Ok(SystemProxy::Proxy {
+                url: format!("{scheme}://{h}:{p}"),
+                source: source(),
+            });
+        }
+    }
+    Ok(SystemProxy::Direct)
+}
+
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
         .with_time(time)

@@ -13,6 +13,7 @@
 //! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
 //! | `shell_std(line)`, `hook_std(line)`, `kill_hook_group(pid)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c` in a process group of its own, killed as a group; on Windows no shell); what opens a file or URL (`open_with_desktop` and `spawn_reaped` here) |
+//! | `system_proxy(url)` | the OS's proxy for a URL: GNOME's settings (`gsettings`), WinHTTP (manual, PAC, auto-detection), System Configuration; read by `proxy_settings` |
 //! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
 //! | `desktop::…` (feature `desktop`) | display, environment, webview, the toasts' OS part, termination |
@@ -38,6 +39,7 @@ compile_error!("mailpulse runs on Linux and the BSDs (freedesktop), Windows and 
 #[cfg(feature = "desktop")]
 pub(crate) mod instance;
 pub(crate) mod login_entry;
+mod proxy_settings;
 #[cfg(all(feature = "desktop", not(freedesktop)))]
 mod native_desktop;
 #[cfg(unix)]
@@ -61,6 +63,8 @@ pub(crate) fn tell_credentials_changed(state_dir: &std::path::Path) -> bool {
         false
     }
 }
+pub(crate) use os::system_proxy;
+pub(crate) use proxy_settings::{SystemProxy, no_proxy_matches};
 pub(crate) use os::{
     KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, kill_hook_group, network_id,
     replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,

@@ -238,6 +238,139 @@ pub(crate) fn hook_std(command_line: &str) -> std::process::Command {
 pub(crate) fn kill_hook_group(_pid: u32) {}
 
 /// TCP keep-alive probes after `time` of silence, every `interval` (Windows fixes the count at 10).
+pub(crate) use proxy::system_proxy;
+
+/// The user's proxy settings through WinHTTP: what Internet Options / Settings › Network ›
+/// Proxy hold (`WinHttpGetIEProxyConfigForCurrentUser`), with a PAC script or auto-detection
+/// (WPAD) evaluated by Windows itself (`WinHttpGetProxyForUrl`), as Edge and Outlook see them.
+mod proxy {
+    use std::ptr::null;
+
+    use windows_sys::Win32::Foundation::{GetLastError, GlobalFree};
+    use windows_sys::Win32::Networking::WinHttp::{
+        WINHTTP_ACCESS_TYPE_NAMED_PROXY, WINHTTP_ACCESS_TYPE_NO_PROXY,
+        WINHTTP_AUTO_DETECT_TYPE_DHCP, WINHTTP_AUTO_DETECT_TYPE_DNS_A,
+        WINHTTP_AUTOPROXY_AUTO_DETECT, WINHTTP_AUTOPROXY_CONFIG_URL, WINHTTP_AUTOPROXY_OPTIONS,
+        WINHTTP_CURRENT_USER_IE_PROXY_CONFIG, WINHTTP_PROXY_INFO, WinHttpCloseHandle,
+        WinHttpGetIEProxyConfigForCurrentUser, WinHttpGetProxyForUrl, WinHttpOpen,
+    };
+
+    use crate::platform::SystemProxy;
+    use crate::platform::proxy_settings::{pick_from_list, pick_from_pac, bypass_patterns};
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    /// A string WinHTTP allocated, read and freed (`GlobalFree`).
+    fn take(p: *mut u16) -> Option<String> {
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: WinHTTP hands out NUL-terminated UTF-16 strings allocated with GlobalAlloc.
+        #[allow(unsafe_code)]
+        let s = unsafe {
+            let len = (0..).take_while(|&i| *p.add(i) != 0).count();
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
+            GlobalFree(p.cast());
+            s
+        };
+        Some(s)
+    }
+
+    pub(crate) fn system_proxy(url: &str) -> Result<SystemProxy, String> {
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let scheme = parsed.scheme().to_owned();
+        let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        // SAFETY: the struct is plain data that WinHTTP fills; its strings are taken (and
+        // freed) right after.
+        #[allow(unsafe_code)]
+        let (auto_detect, pac, list, bypass) = unsafe {
+            let mut ie: WINHTTP_CURRENT_USER_IE_PROXY_CONFIG = std::mem::zeroed();
+            if WinHttpGetIEProxyConfigForCurrentUser(&mut ie) == 0 {
+                // No settings at all for this user: direct.
+                return Ok(SystemProxy::Direct);
+            }
+            (
+                ie.fAutoDetect != 0,
+                take(ie.lpszAutoConfigUrl),
+                take(ie.lpszProxy),
+                take(ie.lpszProxyBypass),
+            )
+        };
+        if (auto_detect || pac.is_some())
+            && let Some(found) = evaluate_pac(url, pac.as_deref(), auto_detect)
+        {
+            return Ok(found);
+        }
+        let Some(list) = list.filter(|l| !l.trim().is_empty()) else {
+            return Ok(SystemProxy::Direct);
+        };
+        if bypass.as_deref().is_some_and(|b| bypass_patterns(b, &host)) {
+            return Ok(SystemProxy::Direct);
+        }
+        Ok(match pick_from_list(&list, &scheme) {
+            Some(url) => SystemProxy::Proxy {
+                url,
+                source: "the Windows proxy settings".into(),
+            },
+            None => SystemProxy::Direct,
+        })
+    }
+
+    /// The PAC script's (or WPAD's) answer for `url`; `None` when there is none (no script
+    /// found: the manual settings apply, as in Windows itself).
+    fn evaluate_pac(url: &str, pac: Option<&str>, auto_detect: bool) -> Option<SystemProxy> {
+        let agent = wide("mailpulse");
+        let target = wide(url);
+        let pac_w = pac.map(wide);
+        // SAFETY: every pointer passed lives until the call returns; the session handle is
+        // closed on every path; the answer's strings are taken (and freed).
+        #[allow(unsafe_code)]
+        unsafe {
+            let session = WinHttpOpen(agent.as_ptr(), WINHTTP_ACCESS_TYPE_NO_PROXY, null(), null(), 0);
+            if session.is_null() {
+                return None;
+            }
+            let mut opts: WINHTTP_AUTOPROXY_OPTIONS = std::mem::zeroed();
+            if let Some(p) = &pac_w {
+                opts.dwFlags |= WINHTTP_AUTOPROXY_CONFIG_URL;
+                opts.lpszAutoConfigUrl = p.as_ptr();
+            }
+            if auto_detect {
+                opts.dwFlags |= WINHTTP_AUTOPROXY_AUTO_DETECT;
+                opts.dwAutoDetectFlags = WINHTTP_AUTO_DETECT_TYPE_DHCP | WINHTTP_AUTO_DETECT_TYPE_DNS_A;
+            }
+            opts.fAutoLogonIfChallenged = 1;
+            let mut info: WINHTTP_PROXY_INFO = std::mem::zeroed();
+            let ok = WinHttpGetProxyForUrl(session, target.as_ptr(), &mut opts, &mut info) != 0;
+            let error = GetLastError();
+            WinHttpCloseHandle(session);
+            if !ok {
+                tracing::debug!("no proxy from the PAC script / auto-detection (WinHTTP error {error})");
+                return None;
+            }
+            let list = take(info.lpszProxy);
+            let _ = take(info.lpszProxyBypass);
+            let source = match pac {
+                Some(p) => format!("the PAC script {p}"),
+                None => "the auto-detected proxy (WPAD)".into(),
+            };
+            if info.dwAccessType != WINHTTP_ACCESS_TYPE_NAMED_PROXY {
+                return Some(SystemProxy::Direct);
+            }
+            // WinHTTP gives "host:port; host2:port2" (PAC's PROXY entries): the first.
+            let first = list
+                .as_deref()
+                .and_then(|l| l.split(';').map(str::trim).find(|e| !e.is_empty()).map(str::to_owned));
+            match first.and_then(|f| pick_from_pac(&format!("PROXY {f}")).flatten()) {
+                Some(url) => Some(SystemProxy::Proxy { url, source }),
+                None => Some(SystemProxy::Direct),
+            }
+        }
+    }
+}
+
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
         .with_time(time)

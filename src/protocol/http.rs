@@ -10,7 +10,49 @@
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::protocol::net::Io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::Account;
+use crate::error::ProtoError;
+use crate::protocol::net::{self, Io, Tls};
+use crate::proxy::Purpose;
+
+/// A new connection to an HTTP server of `account` (EWS, Graph): TCP with the deadline (through
+/// the account's proxy), TCP keep-alive after `quiet`, TLS (verified) for https. The first
+/// plain-http connection logs a warning that `secret` travels unencrypted.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn connect(
+    account: &Account,
+    url: &url::Url,
+    host: &str,
+    port: u16,
+    rt: Duration,
+    quiet: Duration,
+    tls: &Tls,
+    warned_plain: &AtomicBool,
+    secret: &str,
+) -> Result<Conn, ProtoError> {
+    let endpoint = format!("{host}:{port}");
+    let purpose = if url.scheme() == "http" {
+        Purpose::Http
+    } else {
+        Purpose::Https
+    };
+    let tcp = net::connect_tcp(host, port, rt, " in url", account.proxy_setting(), purpose).await?;
+    let _ = tcp.set_nodelay(true);
+    net::set_tcp_keepalive(&tcp, quiet);
+    if purpose == Purpose::Http {
+        if !warned_plain.swap(true, Ordering::Relaxed) {
+            tracing::warn!(account = %account.name, "plain http: {secret} travels unencrypted to {endpoint}");
+        }
+        return Ok(Conn::new(Box::new(tcp)));
+    }
+    let stream = tls
+        .connect(host, tcp, rt, &endpoint, "check the port in url")
+        .await?;
+    Ok(Conn::new(Box::new(stream)))
+}
 
 /// The longest header section we accept.
 const MAX_HEAD: usize = 64 * 1024;

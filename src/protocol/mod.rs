@@ -10,6 +10,7 @@ pub(crate) mod graph;
 pub(crate) mod http;
 pub mod imap;
 pub(crate) mod net;
+pub(crate) mod tunnel;
 mod schannel_errors;
 pub(crate) mod uid_map;
 

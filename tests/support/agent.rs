@@ -58,6 +58,14 @@ impl Home {
             .env("XDG_DATA_HOME", self.path().join("data"))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
+        // `proxy = "system"` is the default: the machine's own proxy settings stay out of the
+        // tests (tests/proxy.rs sets them where it means to).
+        for var in [
+            "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY",
+            "no_proxy", "NO_PROXY", "XDG_CURRENT_DESKTOP",
+        ] {
+            c.env_remove(var);
+        }
         c
     }
     /// Run to completion (bounded: the agent's own timeouts end it; this is a backstop).
@@ -66,27 +74,32 @@ impl Home {
     }
     /// Run to completion; panics (after killing it) when it takes longer than `limit`.
     pub fn run_within(&self, args: &[&str], limit: Duration) -> Output {
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mailpulse");
-        let deadline = Instant::now() + limit;
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "mailpulse {args:?} did not finish within {limit:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
+        output_within(self.command(args), limit)
+    }
+}
+
+/// Runs `cmd` (mailpulse with a home's environment) to its end; killed by PID, and the test
+/// failed, when it takes longer than `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mailpulse");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
         }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} did not finish within {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

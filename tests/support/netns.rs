@@ -557,6 +557,7 @@ impl Testbed {
             attempt("ip", &["netns", "del", ns]);
         }
         let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.client));
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.gw));
     }
 }
 
@@ -714,5 +715,47 @@ impl Drop for Isolated {
     fn drop(&mut self) {
         kill_processes_in(&self.name);
         attempt("ip", &["netns", "del", &self.name]);
+    }
+}
+
+impl Testbed {
+    /// The firewall of a company whose only way out is its proxy: every flow the client starts
+    /// through the gateway is dropped, and the client may reach only `ports` on the gateway
+    /// itself, where the tests run their proxies (which reach the server network from there).
+    pub fn proxy_only(&self, ports: &[u16]) {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        self.gw_exec(
+            "nft",
+            &[
+                "insert", "rule", "inet", "mailpulse_nat", "forward", "iifname", GW_CLIENT_IF, "ct",
+                "state", "new", "drop",
+            ],
+        );
+        self.gw_exec(
+            "nft",
+            &[
+                "add", "rule", "inet", "mailpulse_nat", "input", "iifname", GW_CLIENT_IF, "tcp",
+                "dport", &format!("{{ {} }}", ports.join(", ")), "accept",
+            ],
+        );
+    }
+
+    /// `ip netns exec <gateway> …`: a command that runs on the gateway (a proxy, say).
+    pub fn gateway_cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.gw, program]);
+        c
+    }
+
+    /// Makes `name` resolve to the server's address for programs started with
+    /// [`gateway_cmd`](Self::gateway_cmd) (a SOCKS proxy resolving names for the client).
+    pub fn resolve_server_name_on_gateway(&self, name: &str) {
+        let dir = Path::new("/etc/netns").join(&self.gw);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/<gateway>");
+        std::fs::write(
+            dir.join("hosts"),
+            format!("127.0.0.1 localhost\n{} {name}\n", self.server_ip()),
+        )
+        .expect("write the gateway namespace's hosts file");
     }
 }

@@ -175,12 +175,14 @@ pub fn redirect_allowed(target: &str, domain: &str, server: Option<&str>) -> Res
 /// Find the EWS URL of `email`, logging in as `username` with `password`, authenticated as
 /// `auth` says: `"basic"` allows Basic authentication (the account says so explicitly), `"ntlm"`
 /// insists on NTLM; anything else is NTLM or Negotiate as offered, never Basic.
+#[allow(clippy::too_many_arguments)]
 pub async fn discover(
     email: &str,
     username: &str,
     password: Secret,
     server: Option<&str>,
     ca_file: Option<std::path::PathBuf>,
+    proxy: &crate::config::ProxySetting,
     response_timeout: Duration,
     auth: AuthMethod,
 ) -> Result<String, ProtoError> {
@@ -218,6 +220,7 @@ pub async fn discover(
             _ => AuthMethod::Password,
         };
         account.ca_file = ca_file.clone();
+        account.proxy = Some(proxy.clone());
         account.derive_host();
         let mut shared = Shared::new(account, keepalive.clone(), Some(password.clone()));
         shared.basic_fallback = false;

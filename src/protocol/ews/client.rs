@@ -85,23 +85,18 @@ impl Shared {
     /// A new connection: resolve, TCP with the deadline, TLS (verified) for https.
     pub(super) async fn connect(&self) -> Result<Conn, ProtoError> {
         let url = self.url()?;
-        let host = self.host();
-        let port = self.port();
-        let rt = self.rt();
-        let tcp = net::connect_tcp(&host, port, rt, " in url").await?;
-        let _ = tcp.set_nodelay(true);
-        net::set_tcp_keepalive(&tcp, self.keepalive.interval());
-        if url.scheme() == "http" {
-            if !self.warned_plain.swap(true, Ordering::Relaxed) {
-                tracing::warn!(account = %self.account.name, "plain http: the password travels unencrypted to {}", self.endpoint());
-            }
-            return Ok(Conn::new(Box::new(tcp)));
-        }
-        let stream = self
-            .tls
-            .connect(&host, tcp, rt, &self.endpoint(), "check the port in url")
-            .await?;
-        Ok(Conn::new(Box::new(stream)))
+        super::super::http::connect(
+            &self.account,
+            url,
+            &self.host(),
+            self.port(),
+            self.rt(),
+            self.keepalive.interval(),
+            &self.tls,
+            &self.warned_plain,
+            "the password",
+        )
+        .await
     }
 
     pub(super) fn remember_cookie(&self, head: &Head) {

@@ -31,7 +31,7 @@ mod tests;
 pub mod xml;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::xml::{El, EwsError};
 use super::http::{Conn, Head, HttpError};
-use super::net::{self, Tls, clip};
+use super::net::{Tls, clip};
 use super::{Connector, FolderInfo, Session, Wake};
 use crate::config::{Account, AuthMethod, KeepAlive, distinguished_folder};
 use crate::error::{ErrorKind, ProtoError};

@@ -23,7 +23,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::http::{Conn, Head, HttpError};
-use super::net::{self, Tls, clip};
+use super::net::{Tls, clip};
 use super::uid_map::{Found, UidMap};
 use super::{Connector, FolderInfo, Session};
 use crate::config::{Account, KeepAlive};

@@ -105,6 +105,8 @@ impl ImapConnector {
             self.account.effective_port(),
             self.rt(),
             "",
+            self.account.proxy_setting(),
+            crate::proxy::Purpose::Imap,
         )
         .await?;
         if probe {
