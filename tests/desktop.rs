@@ -3,6 +3,10 @@
 //! driven the way a panel drives it: dbusmenu `Event … clicked` and `StatusNotifierItem.Activate`.
 #![cfg(target_os = "linux")]
 
+#[path = "support/netns.rs"]
+mod netns;
+#[path = "support/proxies.rs"]
+mod proxies;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -861,6 +865,97 @@ fn settings_adds_the_first_account_with_its_password_in_the_keyring_apply_and_ca
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Settings' Network section: a proxy with a user, its password typed once. Test connection
+/// goes through it, Save writes the proxy (never its password) into the file and the password
+/// into the keyring, and the tray then connects through the proxy.
+#[test]
+fn settings_network_section_sets_a_proxy_with_its_password_in_the_keyring() {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "behind the proxy", "x");
+    let squid = proxies::Squid::start(
+        "127.0.0.1",
+        support::free_port(),
+        proxies::SquidOptions {
+            users: vec![("pat".into(), "proxy-pw".into())],
+            hosts: vec![("127.0.0.1".into(), "localhost".into())],
+            ..proxies::SquidOptions::default()
+        },
+        None,
+    );
+    let desktop = Desktop::start();
+    let keyring = support::keyring::Daemons::keyring_on(&desktop.bus);
+    let home = Home::new();
+    home.write_config("[keepalive]\ncheck_on_wake = false\n");
+    let script = home.path().join("automation.js");
+    settings_script(
+        &script,
+        &format!(
+            r#"type("net.mode", "manual");
+           type("net.kind", "http");
+           type("net.host", "127.0.0.1");
+           type("net.port", "{proxy_port}");
+           type("net.user", "pat");
+           type("net.password", "proxy-pw");
+           $("add-account").click();
+           type("acct.name", "work");
+           type("acct.host", "localhost");
+           type("acct.security", "tls");
+           type("acct.port", "{port}");
+           type("acct.username", "{USER}");
+           type("acct.password", "secret-pw");
+           type("acct.ca_file", "{ca}");
+           $("test-account").click();
+           when(() => $("test-result").classList.contains("ok") || $("test-result").classList.contains("fail"), () => {{
+             if ($("test-result").classList.contains("ok")) $("ok").click();
+             else document.title = "FAILED: " + $("test-result").textContent;
+           }});"#,
+            proxy_port = squid.port,
+            port = d.imaps_port(),
+            ca = d.ca_pem().display(),
+        ),
+    );
+    let _tray = Tray::start_with(&home, &desktop, &[("MAILPULSE_SETTINGS_SCRIPT", &script)]);
+    let item = desktop.wait_for_tray_item(secs(30));
+    wait_until("OK to save the account and the proxy", secs(60), || {
+        std::fs::read_to_string(home.config_path())
+            .unwrap()
+            .contains("name = \"work\"")
+    });
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    assert!(
+        text.contains(&format!("[network]\nproxy = \"http://pat@127.0.0.1:{}\"", squid.port)),
+        "{text}"
+    );
+    assert!(!text.contains("proxy-pw") && !text.contains("secret-pw"), "{text}");
+    assert_eq!(
+        keyring.search_items(&[
+            ("service", "mailpulse"),
+            ("username", &format!("pat@proxy 127.0.0.1:{}", squid.port))
+        ]),
+        1,
+        "the proxy's password is in the keyring"
+    );
+    wait_until("the tray to connect through the proxy", secs(30), || {
+        desktop
+            .tray_property(&item, "ToolTip")
+            .contains("work: connected")
+    });
+    // Test connection's tunnel (Squid logs a tunnel when it ends), authenticated as pat.
+    let log = squid.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("CONNECT localhost:{}", d.imaps_port())) && l.contains(" pat ")),
+        "{log}"
+    );
+    // The tray's session: a connection to the proxy, open (its tunnel is not logged yet).
+    let out = std::process::Command::new("ss")
+        .args(["-Htn", "state", "established", &format!("( dport = :{} )", squid.port)])
+        .output()
+        .expect("ss (iproute2)");
+    let open = String::from_utf8_lossy(&out.stdout);
+    assert!(!open.trim().is_empty(), "the tray's connection goes to the proxy\n{log}");
 }
 
 /// A wrong password in the keyring: one rejected login and "Check now" adds none (the account

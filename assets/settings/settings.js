@@ -4,7 +4,7 @@
 // Everything is validated here for quick feedback and again in Rust before it is saved.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { config: null, stored: {}, passwords: {}, selected: -1, nextTest: 1 };
+const state = { config: null, stored: {}, passwords: {}, proxyPassword: "", selected: -1, nextTest: 1 };
 const GENERAL = [
   ["keepalive.enabled", "bool"], ["keepalive.interval_secs", "int"], ["keepalive.response_timeout_secs", "int"],
   ["keepalive.adaptive", "bool"],
@@ -31,6 +31,38 @@ function readGeneral() {
     const el = $(id);
     set(state.config, id, kind === "bool" ? el.checked : kind === "int" ? Number(el.value) : el.value);
   }
+}
+
+// The Network section: [network] proxy is "system", "none" or a URL (http://user@host:port,
+// socks5://…, socks5h://…); the password goes to the keyring, never into the file.
+function fillNetwork() {
+  const proxy = (state.config.network && state.config.network.proxy) || "system";
+  const manual = proxy !== "system" && proxy !== "none";
+  $("net.mode").value = manual ? "manual" : proxy;
+  let kind = "http", host = "", port = "", user = "";
+  if (manual) {
+    const m = /^(\w+):\/\/(?:([^@]*)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?\/?$/.exec(proxy);
+    if (m) { kind = m[1]; user = m[2] ? decodeURIComponent(m[2]) : ""; host = m[3].replace(/^\[|\]$/g, ""); port = m[4] || ""; }
+  }
+  $("net.kind").value = kind; $("net.host").value = host; $("net.port").value = port; $("net.user").value = user;
+  $("net.password").value = state.proxyPassword;
+  showNetwork();
+}
+function showNetwork() { $("net.manual").hidden = $("net.mode").value !== "manual"; }
+function readNetwork() {
+  const mode = $("net.mode").value;
+  let proxy = mode;
+  if (mode === "manual") {
+    const host = $("net.host").value.trim(), port = $("net.port").value.trim(), user = $("net.user").value.trim();
+    const h = host.includes(":") ? "[" + host + "]" : host;
+    proxy = $("net.kind").value + "://" + (user ? encodeURIComponent(user) + "@" : "") + h + (port ? ":" + port : "");
+  }
+  state.config.network = Object.assign({}, state.config.network, { proxy });
+  state.proxyPassword = $("net.password").value;
+}
+// The account as Test, Diagnose, Find server and Sign in use it: with the proxy that applies.
+function withProxy(a) {
+  return Object.assign({}, a, { proxy: a.proxy || (state.config.network && state.config.network.proxy) || "system" });
 }
 
 function listAccounts() {
@@ -143,7 +175,7 @@ function clearInvalid() {
   $("banner").hidden = true;
 }
 function showInvalid(key, message) {
-  let id = key;
+  let id = key === "network.proxy" ? "net.host" : key;
   const m = /^accounts\[(\d+)\]\.([\w.]+)$/.exec(key);
   if (m) {
     state.selected = Number(m[1]);
@@ -163,6 +195,12 @@ function checkPage() {
   if (!Number.isInteger(interval) || interval < 30 || interval > 1740) {
     return ["keepalive.interval_secs", "The keep-alive interval must be a whole number of seconds from 30 to 1740."];
   }
+  if ($("net.mode").value === "manual") {
+    if (!$("net.host").value.trim()) return ["net.host", "Enter the proxy's host name, or choose the system's proxy settings."];
+    const port = Number($("net.port").value);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) return ["net.port", "The proxy's port must be 1–65535."];
+    if (state.proxyPassword && !$("net.user").value.trim()) return ["net.user", "Enter the proxy's user for its password."];
+  }
   for (let i = 0; i < state.config.accounts.length; i++) {
     const a = state.config.accounts[i];
     if (!a.name) return [`accounts[${i}].name`, "Give the account a name."];
@@ -178,11 +216,12 @@ function checkPage() {
 function save(close) {
   clearInvalid();
   readGeneral();
+  readNetwork();
   readAccount();
   const bad = checkPage();
   if (bad) { showInvalid(bad[0], bad[1]); return; }
   status("Saving…");
-  send({ op: "save", close, config: state.config, passwords: state.passwords });
+  send({ op: "save", close, config: state.config, passwords: state.passwords, proxy_password: state.proxyPassword || null });
 }
 
 const handlers = {
@@ -194,6 +233,7 @@ const handlers = {
     $("config-path").textContent = msg.config_path;
     $("homepage").textContent = msg.homepage;
     fillGeneral();
+    fillNetwork();
     const learned = Object.entries(msg.learned || {}).map(([name, secs]) => `${name} every ${secs} s`);
     $("learned").textContent = learned.length ? "learned on this network: " + learned.join(", ") : "";
     listAccounts();
@@ -205,6 +245,9 @@ const handlers = {
   saved(msg) {
     for (const name of Object.keys(state.passwords)) state.stored[name] = "keyring";
     state.passwords = {};
+    state.proxyPassword = "";
+    $("net.password").value = "";
+    $("net.password").placeholder = "stored in the keyring (type to replace)";
     showAccount();
     status("Saved.");
   },
@@ -269,15 +312,19 @@ document.addEventListener("DOMContentLoaded", () => {
     listAccounts();
   });
   $("test-account").addEventListener("click", () => {
-    readGeneral(); readAccount();
+    readGeneral(); readNetwork(); readAccount();
     const a = state.config.accounts[state.selected];
     if (!a) return;
+    const bad = checkPage();
+    if (bad && bad[0].startsWith("net.")) { showInvalid(bad[0], bad[1]); return; }
     $("test-account").disabled = true;
     $("test-result").className = "result";
-    $("test-result").textContent = "Connecting to " + (a.host || "?") + "…";
-    send({ op: "test", account: a, password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
+    const through = $("net.mode").value === "manual" ? " through the proxy " + $("net.host").value.trim() : "";
+    $("test-result").textContent = "Connecting to " + (a.host || "?") + through + "…";
+    send({ op: "test", account: withProxy(a), password: state.passwords[a.name] || null, keepalive: state.config.keepalive, proxy_password: state.proxyPassword || null });
   });
   $("acct.auth").addEventListener("change", showAuth);
+  $("net.mode").addEventListener("change", () => { showNetwork(); readNetwork(); });
   $("acct.protocol").addEventListener("change", showProtocol);
   $("discover").addEventListener("click", () => {
     clearInvalid(); readAccount();
@@ -287,7 +334,8 @@ document.addEventListener("DOMContentLoaded", () => {
     $("discover").disabled = true;
     $("discover-result").className = "result ews";
     $("discover-result").textContent = "Asking autodiscover for " + a.username + "…";
-    send({ op: "discover", account: a, password: state.passwords[a.name] || null });
+    readNetwork();
+    send({ op: "discover", account: withProxy(a), password: state.passwords[a.name] || null });
   });
   $("acct.oauth.provider").addEventListener("change", showAuth);
   $("sign-in").addEventListener("click", () => {
@@ -298,16 +346,17 @@ document.addEventListener("DOMContentLoaded", () => {
     $("sign-in").disabled = true;
     $("signin-result").className = "result oauth";
     $("signin-result").textContent = "Opening your browser…";
-    send({ op: "signin", account: a });
+    readNetwork();
+    send({ op: "signin", account: withProxy(a) });
   });
   $("diagnose").addEventListener("click", () => {
-    readGeneral(); readAccount();
+    readGeneral(); readNetwork(); readAccount();
     const a = state.config.accounts[state.selected];
     if (!a) return;
     $("diagnose").disabled = true;
     $("diagnose-result").className = "result";
     $("diagnose-result").textContent = "Measuring how long this network keeps idle connections to " + (a.host || "?") + " (up to " + Math.ceil((state.config.keepalive.adaptive_max_secs || 1740) * 1.5 / 60) + " minutes)…";
-    send({ op: "diagnose", account: a, password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
+    send({ op: "diagnose", account: withProxy(a), password: state.passwords[a.name] || null, keepalive: state.config.keepalive });
   });
   $("ok").addEventListener("click", () => save(true));
   $("apply").addEventListener("click", () => save(false));

@@ -112,13 +112,21 @@ enum Request {
         config: Value,
         #[serde(default)]
         passwords: BTreeMap<String, String>,
+        /// The password typed for the proxy of the Network section (for its user).
+        #[serde(default)]
+        proxy_password: Option<String>,
         #[serde(default)]
         close: bool,
     },
+    /// "Test connection". The account carries the proxy that applies to it (its own, or the
+    /// Network section's) in `proxy`; a proxy password typed and not yet saved is stored first,
+    /// as Save would, so that the test goes through the proxy as the agent will.
     Test {
         account: Value,
         password: Option<String>,
         keepalive: Option<Value>,
+        #[serde(default)]
+        proxy_password: Option<String>,
     },
     /// "Sign in with …": the OAuth2 sign-in of this (possibly unsaved) account.
     Signin {
@@ -242,10 +250,24 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
             Ok(Request::Save {
                 config,
                 passwords,
+                proxy_password,
                 close,
             }) => {
                 let mut base = base.lock().unwrap_or_else(|p| p.into_inner());
                 let answer = save(&path, config, &passwords, &mut base);
+                let answer = match (answer["op"] == "saved", proxy_password) {
+                    (true, Some(pw)) if !pw.is_empty() => {
+                        let setting = base
+                            .as_ref()
+                            .map(|c| c.network.proxy.clone())
+                            .unwrap_or_default();
+                        match store_proxy_password(&setting, &pw) {
+                            Ok(()) => answer,
+                            Err(message) => json!({"op": "error", "message": message}),
+                        }
+                    }
+                    _ => answer,
+                };
                 let saved = answer["op"] == "saved";
                 reply(Reply::Message(answer));
                 if saved && close {
@@ -256,9 +278,19 @@ pub fn run(config_path: PathBuf, page_name: Option<String>) -> ExitCode {
                 account,
                 password,
                 keepalive,
+                proxy_password,
             }) => {
                 let p = p.clone();
                 handle.spawn(async move {
+                    if let Some(pw) = proxy_password.filter(|p| !p.is_empty())
+                        && let Ok(a) = form_account(account.clone())
+                        && let Err(message) = store_proxy_password(a.proxy_setting(), &pw)
+                    {
+                        let _ = p.send_event(Reply::Message(
+                            json!({"op": "tested", "ok": false, "text": message}),
+                        ));
+                        return;
+                    }
                     let answer = test_connection(account, password, keepalive).await;
                     let _ = p.send_event(Reply::Message(answer));
                 });
@@ -448,6 +480,18 @@ pub fn save(
         tracing::warn!("cannot change start at login: {e}");
     }
     json!({"op": "saved"})
+}
+
+/// Store the proxy's password in the keyring, for the user its URL names.
+pub fn store_proxy_password(setting: &crate::config::ProxySetting, password: &str) -> Result<(), String> {
+    let crate::config::ProxySetting::Manual(url) = setting else {
+        return Err("A proxy password is kept for a proxy entered here (\"This proxy\"), with its user.".into());
+    };
+    let Some(user) = &url.username else {
+        return Err("Enter the proxy's user for its password.".into());
+    };
+    crate::credentials::set_password(user, &url.keyring_host(), password)
+        .map_err(|e| format!("The proxy password could not be stored: {e}"))
 }
 
 /// "Sign in with …": the same flow as `mailpulse signin` (the browser opened by the desktop's
