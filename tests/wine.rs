@@ -31,6 +31,10 @@
 //! display is used: these are console programs. All traffic stays on 127.0.0.1.
 #![cfg(target_os = "linux")] // Wine, the mingw linker and the Dovecot fixture are Linux tools here.
 
+#[path = "support/netns.rs"]
+mod netns;
+#[path = "support/proxies.rs"]
+mod proxies;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -893,4 +897,95 @@ fn a_second_tray_asks_the_first_over_the_pipe_and_exits() {
         "the first tray is still running"
     );
     drop(first);
+}
+
+/// `proxy = "system"` on Windows: the user's proxy settings (Settings › Network › Proxy, i.e.
+/// WinINET's `DefaultConnectionSettings`), read through WinHTTP. The account names a server only
+/// the proxy can resolve (Squid's hosts file), so the check passes only through the proxy.
+#[test]
+fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
+    if skip_unless_ready() {
+        return;
+    }
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", "through the Windows proxy", "1");
+    let name = support::tls::NETNS_SERVER_NAME;
+    let squid = proxies::Squid::start(
+        "127.0.0.1",
+        support::dovecot::free_port(),
+        proxies::SquidOptions {
+            hosts: vec![("127.0.0.1".into(), name.into())],
+            ..proxies::SquidOptions::default()
+        },
+        None,
+    );
+    // A prefix of its own: the proxy setting is the user's, for every program of the prefix.
+    let prefix = Arc::new(Prefix::boot());
+    // WinINET's DefaultConnectionSettings: magic 0x46, a counter, flags PROXY_TYPE_PROXY (2),
+    // then length-prefixed proxy list, bypass list and PAC URL.
+    let proxy = format!("127.0.0.1:{}", squid.port);
+    let bypass = "<local>";
+    let mut blob: Vec<u8> = Vec::new();
+    for v in [0x46u32, 1, 2] {
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+    for part in [proxy.as_str(), bypass, ""] {
+        blob.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        blob.extend_from_slice(part.as_bytes());
+    }
+    let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
+    let mut reg = prefix.wine_env(Command::new("wine"));
+    reg.args([
+        "reg",
+        "add",
+        r"HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings\Connections",
+        "/v",
+        "DefaultConnectionSettings",
+        "/t",
+        "REG_BINARY",
+        "/d",
+        &hex,
+        "/f",
+    ])
+    .stdin(Stdio::null());
+    let out = run_bounded(reg, BOOT_LIMIT, "wine reg add").unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let agent = Agent::in_prefix(prefix);
+    let file = agent.dir.path().join("password");
+    std::fs::write(&file, PASSWORD).unwrap();
+    std::fs::write(
+        agent.config_path(),
+        format!(
+            "[keepalive]\ncheck_on_wake = false\n\n\
+             [[accounts]]\nname = \"work\"\nhost = \"{name}\"\nport = {}\nsecurity = \"tls\"\n\
+             username = \"{USER}\"\nca_file = '{}'\npassword_command = 'type {}'\n",
+            d.imaps_port(),
+            win(&d.ca_pem()),
+            win(&file),
+        ),
+    )
+    .unwrap();
+    let out = agent.run(&["check"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), squid.cache_log());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "through http://{proxy} (from the Windows proxy settings)"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("through the Windows proxy"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        squid
+            .access_log()
+            .contains(&format!("CONNECT {name}:{}", d.imaps_port())),
+        "{}",
+        squid.access_log()
+    );
 }

@@ -318,9 +318,37 @@ mod proxy {
         })
     }
 
+    /// [`ask_winhttp`], remembered for five minutes per URL: auto-detection (WPAD over DHCP and
+    /// DNS) can take seconds when there is nothing to find, and a reconnect should not pay it
+    /// every time.
+    fn evaluate_pac(url: &str, pac: Option<&str>, auto_detect: bool) -> Option<SystemProxy> {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        use std::time::{Duration, Instant};
+        type Cache = HashMap<(String, Option<String>, bool), (Instant, Option<SystemProxy>)>;
+        static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+        const FRESH: Duration = Duration::from_secs(300);
+        let key = (url.to_owned(), pac.map(str::to_owned), auto_detect);
+        if let Some((at, found)) = CACHE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|c| c.get(&key))
+            && at.elapsed() < FRESH
+        {
+            return found.clone();
+        }
+        let found = ask_winhttp(url, pac, auto_detect);
+        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        cache.retain(|_, (at, _)| at.elapsed() < FRESH);
+        cache.insert(key, (Instant::now(), found.clone()));
+        found
+    }
+
     /// The PAC script's (or WPAD's) answer for `url`; `None` when there is none (no script
     /// found: the manual settings apply, as in Windows itself).
-    fn evaluate_pac(url: &str, pac: Option<&str>, auto_detect: bool) -> Option<SystemProxy> {
+    fn ask_winhttp(url: &str, pac: Option<&str>, auto_detect: bool) -> Option<SystemProxy> {
         let agent = wide("mailpulse");
         let target = wide(url);
         let pac_w = pac.map(wide);
