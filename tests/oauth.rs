@@ -6,6 +6,10 @@
 //! URL, the test GETs it and follows the redirect to the agent's loopback listener.
 #![cfg(target_os = "linux")]
 
+#[path = "support/netns.rs"]
+mod netns;
+#[path = "support/proxies.rs"]
+mod proxies;
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
@@ -244,6 +248,58 @@ fn sign_in_then_idle_survives_token_expiry_and_reconnects_with_a_refreshed_token
             ("username", "oauth2:alice@localhost")
         ]),
         0
+    );
+}
+
+/// Behind a proxy the token endpoint is reached through it too: the code exchange of the
+/// sign-in and the refresh before each login go through Squid (its log shows their tunnels), and
+/// so does the IMAP session.
+#[test]
+fn sign_in_and_token_refresh_go_through_the_proxy() {
+    let keyring = Daemons::with_keyring();
+    let bus = keyring.bus_address.clone();
+    let idp = Idp::start(CLIENT_ID);
+    let d = dovecot(&idp);
+    d.deliver(USER, "Ann <ann@example.org>", "via the proxy", "1");
+    let squid = proxies::Squid::start(
+        "127.0.0.1",
+        support::dovecot::free_port(),
+        proxies::SquidOptions {
+            hosts: vec![("127.0.0.1".into(), "localhost".into())],
+            ..proxies::SquidOptions::default()
+        },
+        None,
+    );
+    let home = Home::new();
+    home.write_config(&format!(
+        "[network]\nproxy = \"{}\"\n\n{}",
+        squid.url(),
+        config(&d, "xoauth2", "", &oauth_table(&idp, CLIENT_ID))
+    ));
+    let s = sign_in(&home, Some(&bus));
+    assert!(s.success, "signin failed:\n{}\n{}", s.stdout, s.stderr);
+    let mut check = home.command(&["check"]);
+    check.env("DBUS_SESSION_BUS_ADDRESS", &bus);
+    let out = support::agent::output_within(check, secs(60));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("via the proxy"), "{stdout}");
+    assert_eq!(idp.code_grants(), 1);
+    assert_eq!(idp.refresh_grants(), 1);
+    let log = squid.access_log();
+    // ureq tunnels plain http too: one CONNECT to the identity provider per token request.
+    let idp_host = idp.url("").trim_start_matches("http://").to_owned();
+    assert_eq!(
+        log.lines().filter(|l| l.contains(&format!("CONNECT {idp_host} "))).count(),
+        2,
+        "the code exchange and the refresh through the proxy:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("CONNECT localhost:{}", d.imaps_port())),
+        "{log}"
     );
 }
 

@@ -2,7 +2,7 @@
 //! `basic_ncsa_auth`) and Dante (`danted`, SOCKS5), each with its own config, logs and PID in a
 //! temporary directory, listening where the test says (on the NAT testbed's gateway, or on
 //! 127.0.0.1). Every process is stopped by its PID on drop, also when the test panics.
-//! Included by tests/proxy.rs beside `support/netns.rs` (`#[path]`), which it uses.
+//! Included by tests/proxy.rs beside `support/netns.rs` (`#[path]`), which it uses as `super::netns`.
 #![allow(dead_code)]
 
 use std::net::TcpStream;
@@ -60,7 +60,7 @@ fn wait_listening(netns: Option<&str>, addr: &str, port: u16, child: &mut Child,
     loop {
         let target = format!("{addr}:{port}");
         let up = match netns {
-            Some(ns) => crate::netns::in_netns(ns, || {
+            Some(ns) => super::netns::in_netns(ns, || {
                 TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(1)).is_ok()
             }),
             None => TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(1)).is_ok(),
