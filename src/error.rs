@@ -33,6 +33,10 @@ pub enum ErrorKind {
     Disconnected,
     /// A bug in mailpulse: a folder's task ended on a panic (it is restarted).
     Internal,
+    /// The server asked to wait (Graph's 429/503 with `Retry-After`): not a failure of the
+    /// connection, shown as the state "throttled", never as an error; nothing is sent before
+    /// [`ProtoError::retry_after`] has passed.
+    Throttled,
 }
 
 impl fmt::Display for ErrorKind {
@@ -52,6 +56,8 @@ impl fmt::Display for ErrorKind {
 pub struct ProtoError {
     pub kind: ErrorKind,
     pub message: String,
+    /// How long the server asked to wait before the next request ([`ErrorKind::Throttled`]).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ProtoError {
@@ -59,6 +65,16 @@ impl ProtoError {
         ProtoError {
             kind,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The server asked to wait `wait` before anything more is sent.
+    pub fn throttled(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        ProtoError {
+            kind: ErrorKind::Throttled,
+            message: message.into(),
+            retry_after: Some(wait),
         }
     }
 }

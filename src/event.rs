@@ -19,6 +19,9 @@ use crate::error::ErrorKind;
 pub enum Connectivity {
     /// The last attempt failed; the engine is waiting to retry.
     Error,
+    /// The server asked to wait (HTTP 429/503 with `Retry-After`); the engine asks again when
+    /// that time has passed. Not an error: nothing is wrong with the connection or the account.
+    Throttled,
     /// Connecting, logging in or opening the folder.
     Connecting,
     /// Connected and busy: catching up or running a keep-alive query.
@@ -31,6 +34,7 @@ impl fmt::Display for Connectivity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Connectivity::Error => "error",
+            Connectivity::Throttled => "throttled",
             Connectivity::Connecting => "connecting",
             Connectivity::Working => "working",
             Connectivity::Idle => "idle",

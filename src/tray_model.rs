@@ -153,6 +153,7 @@ impl TrayModel {
                 None | Some(Connectivity::Connecting) => "connecting",
                 Some(Connectivity::Working) | Some(Connectivity::Idle) => "connected",
                 Some(Connectivity::Error) => "no connection",
+                Some(Connectivity::Throttled) => "throttled by the server (asks again when it allows)",
             };
             let mut line = format!("{name}: {state}");
             if let Some((at, rtt)) = view.last_keepalive {

@@ -183,6 +183,20 @@ impl Supervisor {
                     }
                 }
             };
+            if failure.kind == ErrorKind::Throttled {
+                // The server asked to wait: not an error. The state says so; the next attempt
+                // comes when the wait is over (the protocol sends nothing before it anyway).
+                let wait = failure.retry_after.unwrap_or(Duration::from_secs(30));
+                tracing::warn!(
+                    account = %self.account, folder = %self.folder,
+                    "{}; asking again in {:.0} s", failure.message, wait.as_secs_f64().ceil()
+                );
+                self.set_state(Connectivity::Throttled);
+                if self.pause_for(wait, false).await == Why::Stop {
+                    return;
+                }
+                continue;
+            }
             let mut delay = self.backoff.next_delay(failure.kind);
             let config_error = failure.kind == ErrorKind::Folder;
             if config_error {

@@ -117,14 +117,15 @@ impl Shared {
         )
     }
 
-    fn throttled(&self, asked: Duration, status: u16) -> ProtoError {
-        ProtoError::new(
-            ErrorKind::Protocol,
+    /// The server asked to wait `asked` (HTTP `status`); `left` of it remains.
+    fn throttled(&self, asked: Duration, left: Duration, status: u16) -> ProtoError {
+        ProtoError::throttled(
             format!(
                 "{}: throttled (HTTP {status}): the server asked to wait {} s before the next request",
                 self.endpoint(),
                 asked.as_secs_f64().ceil()
             ),
+            left,
         )
     }
 
@@ -278,7 +279,9 @@ impl Http {
             && until > Instant::now()
         {
             // Honour the hint: nothing is sent before it ran out (the engine retries later).
-            return Err(shared.throttled(asked, status).into());
+            return Err(shared
+                .throttled(asked, until.saturating_duration_since(Instant::now()), status)
+                .into());
         }
         let path = shared.target(target)?;
         let host_header = match shared.root()?.port() {
@@ -371,7 +374,7 @@ impl Http {
                         .unwrap_or_else(|p| p.into_inner()) =
                         Some((Instant::now() + asked, asked, head.status));
                     tracing::info!(account = %shared.account.name, "{}: throttled (HTTP {}), waiting {} s", shared.endpoint(), head.status, asked.as_secs());
-                    return Err(shared.throttled(asked, head.status).into());
+                    return Err(shared.throttled(asked, asked, head.status).into());
                 }
                 status => {
                     let (code, message) = error_of(&body).unwrap_or_default();
