@@ -125,7 +125,8 @@ impl TrayModel {
             return IconState::KeepAliveOff;
         }
         match self.worst() {
-            Some(Connectivity::Connecting) => IconState::Connecting,
+            // Throttled: waiting for the server's permission to ask again, like connecting.
+            Some(Connectivity::Connecting | Connectivity::Throttled) => IconState::Connecting,
             _ => IconState::Connected,
         }
     }

@@ -466,3 +466,38 @@ fn ews_and_graph_go_through_the_proxy() {
     );
     assert_eq!(graph.writes(), 0);
 }
+
+/// A proxy that closes idle tunnels is learned like a NAT that forgets idle flows: `mailpulse
+/// probe` through a Squid whose tunnels end after 45 s of silence brackets 45 s.
+#[test]
+fn probe_learns_how_long_the_proxy_keeps_an_idle_tunnel() {
+    let d = dovecot();
+    let tb = testbed(&d);
+    let proxy = squid(
+        &tb,
+        SquidOptions {
+            idle_timeout_secs: Some(45),
+            ..SquidOptions::default()
+        },
+    );
+    let home = home_for(&d, &format!("proxy = \"{}\"", proxy.url()), "");
+    let out = tb.in_client(|| output_within(home.command(&["probe", "--account", "work", "--max", "90"]), secs(8 * 60)));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let sentence = stdout.trim();
+    let numbers: Vec<u64> = sentence
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        sentence.starts_with("This network forgets idle connections after between")
+            && numbers.len() >= 2
+            && numbers[0] < 45
+            && numbers[1] >= 45
+            && numbers[1] <= 50,
+        "{sentence}\n{stderr}"
+    );
+}

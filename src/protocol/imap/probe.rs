@@ -57,7 +57,7 @@ pub(super) struct ImapProbe {
 #[async_trait]
 impl Probe for ImapProbe {
     async fn ping(&mut self) -> Result<(), ProtoError> {
-        let r = self.session.noop().await;
+        let r = session::noop(&mut self.session).await;
         r.map_err(|e| imap_error(&self.endpoint, e, "sending NOOP on the probe connection"))
     }
 

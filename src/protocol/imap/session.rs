@@ -70,7 +70,7 @@ impl Imap {
             return Ok(false);
         }
         let session = self.ready().await?;
-        let r = session.noop().await;
+        let r = noop(session).await;
         r.map_err(|e| self.err(e, "sending NOOP"))?;
         self.drain();
         self.check_bye("sending NOOP")?;
@@ -596,4 +596,13 @@ pub(super) fn dead(endpoint: &str, rt: Duration, what: &str) -> ProtoError {
             rt.as_secs()
         ),
     )
+}
+
+/// `NOOP`, answered by its tagged OK. async-imap's own `Session::noop` takes the end of the
+/// stream for an answer (its loop stops at the stream's end and returns `Ok`), so a connection
+/// that a proxy or a server closed while it was idle (FIN, not RST) would pass for alive: the
+/// keep-alive of an empty folder and the adaptive probe would never see it dead. This waits for
+/// the command's tagged answer, checks its status, and calls the end of the stream lost.
+pub(super) async fn noop(session: &mut ImapSession) -> async_imap::error::Result<()> {
+    session.run_command_and_check_ok("NOOP").await
 }

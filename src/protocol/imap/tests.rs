@@ -278,3 +278,53 @@ fn text_right_after_a_response_code_does_not_panic() {
         }
     });
 }
+
+/// A connection closed (FIN) while idle is dead to a NOOP: async-imap's own `noop` returns `Ok`
+/// at the end of the stream; `session::noop` (the keep-alive of an empty folder, the adaptive
+/// probe) must not.
+#[test]
+fn a_noop_on_a_closed_connection_is_an_error() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for ours in [false, true] {
+            let (client, server) = tokio::io::duplex(4096);
+            // Greets, accepts the login, then closes when the next command comes.
+            let script = tokio::spawn(async move {
+                let (r, mut w) = tokio::io::split(server);
+                let mut lines = tokio::io::BufReader::new(r).lines();
+                let _ = w.write_all(b"* OK [CAPABILITY IMAP4rev1] hi\r\n").await;
+                let Ok(Some(login)) = lines.next_line().await else {
+                    return;
+                };
+                let tag = login.split(' ').next().unwrap_or("*").to_owned();
+                let _ = w.write_all(format!("{tag} OK logged in\r\n").as_bytes()).await;
+                let _ = lines.next_line().await;
+                let _ = w.shutdown().await;
+            });
+            let stream: Stream = Box::new(client);
+            let mut client = async_imap::Client::new(stream);
+            assert!(client.read_response().await.unwrap().is_some());
+            let mut session = client.login("u", "p").await.map_err(|(e, _)| e).unwrap();
+            let result = tokio::time::timeout(Duration::from_secs(5), async {
+                if ours {
+                    session::noop(&mut session).await
+                } else {
+                    session.noop().await
+                }
+            })
+            .await
+            .expect("answered or ended");
+            if ours {
+                assert!(result.is_err(), "a closed connection passed for alive");
+            } else {
+                // The upstream behaviour this works around; when it changes, so can we.
+                assert!(result.is_ok(), "async-imap's noop now notices the end: {result:?}");
+            }
+            script.abort();
+        }
+    });
+}
