@@ -289,6 +289,30 @@ fn throttling_sends_nothing_before_retry_after() {
     assert_read_only(&server);
 }
 
+/// 503 Service Unavailable with `Retry-After` (Graph's answer when a backend is overloaded) is
+/// throttling too: the same state, no error, nothing sent before the time is up.
+#[test]
+fn a_503_with_retry_after_is_throttling_too() {
+    let server = GraphServer::start(USER, TOKEN);
+    let home = Home::new();
+    config(&home, &server, "response_timeout_secs = 5", "[\"inbox\"]");
+    let mut watch = start(&home, 1);
+    server.throttle_with(503, 5);
+    watch.signal("USR1");
+    let mut events = watch.until(secs(30), |v| v["type"] == "state" && v["state"] == "throttled");
+    server.deliver("inbox", "After the outage", "Lea", "lea@example.com");
+    events.extend(watch.until(secs(60), |v| v["type"] == "new_mail"));
+    assert_eq!(subjects(&events), ["After the outage"], "{events:?}");
+    assert!(of_type(&events, "error").is_empty(), "a 503 with Retry-After is no error: {events:?}");
+    assert!(watch.stop());
+    let log = server.log();
+    let at = log.iter().position(|l| l.status == 503).expect("a 503 was answered");
+    assert_eq!(log.iter().filter(|l| l.status == 503).count(), 1, "{log:?}");
+    let gap = log[at + 1].at.duration_since(log[at].at);
+    assert!(gap >= Duration::from_millis(4900), "the next request came {gap:?} after the 503");
+    assert_read_only(&server);
+}
+
 #[test]
 fn an_expired_token_is_renewed_once_then_an_auth_error() {
     let server = GraphServer::start(USER, TOKEN);

@@ -94,6 +94,8 @@ struct State {
     pages: HashMap<String, (Vec<Value>, String)>,
     tokens: Vec<String>,
     throttled_until: Option<Instant>,
+    /// What a throttled request gets: 429 (too many requests) or 503 (service unavailable).
+    throttle_status: u16,
     log: Vec<Logged>,
 }
 
@@ -248,8 +250,15 @@ impl GraphServer {
     /// Every request for the next `secs` seconds is answered 429 with `Retry-After` saying
     /// how long is left.
     pub fn throttle(&self, secs: u64) {
-        self.ctx.state.lock().unwrap().throttled_until =
-            Some(Instant::now() + Duration::from_secs(secs));
+        self.throttle_with(429, secs);
+    }
+
+    /// Throttle with `status`: 429 (ApplicationThrottled) or 503 (serviceNotAvailable), both
+    /// with `Retry-After`, as Graph answers them.
+    pub fn throttle_with(&self, status: u16, secs: u64) {
+        let mut s = self.ctx.state.lock().unwrap();
+        s.throttled_until = Some(Instant::now() + Duration::from_secs(secs));
+        s.throttle_status = status;
     }
 
     /// Close every connection and refuse new ones (the listener is closed) until [`up`].
@@ -607,14 +616,26 @@ impl Ctx {
         if let Some(until) = s.throttled_until {
             let left = until.saturating_duration_since(Instant::now());
             if !left.is_zero() {
-                return (
-                    429,
-                    vec![("Retry-After", left.as_secs_f64().ceil().to_string())],
-                    error(
-                        "ApplicationThrottled",
-                        "Application is over its MailboxConcurrency limit.",
-                    ),
-                );
+                let retry = vec![("Retry-After", left.as_secs_f64().ceil().to_string())];
+                return if s.throttle_status == 503 {
+                    (
+                        503,
+                        retry,
+                        error(
+                            "serviceNotAvailable",
+                            "The service is temporarily unavailable. Try again later.",
+                        ),
+                    )
+                } else {
+                    (
+                        429,
+                        retry,
+                        error(
+                            "ApplicationThrottled",
+                            "Application is over its MailboxConcurrency limit.",
+                        ),
+                    )
+                };
             }
         }
         if req.method != "GET" && req.method != "HEAD" {
