@@ -205,6 +205,28 @@ pub async fn discover(
     }
 }
 
+/// Read a password from the terminal (or a line of standard input) and store it in the keyring
+/// as `user@host`; an empty or unreadable one is the exit code.
+fn read_and_store(
+    prompt: &str,
+    user: &str,
+    host: &str,
+) -> Result<Result<&'static str, crate::credentials::CredentialError>, ExitCode> {
+    match crate::credentials::read_password(prompt) {
+        Ok(pw) if !pw.is_empty() => {
+            Ok(crate::credentials::set_password(user, host, &pw).map(|()| "stored in"))
+        }
+        Ok(_) => {
+            eprintln!("mailpulse: empty password, nothing stored");
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("mailpulse: cannot read the password: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
 /// `mailpulse password set|delete --proxy [--account NAME]`: the proxy's password in the
 /// keyring, for the user its URL names.
 fn proxy_password(config_path: Option<&Path>, account: Option<&str>, set: bool) -> ExitCode {
@@ -244,26 +266,26 @@ fn proxy_password(config_path: Option<&Path>, account: Option<&str>, set: bool) 
         return ExitCode::from(EXIT_CONFIG);
     };
     let result = if set {
-        match crate::credentials::read_password(&format!("Password for {user} at the proxy {}: ", url.endpoint())) {
-            Ok(pw) if !pw.is_empty() => {
-                crate::credentials::set_password(&user, &url.keyring_host(), &pw).map(|()| "stored in")
-            }
-            Ok(_) => {
-                eprintln!("mailpulse: empty password, nothing stored");
-                return ExitCode::from(1);
-            }
-            Err(e) => {
-                eprintln!("mailpulse: cannot read the password: {e}");
-                return ExitCode::from(1);
-            }
+        match read_and_store(
+            &format!("Password for {user} at the proxy {}: ", url.endpoint()),
+            &user,
+            &url.keyring_host(),
+        ) {
+            Ok(stored) => stored,
+            Err(code) => return code,
         }
     } else {
         crate::credentials::delete_password(&user, &url.keyring_host()).map(|()| "removed from")
     };
     match result {
         Ok(what) => {
-            eprintln!("Password of {user} at the proxy {} {what} the keyring.", url.endpoint());
-            if Dirs::platform().is_some_and(|d| crate::platform::tell_credentials_changed(&d.state_dir)) {
+            eprintln!(
+                "Password of {user} at the proxy {} {what} the keyring.",
+                url.endpoint()
+            );
+            if Dirs::platform()
+                .is_some_and(|d| crate::platform::tell_credentials_changed(&d.state_dir))
+            {
                 eprintln!("The running mailpulse uses it from now on.");
             }
             ExitCode::SUCCESS
@@ -299,7 +321,11 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
         }
     };
     if proxy {
-        return proxy_password(config_path, name, matches!(action, PasswordAction::Set { .. }));
+        return proxy_password(
+            config_path,
+            name,
+            matches!(action, PasswordAction::Set { .. }),
+        );
     }
     let Some(name) = name else {
         eprintln!("mailpulse: name the account with --account NAME");
@@ -312,19 +338,9 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
     let result = match action {
         PasswordAction::Set { .. } => {
             let prompt = format!("Password for {} at {}: ", account.username, account.host);
-            match crate::credentials::read_password(&prompt) {
-                Ok(pw) if !pw.is_empty() => {
-                    crate::credentials::set_password(&account.username, &account.host, &pw)
-                        .map(|()| "stored in")
-                }
-                Ok(_) => {
-                    eprintln!("mailpulse: empty password, nothing stored");
-                    return ExitCode::from(1);
-                }
-                Err(e) => {
-                    eprintln!("mailpulse: cannot read the password: {e}");
-                    return ExitCode::from(1);
-                }
+            match read_and_store(&prompt, &account.username, &account.host) {
+                Ok(stored) => stored,
+                Err(code) => return code,
             }
         }
         PasswordAction::Delete { .. } => {
@@ -560,7 +576,12 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
             })
             .await
             .unwrap_or_default();
-            eprintln!("{}: {} {}", term(&account.name), term(&endpoint), term(&route));
+            eprintln!(
+                "{}: {} {}",
+                term(&account.name),
+                term(&endpoint),
+                term(&route)
+            );
         }
         for folder in &account.folders {
             let label = if account.folders.len() == 1 {

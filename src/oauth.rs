@@ -182,14 +182,18 @@ fn agent(url: &str, account: &Account) -> Result<ureq::Agent, OAuthError> {
     } else {
         crate::proxy::Purpose::Https
     };
-    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
     let port = parsed.port_or_known_default().unwrap_or(443);
     let (hop, _) = crate::proxy::route(account.proxy_setting(), purpose, host, port)
         .map_err(|e| OAuthError::Other(e.message))?;
     let proxy = match hop {
         None => None,
         Some(hop) => {
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let user = match (&hop.url.username, &hop.password) {
                 (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p.expose())),
                 (Some(u), None) => format!("{}@", enc(u)),

@@ -138,9 +138,8 @@ fn system(
         if crate::platform::no_proxy_matches(&no_proxy, host, port) {
             return Ok((None, Some(format!("{host} is in NO_PROXY"))));
         }
-        let (url, password) = ProxyUrl::parse(&value, false).map_err(|e| {
-            ProtoError::new(ErrorKind::Config, format!("{var}: {e}"))
-        })?;
+        let (url, password) = ProxyUrl::parse(&value, false)
+            .map_err(|e| ProtoError::new(ErrorKind::Config, format!("{var}: {e}")))?;
         let password = match password {
             Some(p) => Some(Secret::new(p)),
             None => keyring_password(&url)?,
@@ -167,9 +166,8 @@ fn system(
         Ok(crate::platform::SystemProxy::Direct) => Ok((None, None)),
         Ok(crate::platform::SystemProxy::Unsupported(note)) => Ok((None, Some(note))),
         Ok(crate::platform::SystemProxy::Proxy { url, source }) => {
-            let (url, _) = ProxyUrl::parse(&url, true).map_err(|e| {
-                ProtoError::new(ErrorKind::Config, format!("{source}: {e}"))
-            })?;
+            let (url, _) = ProxyUrl::parse(&url, true)
+                .map_err(|e| ProtoError::new(ErrorKind::Config, format!("{source}: {e}")))?;
             Ok((
                 Some(Hop {
                     password: keyring_password(&url)?,
@@ -246,7 +244,10 @@ mod tests {
     fn system_takes_the_environment_and_honours_no_proxy() {
         let env = env_of(&[
             ("https_proxy", "http://u:pw@proxy.corp:3128"),
-            ("no_proxy", "intranet.corp, .lan,10.0.0.0/8,[::1],mail.example.com:993"),
+            (
+                "no_proxy",
+                "intranet.corp, .lan,10.0.0.0/8,[::1],mail.example.com:993",
+            ),
         ]);
         let (hop, _) = system(Purpose::Imap, "imap.example.com", 993, &env).unwrap();
         let hop = hop.unwrap();
@@ -269,17 +270,26 @@ mod tests {
         assert!(hop.is_some(), "the port in NO_PROXY must match");
         let (hop, _) = system(Purpose::Imap, "notintranet.corp", 993, &env).unwrap();
         assert!(hop.is_some(), "a suffix matches whole labels only");
-        let e = system(Purpose::Imap, "a.b", 1, &env_of(&[("ALL_PROXY", "ftp://x:1")])).unwrap_err();
+        let e = system(
+            Purpose::Imap,
+            "a.b",
+            1,
+            &env_of(&[("ALL_PROXY", "ftp://x:1")]),
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("ALL_PROXY: "), "{e:?}");
     }
 
     #[test]
     fn no_proxy_star_and_ipv6_ranges() {
         assert!(crate::platform::no_proxy_matches("*", "anything", 1));
-        assert!(crate::platform::no_proxy_matches("fd00::/8", "[fd12::1]", 1));
+        assert!(crate::platform::no_proxy_matches(
+            "fd00::/8",
+            "[fd12::1]",
+            1
+        ));
         assert!(!crate::platform::no_proxy_matches("fd00::/8", "fe80::1", 1));
         assert!(!crate::platform::no_proxy_matches("", "a", 1));
         assert!(crate::platform::no_proxy_matches("*.corp", "x.corp", 1));
     }
-
 }

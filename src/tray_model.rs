@@ -154,7 +154,9 @@ impl TrayModel {
                 None | Some(Connectivity::Connecting) => "connecting",
                 Some(Connectivity::Working) | Some(Connectivity::Idle) => "connected",
                 Some(Connectivity::Error) => "no connection",
-                Some(Connectivity::Throttled) => "throttled by the server (asks again when it allows)",
+                Some(Connectivity::Throttled) => {
+                    "throttled by the server (asks again when it allows)"
+                }
             };
             let mut line = format!("{name}: {state}");
             if let Some((at, rtt)) = view.last_keepalive {

@@ -925,10 +925,16 @@ fn settings_network_section_sets_a_proxy_with_its_password_in_the_keyring() {
     });
     let text = std::fs::read_to_string(home.config_path()).unwrap();
     assert!(
-        text.contains(&format!("[network]\nproxy = \"http://pat@127.0.0.1:{}\"", squid.port)),
+        text.contains(&format!(
+            "[network]\nproxy = \"http://pat@127.0.0.1:{}\"",
+            squid.port
+        )),
         "{text}"
     );
-    assert!(!text.contains("proxy-pw") && !text.contains("secret-pw"), "{text}");
+    assert!(
+        !text.contains("proxy-pw") && !text.contains("secret-pw"),
+        "{text}"
+    );
     assert_eq!(
         keyring.search_items(&[
             ("service", "mailpulse"),
@@ -945,17 +951,26 @@ fn settings_network_section_sets_a_proxy_with_its_password_in_the_keyring() {
     // Test connection's tunnel (Squid logs a tunnel when it ends), authenticated as pat.
     let log = squid.access_log();
     assert!(
-        log.lines()
-            .any(|l| l.contains(&format!("CONNECT localhost:{}", d.imaps_port())) && l.contains(" pat ")),
+        log.lines().any(
+            |l| l.contains(&format!("CONNECT localhost:{}", d.imaps_port())) && l.contains(" pat ")
+        ),
         "{log}"
     );
     // The tray's session: a connection to the proxy, open (its tunnel is not logged yet).
     let out = std::process::Command::new("ss")
-        .args(["-Htn", "state", "established", &format!("( dport = :{} )", squid.port)])
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            &format!("( dport = :{} )", squid.port),
+        ])
         .output()
         .expect("ss (iproute2)");
     let open = String::from_utf8_lossy(&out.stdout);
-    assert!(!open.trim().is_empty(), "the tray's connection goes to the proxy\n{log}");
+    assert!(
+        !open.trim().is_empty(),
+        "the tray's connection goes to the proxy\n{log}"
+    );
 }
 
 /// A wrong password in the keyring: one rejected login and "Check now" adds none (the account

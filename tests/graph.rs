@@ -260,21 +260,30 @@ fn throttling_sends_nothing_before_retry_after() {
     server.throttle(6);
     watch.signal("USR1");
     // Shown as "throttled", not as an error: nothing is wrong with the connection.
-    let mut events = watch.until(secs(30), |v| v["type"] == "state" && v["state"] == "throttled");
+    let mut events = watch.until(secs(30), |v| {
+        v["type"] == "state" && v["state"] == "throttled"
+    });
     // The reason is on stderr (read by another thread: it may come a moment after the event).
     let said = "throttled (HTTP 429): the server asked to wait 6 s";
     let deadline = Instant::now() + secs(5);
     while !watch.stderr_text().contains(said) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(watch.stderr_text().contains(said), "{}", watch.stderr_text());    // "Check now" during the wait must not send anything either.
+    assert!(
+        watch.stderr_text().contains(said),
+        "{}",
+        watch.stderr_text()
+    ); // "Check now" during the wait must not send anything either.
     std::thread::sleep(Duration::from_millis(1500));
     watch.signal("USR1");
     server.deliver("inbox", "After the throttle", "Ken", "ken@example.com");
     let more = watch.until(secs(60), |v| v["type"] == "new_mail");
     assert_eq!(subjects(&more), ["After the throttle"], "{more:?}");
     events.extend(more);
-    assert!(of_type(&events, "error").is_empty(), "throttling is no error: {events:?}");
+    assert!(
+        of_type(&events, "error").is_empty(),
+        "throttling is no error: {events:?}"
+    );
     assert!(watch.stop());
     let log = server.log();
     let throttled: Vec<_> = log.iter().filter(|l| l.status == 429).collect();
@@ -299,17 +308,28 @@ fn a_503_with_retry_after_is_throttling_too() {
     let mut watch = start(&home, 1);
     server.throttle_with(503, 5);
     watch.signal("USR1");
-    let mut events = watch.until(secs(30), |v| v["type"] == "state" && v["state"] == "throttled");
+    let mut events = watch.until(secs(30), |v| {
+        v["type"] == "state" && v["state"] == "throttled"
+    });
     server.deliver("inbox", "After the outage", "Lea", "lea@example.com");
     events.extend(watch.until(secs(60), |v| v["type"] == "new_mail"));
     assert_eq!(subjects(&events), ["After the outage"], "{events:?}");
-    assert!(of_type(&events, "error").is_empty(), "a 503 with Retry-After is no error: {events:?}");
+    assert!(
+        of_type(&events, "error").is_empty(),
+        "a 503 with Retry-After is no error: {events:?}"
+    );
     assert!(watch.stop());
     let log = server.log();
-    let at = log.iter().position(|l| l.status == 503).expect("a 503 was answered");
+    let at = log
+        .iter()
+        .position(|l| l.status == 503)
+        .expect("a 503 was answered");
     assert_eq!(log.iter().filter(|l| l.status == 503).count(), 1, "{log:?}");
     let gap = log[at + 1].at.duration_since(log[at].at);
-    assert!(gap >= Duration::from_millis(4900), "the next request came {gap:?} after the 503");
+    assert!(
+        gap >= Duration::from_millis(4900),
+        "the next request came {gap:?} after the 503"
+    );
     assert_read_only(&server);
 }
 

@@ -293,7 +293,9 @@ fn sign_in_and_token_refresh_go_through_the_proxy() {
     // ureq tunnels plain http too: one CONNECT to the identity provider per token request.
     let idp_host = idp.url("").trim_start_matches("http://").to_owned();
     assert_eq!(
-        log.lines().filter(|l| l.contains(&format!("CONNECT {idp_host} "))).count(),
+        log.lines()
+            .filter(|l| l.contains(&format!("CONNECT {idp_host} ")))
+            .count(),
         2,
         "the code exchange and the refresh through the proxy:\n{log}"
     );

@@ -120,7 +120,11 @@ fn imap_over_tls_through_squid_when_nothing_else_gets_out() {
     // Through the proxy: the newest item, and `check` says which way it went.
     let home = home_for(&d, &format!("proxy = \"{}\"", proxy.url()), "");
     let (ok, out, err) = check(&tb, &home, &[]);
-    assert!(ok, "check through the proxy failed:\n{out}\n{err}\n{}", proxy.cache_log());
+    assert!(
+        ok,
+        "check through the proxy failed:\n{out}\n{err}\n{}",
+        proxy.cache_log()
+    );
     assert!(out.contains("subject=\"old one\""), "{out}");
     assert!(
         err.contains(&format!("through {} (from the config)", proxy.url())),
@@ -128,7 +132,10 @@ fn imap_over_tls_through_squid_when_nothing_else_gets_out() {
     );
     let log = proxy.access_log();
     assert!(
-        log.contains(&format!("CONNECT {NETNS_SERVER_NAME}:{}", netns::SERVER_PORT)),
+        log.contains(&format!(
+            "CONNECT {NETNS_SERVER_NAME}:{}",
+            netns::SERVER_PORT
+        )),
         "the tunnel in Squid's log:\n{log}"
     );
 
@@ -141,7 +148,10 @@ fn imap_over_tls_through_squid_when_nothing_else_gets_out() {
     let more = w.during(secs(3));
     assert!(subjects(&more).is_empty(), "announced twice: {more:?}");
     let before = d.flags_snapshot(USER);
-    assert!(before.iter().all(|(_, f)| !f.contains("\\Seen")), "{before:?}");
+    assert!(
+        before.iter().all(|(_, f)| !f.contains("\\Seen")),
+        "{before:?}"
+    );
 }
 
 #[test]
@@ -156,7 +166,11 @@ fn a_proxy_that_closes_idle_tunnels_loses_no_mail() {
             ..SquidOptions::default()
         },
     );
-    let home = home_for(&d, &format!("proxy = \"{}\"", proxy.url()), "interval_secs = 30");
+    let home = home_for(
+        &d,
+        &format!("proxy = \"{}\"", proxy.url()),
+        "interval_secs = 30",
+    );
     let w = tb.in_client(|| Watch::start(&home));
     connected(&w);
     let mut log = Vec::new();
@@ -166,7 +180,9 @@ fn a_proxy_that_closes_idle_tunnels_loses_no_mail() {
         let subject = format!("after quiet gap {i}");
         d.deliver(USER, "Bob <bob@example.org>", &subject, "hello");
         let delivered = Instant::now();
-        let seen = w.until(secs(40), |v| v["type"] == "new_mail" && v["subject"] == subject.as_str());
+        let seen = w.until(secs(40), |v| {
+            v["type"] == "new_mail" && v["subject"] == subject.as_str()
+        });
         let late = delivered.elapsed();
         log.extend(seen);
         assert!(
@@ -206,8 +222,10 @@ fn a_proxy_that_wants_a_password_gets_it_from_the_keyring_and_is_never_hammered(
     let (ok, _, err) = check(&tb, &home, &env);
     assert!(!ok);
     assert!(
-        err.contains(&format!("the proxy {}:{SQUID_PORT} wants a user name and password (407", tb.gateway_client_ip()))
-            && err.contains("mailpulse password set --proxy"),
+        err.contains(&format!(
+            "the proxy {}:{SQUID_PORT} wants a user name and password (407",
+            tb.gateway_client_ip()
+        )) && err.contains("mailpulse password set --proxy"),
         "{err}"
     );
 
@@ -229,7 +247,11 @@ fn a_proxy_that_wants_a_password_gets_it_from_the_keyring_and_is_never_hammered(
         "{errors:?}"
     );
     let asked = proxy.count("TCP_DENIED/407");
-    assert!(asked <= 3, "the proxy was asked {asked} times in 75 s:\n{}", proxy.access_log());
+    assert!(
+        asked <= 3,
+        "the proxy was asked {asked} times in 75 s:\n{}",
+        proxy.access_log()
+    );
 
     // The password stored: the running agent is told and goes through at once.
     let mut set = home.command(&["password", "set", "--proxy"]);
@@ -247,7 +269,11 @@ fn a_proxy_that_wants_a_password_gets_it_from_the_keyring_and_is_never_hammered(
     d.deliver(USER, "Bob <bob@example.org>", "authenticated", "hello");
     let seen = w.until(secs(20), |v| v["type"] == "new_mail");
     assert_eq!(subjects(&seen), ["authenticated"]);
-    assert!(proxy.access_log().contains(" pat "), "{}", proxy.access_log());
+    assert!(
+        proxy.access_log().contains(" pat "),
+        "{}",
+        proxy.access_log()
+    );
     // The password is nowhere in the agent's output.
     assert!(!w.stderr_text().contains("pässword") && !w.stdout_text().contains("pässword"));
 }
@@ -281,11 +307,20 @@ fn the_proxy_going_away_mid_session_reconnects_and_catches_up_once() {
     let d = dovecot();
     let tb = testbed(&d);
     let mut proxy = squid(&tb, SquidOptions::default());
-    let home = home_for(&d, &format!("proxy = \"{}\"", proxy.url()), "interval_secs = 30");
+    let home = home_for(
+        &d,
+        &format!("proxy = \"{}\"", proxy.url()),
+        "interval_secs = 30",
+    );
     let w = tb.in_client(|| Watch::start(&home));
     connected(&w);
     proxy.kill();
-    d.deliver(USER, "Bob <bob@example.org>", "while the proxy was away", "x");
+    d.deliver(
+        USER,
+        "Bob <bob@example.org>",
+        "while the proxy was away",
+        "x",
+    );
     let mut log = w.until_type(secs(40), "error");
     log.extend(w.during(secs(5)));
     proxy.start_again();
@@ -294,10 +329,12 @@ fn the_proxy_going_away_mid_session_reconnects_and_catches_up_once() {
     assert_eq!(subjects(&log), ["while the proxy was away"], "{log:?}");
     let errors = of_type(&log, "error");
     assert!(
-        errors.iter().any(|e| e["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&format!("the proxy {}:{SQUID_PORT}", tb.gateway_client_ip()))),
+        errors.iter().any(
+            |e| e["message"].as_str().unwrap_or_default().contains(&format!(
+                "the proxy {}:{SQUID_PORT}",
+                tb.gateway_client_ip()
+            ))
+        ),
         "an error names the proxy: {errors:?}"
     );
 }
@@ -338,7 +375,11 @@ fn socks5_through_dante() {
     d.deliver(USER, "Bob <bob@example.org>", "over socks", "hello");
     let seen = w.until(secs(20), |v| v["type"] == "new_mail");
     assert_eq!(subjects(&seen), ["over socks"]);
-    assert!(dante.log().contains("pass(1): tcp/connect"), "{}", dante.log());
+    assert!(
+        dante.log().contains("pass(1): tcp/connect"),
+        "{}",
+        dante.log()
+    );
 }
 
 #[test]
@@ -352,7 +393,10 @@ fn system_takes_the_environment_then_the_desktop_settings() {
     // HTTPS_PROXY, as a shell in a company network has it.
     let (ok, out, err) = check(&tb, &home, &[("HTTPS_PROXY", &url)]);
     assert!(ok, "{out}\n{err}");
-    assert!(err.contains(&format!("through {url} (from HTTPS_PROXY)")), "{err}");
+    assert!(
+        err.contains(&format!("through {url} (from HTTPS_PROXY)")),
+        "{err}"
+    );
 
     // NO_PROXY names the server: straight there, which the firewall drops.
     let (ok, _, err) = check(
@@ -374,8 +418,18 @@ fn system_takes_the_environment_then_the_desktop_settings() {
         assert!(st.success(), "gsettings {args:?}");
     };
     gs(&["set", "org.gnome.system.proxy", "mode", "manual"]);
-    gs(&["set", "org.gnome.system.proxy.https", "host", &tb.gateway_client_ip()]);
-    gs(&["set", "org.gnome.system.proxy.https", "port", &SQUID_PORT.to_string()]);
+    gs(&[
+        "set",
+        "org.gnome.system.proxy.https",
+        "host",
+        &tb.gateway_client_ip(),
+    ]);
+    gs(&[
+        "set",
+        "org.gnome.system.proxy.https",
+        "port",
+        &SQUID_PORT.to_string(),
+    ]);
     let cfg = gsettings.path().to_str().unwrap();
     let desktop = [
         ("XDG_CURRENT_DESKTOP", "GNOME"),
@@ -431,9 +485,19 @@ fn ews_and_graph_go_through_the_proxy() {
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Via the proxy"), "{stdout}");
-    let ews_port = ews.url().split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
+    let ews_port = ews
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(
-        proxy.access_log().contains(&format!("CONNECT localhost:{ews_port}")),
+        proxy
+            .access_log()
+            .contains(&format!("CONNECT localhost:{ews_port}")),
         "{}",
         proxy.access_log()
     );
@@ -458,9 +522,19 @@ fn ews_and_graph_go_through_the_proxy() {
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Graph via the proxy"), "{stdout}");
-    let graph_port = graph.url().split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
+    let graph_port = graph
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(
-        proxy.access_log().contains(&format!("CONNECT localhost:{graph_port}")),
+        proxy
+            .access_log()
+            .contains(&format!("CONNECT localhost:{graph_port}")),
         "{}",
         proxy.access_log()
     );
@@ -481,7 +555,12 @@ fn probe_learns_how_long_the_proxy_keeps_an_idle_tunnel() {
         },
     );
     let home = home_for(&d, &format!("proxy = \"{}\"", proxy.url()), "");
-    let out = tb.in_client(|| output_within(home.command(&["probe", "--account", "work", "--max", "90"]), secs(8 * 60)));
+    let out = tb.in_client(|| {
+        output_within(
+            home.command(&["probe", "--account", "work", "--max", "90"]),
+            secs(8 * 60),
+        )
+    });
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -908,7 +908,12 @@ fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
         return;
     }
     let d = Dovecot::start(DovecotOptions::default());
-    d.deliver(USER, "Ann <ann@example.org>", "through the Windows proxy", "1");
+    d.deliver(
+        USER,
+        "Ann <ann@example.org>",
+        "through the Windows proxy",
+        "1",
+    );
     let name = support::tls::NETNS_SERVER_NAME;
     let squid = proxies::Squid::start(
         "127.0.0.1",
@@ -967,7 +972,12 @@ fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
     )
     .unwrap();
     let out = agent.run(&["check"]);
-    assert!(out.status.success(), "{}\n{}", text(&out), squid.cache_log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        squid.cache_log()
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(

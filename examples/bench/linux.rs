@@ -404,7 +404,13 @@ fn cycle_bytes(exe: &Path, d: &Dovecot, target_port: u16, security: &str) -> u64
 /// both directions, read from the client's interface counters in a network-namespace testbed
 /// where mailpulse's connection is the only traffic. Median of 5 cycles. With `proxy`, the
 /// gateway lets nothing out but its Squid, and the session runs through its tunnel.
-fn cycle_frames(exe: &Path, d: &Dovecot, target_port: u16, security: &str, proxy: bool) -> (u64, u64) {
+fn cycle_frames(
+    exe: &Path,
+    d: &Dovecot,
+    target_port: u16,
+    security: &str,
+    proxy: bool,
+) -> (u64, u64) {
     let tb = netns::Testbed::new(3600, netns::GatewayMode::Drop);
     tb.serve(target_port);
     tb.resolve_server_name(tls::NETNS_SERVER_NAME);

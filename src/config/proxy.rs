@@ -65,8 +65,11 @@ impl ProxyUrl {
         } else {
             format!("http://{raw}")
         };
-        let url = url::Url::parse(&with_scheme)
-            .map_err(|e| format!("{text:?} is not a proxy URL ({e}); write e.g. \"http://proxy.example.com:3128\""))?;
+        let url = url::Url::parse(&with_scheme).map_err(|e| {
+            format!(
+                "{text:?} is not a proxy URL ({e}); write e.g. \"http://proxy.example.com:3128\""
+            )
+        })?;
         let kind = match url.scheme() {
             "http" => ProxyKind::Http,
             "socks5" => ProxyKind::Socks5,
@@ -107,9 +110,7 @@ impl ProxyUrl {
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default()
         };
-        let username = Some(url.username())
-            .filter(|u| !u.is_empty())
-            .map(&decode);
+        let username = Some(url.username()).filter(|u| !u.is_empty()).map(&decode);
         let password = url.password().map(decode);
         if in_file && password.is_some() {
             return Err(
@@ -208,7 +209,10 @@ mod tests {
 
     #[test]
     fn the_three_forms_and_their_defaults() {
-        assert_eq!("system".parse::<ProxySetting>().unwrap(), ProxySetting::System);
+        assert_eq!(
+            "system".parse::<ProxySetting>().unwrap(),
+            ProxySetting::System
+        );
         assert_eq!("none".parse::<ProxySetting>().unwrap(), ProxySetting::None);
         let ProxySetting::Manual(p) = "http://bob@proxy.corp:3128".parse().unwrap() else {
             panic!()
@@ -221,13 +225,19 @@ mod tests {
         let ProxySetting::Manual(p) = "socks5h://[::1]".parse().unwrap() else {
             panic!()
         };
-        assert_eq!((p.kind, p.host.as_str(), p.port), (ProxyKind::Socks5h, "::1", 1080));
+        assert_eq!(
+            (p.kind, p.host.as_str(), p.port),
+            (ProxyKind::Socks5h, "::1", 1080)
+        );
         assert_eq!(p.endpoint(), "[::1]:1080");
         // As the environment writes it: no scheme means HTTP; a password is allowed there.
         let (p, pw) = ProxyUrl::parse("proxy.corp:8080", false).unwrap();
         assert_eq!((p.kind, p.port, pw), (ProxyKind::Http, 8080, None));
         let (p, pw) = ProxyUrl::parse("http://a%40b:s%3Acret@proxy:1", false).unwrap();
-        assert_eq!((p.username.as_deref(), pw.as_deref()), (Some("a@b"), Some("s:cret")));
+        assert_eq!(
+            (p.username.as_deref(), pw.as_deref()),
+            (Some("a@b"), Some("s:cret"))
+        );
     }
 
     #[test]
@@ -237,7 +247,10 @@ mod tests {
             ("ftp://proxy:21", "socks5://"),
             ("https://proxy:443", "not supported"),
             ("http://proxy:3128/proxy.pac", "PAC"),
-            ("http://bob:secret@proxy:3128", "mailpulse password set --proxy"),
+            (
+                "http://bob:secret@proxy:3128",
+                "mailpulse password set --proxy",
+            ),
             ("http://:3128", "proxy"),
             ("ftp://bob:secret@proxy:21", "…@proxy"),
         ] {

@@ -483,9 +483,15 @@ pub fn save(
 }
 
 /// Store the proxy's password in the keyring, for the user its URL names.
-pub fn store_proxy_password(setting: &crate::config::ProxySetting, password: &str) -> Result<(), String> {
+pub fn store_proxy_password(
+    setting: &crate::config::ProxySetting,
+    password: &str,
+) -> Result<(), String> {
     let crate::config::ProxySetting::Manual(url) = setting else {
-        return Err("A proxy password is kept for a proxy entered here (\"This proxy\"), with its user.".into());
+        return Err(
+            "A proxy password is kept for a proxy entered here (\"This proxy\"), with its user."
+                .into(),
+        );
     };
     let Some(user) = &url.username else {
         return Err("Enter the proxy's user for its password.".into());

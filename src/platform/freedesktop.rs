@@ -300,7 +300,10 @@ pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
     let Ok(parsed) = url::Url::parse(url) else {
         return Ok(super::SystemProxy::Direct);
     };
-    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
     let port = parsed.port_or_known_default().unwrap_or(443);
     let out = match std::process::Command::new("gsettings")
         .args(["list-recursively", "org.gnome.system.proxy"])

@@ -262,14 +262,21 @@ pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
     use super::proxy_settings::bypass_patterns;
 
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
     let Some(store) = SCDynamicStoreBuilder::new("mailpulse").build() else {
         return Ok(SystemProxy::Direct);
     };
     let Some(dict) = store.get_proxies() else {
         return Ok(SystemProxy::Direct);
     };
-    let value = |k: &'static str| dict.find(CFString::from_static_string(k)).map(|v| v.clone());
+    let value = |k: &'static str| {
+        dict.find(CFString::from_static_string(k))
+            .map(|v| v.clone())
+    };
     let number = |k: &'static str| {
         value(k)
             .and_then(|v: CFType| v.downcast::<CFNumber>())

@@ -39,9 +39,9 @@ compile_error!("mailpulse runs on Linux and the BSDs (freedesktop), Windows and 
 #[cfg(feature = "desktop")]
 pub(crate) mod instance;
 pub(crate) mod login_entry;
-mod proxy_settings;
 #[cfg(all(feature = "desktop", not(freedesktop)))]
 mod native_desktop;
+mod proxy_settings;
 #[cfg(unix)]
 mod unix;
 
@@ -64,11 +64,11 @@ pub(crate) fn tell_credentials_changed(state_dir: &std::path::Path) -> bool {
     }
 }
 pub(crate) use os::system_proxy;
-pub(crate) use proxy_settings::{SystemProxy, no_proxy_matches};
 pub(crate) use os::{
     KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, kill_hook_group, network_id,
     replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
 };
+pub(crate) use proxy_settings::{SystemProxy, no_proxy_matches};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -37,8 +37,7 @@ pub(crate) fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
             // `name:port` / `[v6]:port` / `v4:port`; a bare IPv6 address has colons too.
             let (name, want_port) = match entry.rsplit_once(':') {
                 Some((n, p))
-                    if p.parse::<u16>().is_ok()
-                        && (n.ends_with(']') || !n.contains(':')) =>
+                    if p.parse::<u16>().is_ok() && (n.ends_with(']') || !n.contains(':')) =>
                 {
                     (n.to_owned(), p.parse::<u16>().ok())
                 }
@@ -66,11 +65,19 @@ fn in_cidr(ip: std::net::IpAddr, net: &str, bits: &str) -> bool {
     };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -200,7 +207,9 @@ pub(crate) fn from_gsettings(listing: &str, scheme: &str, host: &str, port: u16)
     }
     let server = |schema: &str| {
         let h = get(schema, "host").filter(|h| !h.is_empty())?;
-        let p = get(schema, "port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0)?;
+        let p = get(schema, "port")
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0)?;
         Some(if h.contains(':') {
             format!("[{h}]:{p}")
         } else {
@@ -229,19 +238,37 @@ mod tests {
 
     #[test]
     fn winhttp_lists() {
-        assert_eq!(pick_from_list("proxy:8080", "https").as_deref(), Some("http://proxy:8080"));
+        assert_eq!(
+            pick_from_list("proxy:8080", "https").as_deref(),
+            Some("http://proxy:8080")
+        );
         let list = "http=web:80;https=secure:3128;socks=sock:1080";
-        assert_eq!(pick_from_list(list, "https").as_deref(), Some("http://secure:3128"));
-        assert_eq!(pick_from_list(list, "http").as_deref(), Some("http://web:80"));
-        assert_eq!(pick_from_list("socks=sock:1080", "https").as_deref(), Some("socks5://sock:1080"));
+        assert_eq!(
+            pick_from_list(list, "https").as_deref(),
+            Some("http://secure:3128")
+        );
+        assert_eq!(
+            pick_from_list(list, "http").as_deref(),
+            Some("http://web:80")
+        );
+        assert_eq!(
+            pick_from_list("socks=sock:1080", "https").as_deref(),
+            Some("socks5://sock:1080")
+        );
         assert_eq!(pick_from_list("", "https"), None);
     }
 
     #[test]
     fn pac_answers() {
-        assert_eq!(pick_from_pac("PROXY p:3128; DIRECT"), Some(Some("http://p:3128".into())));
+        assert_eq!(
+            pick_from_pac("PROXY p:3128; DIRECT"),
+            Some(Some("http://p:3128".into()))
+        );
         assert_eq!(pick_from_pac("DIRECT"), Some(None));
-        assert_eq!(pick_from_pac("SOCKS5 s:1080"), Some(Some("socks5://s:1080".into())));
+        assert_eq!(
+            pick_from_pac("SOCKS5 s:1080"),
+            Some(Some("socks5://s:1080".into()))
+        );
         assert_eq!(pick_from_pac("nonsense"), None);
     }
 
@@ -270,11 +297,23 @@ mod tests {
                 source: "the desktop's proxy settings (GNOME)".into()
             }
         );
-        assert_eq!(from_gsettings(listing, "https", "nas.lan", 993), SystemProxy::Direct);
-        assert_eq!(from_gsettings(listing, "http", "a.b", 80), SystemProxy::Direct);
+        assert_eq!(
+            from_gsettings(listing, "https", "nas.lan", 993),
+            SystemProxy::Direct
+        );
+        assert_eq!(
+            from_gsettings(listing, "http", "a.b", 80),
+            SystemProxy::Direct
+        );
         let auto = listing.replace("'manual'", "'auto'");
-        assert!(matches!(from_gsettings(&auto, "https", "a.b", 1), SystemProxy::Unsupported(_)));
+        assert!(matches!(
+            from_gsettings(&auto, "https", "a.b", 1),
+            SystemProxy::Unsupported(_)
+        ));
         let none = listing.replace("'manual'", "'none'");
-        assert_eq!(from_gsettings(&none, "https", "a.b", 1), SystemProxy::Direct);
+        assert_eq!(
+            from_gsettings(&none, "https", "a.b", 1),
+            SystemProxy::Direct
+        );
     }
 }

@@ -256,7 +256,7 @@ mod proxy {
     };
 
     use crate::platform::SystemProxy;
-    use crate::platform::proxy_settings::{pick_from_list, pick_from_pac, bypass_patterns};
+    use crate::platform::proxy_settings::{bypass_patterns, pick_from_list, pick_from_pac};
 
     fn wide(s: &str) -> Vec<u16> {
         s.encode_utf16().chain(std::iter::once(0)).collect()
@@ -281,7 +281,11 @@ mod proxy {
     pub(crate) fn system_proxy(url: &str) -> Result<SystemProxy, String> {
         let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
         let scheme = parsed.scheme().to_owned();
-        let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
         // SAFETY: the struct is plain data that WinHTTP fills; its strings are taken (and
         // freed) right after.
         #[allow(unsafe_code)]
@@ -356,7 +360,13 @@ mod proxy {
         // closed on every path; the answer's strings are taken (and freed).
         #[allow(unsafe_code)]
         unsafe {
-            let session = WinHttpOpen(agent.as_ptr(), WINHTTP_ACCESS_TYPE_NO_PROXY, null(), null(), 0);
+            let session = WinHttpOpen(
+                agent.as_ptr(),
+                WINHTTP_ACCESS_TYPE_NO_PROXY,
+                null(),
+                null(),
+                0,
+            );
             if session.is_null() {
                 return None;
             }
@@ -367,7 +377,8 @@ mod proxy {
             }
             if auto_detect {
                 opts.dwFlags |= WINHTTP_AUTOPROXY_AUTO_DETECT;
-                opts.dwAutoDetectFlags = WINHTTP_AUTO_DETECT_TYPE_DHCP | WINHTTP_AUTO_DETECT_TYPE_DNS_A;
+                opts.dwAutoDetectFlags =
+                    WINHTTP_AUTO_DETECT_TYPE_DHCP | WINHTTP_AUTO_DETECT_TYPE_DNS_A;
             }
             opts.fAutoLogonIfChallenged = 1;
             let mut info: WINHTTP_PROXY_INFO = std::mem::zeroed();
@@ -375,7 +386,9 @@ mod proxy {
             let error = GetLastError();
             WinHttpCloseHandle(session);
             if !ok {
-                tracing::debug!("no proxy from the PAC script / auto-detection (WinHTTP error {error})");
+                tracing::debug!(
+                    "no proxy from the PAC script / auto-detection (WinHTTP error {error})"
+                );
                 return None;
             }
             let list = take(info.lpszProxy);
@@ -388,9 +401,12 @@ mod proxy {
                 return Some(SystemProxy::Direct);
             }
             // WinHTTP gives "host:port; host2:port2" (PAC's PROXY entries): the first.
-            let first = list
-                .as_deref()
-                .and_then(|l| l.split(';').map(str::trim).find(|e| !e.is_empty()).map(str::to_owned));
+            let first = list.as_deref().and_then(|l| {
+                l.split(';')
+                    .map(str::trim)
+                    .find(|e| !e.is_empty())
+                    .map(str::to_owned)
+            });
             match first.and_then(|f| pick_from_pac(&format!("PROXY {f}")).flatten()) {
                 Some(url) => Some(SystemProxy::Proxy { url, source }),
                 None => Some(SystemProxy::Direct),

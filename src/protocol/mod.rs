@@ -10,8 +10,8 @@ pub(crate) mod graph;
 pub(crate) mod http;
 pub mod imap;
 pub(crate) mod net;
-pub(crate) mod tunnel;
 mod schannel_errors;
+pub(crate) mod tunnel;
 pub(crate) mod uid_map;
 
 use std::sync::Arc;

@@ -39,8 +39,14 @@ pub(crate) async fn tunnel(
                     "cannot reach {name} (from {}): {}",
                     hop.source,
                     e.message
-                        .replace("; check the port and that the server is running", "; check the proxy setting and that the proxy is running")
-                        .replace("; check the host name and your network connection", "; check the proxy setting")
+                        .replace(
+                            "; check the port and that the server is running",
+                            "; check the proxy setting and that the proxy is running"
+                        )
+                        .replace(
+                            "; check the host name and your network connection",
+                            "; check the proxy setting"
+                        )
                 ),
             )
         })?;
@@ -53,7 +59,10 @@ pub(crate) async fn tunnel(
     };
     match tokio::time::timeout(rt, asked).await {
         Ok(Ok(())) => {
-            tracing::debug!("tunnel to {host}:{port} through {name} (from {})", hop.source);
+            tracing::debug!(
+                "tunnel to {host}:{port} through {name} (from {})",
+                hop.source
+            );
             Ok(tcp)
         }
         Ok(Err(e)) => Err(e),
@@ -105,7 +114,8 @@ async fn http_connect(
     };
     let mut bytes = request.clone().into_bytes();
     if let Some(c) = &credentials {
-        bytes.extend_from_slice(format!("Proxy-Authorization: Basic {}\r\n", c.expose()).as_bytes());
+        bytes
+            .extend_from_slice(format!("Proxy-Authorization: Basic {}\r\n", c.expose()).as_bytes());
     }
     bytes.extend_from_slice(b"\r\n");
     request.clear();
@@ -124,7 +134,9 @@ async fn http_connect(
         if head.len() >= MAX_HEAD {
             return Err(ProtoError::new(
                 ErrorKind::Protocol,
-                format!("{name} answered the tunnel request with more than {MAX_HEAD} bytes of header"),
+                format!(
+                    "{name} answered the tunnel request with more than {MAX_HEAD} bytes of header"
+                ),
             ));
         }
         let b = tcp.read_u8().await.map_err(lost)?;
@@ -144,15 +156,15 @@ async fn http_connect(
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let _version = parts.next();
-    let code: u16 = parts
-        .next()
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            ProtoError::new(
-                ErrorKind::Protocol,
-                format!("{name} answered the tunnel request with {:?}", super::net::clip(status_line)),
-            )
-        })?;
+    let code: u16 = parts.next().and_then(|c| c.parse().ok()).ok_or_else(|| {
+        ProtoError::new(
+            ErrorKind::Protocol,
+            format!(
+                "{name} answered the tunnel request with {:?}",
+                super::net::clip(status_line)
+            ),
+        )
+    })?;
     let reason = super::net::clip(parts.next().unwrap_or_default().trim());
     if (200..300).contains(&code) {
         return Ok(());
@@ -316,7 +328,11 @@ mod tests {
         };
         let e = proxy_auth_error(&hop, "407 Proxy Authentication Required", &["basic".into()]);
         assert_eq!(e.kind, ErrorKind::Auth);
-        assert!(e.message.contains("http://USER@proxy.corp:3128"), "{}", e.message);
+        assert!(
+            e.message.contains("http://USER@proxy.corp:3128"),
+            "{}",
+            e.message
+        );
         let e = proxy_auth_error(&hop, "407", &["negotiate".into(), "ntlm".into()]);
         assert!(e.message.contains("negotiate, ntlm"), "{}", e.message);
     }

@@ -61,8 +61,15 @@ impl Home {
         // `proxy = "system"` is the default: the machine's own proxy settings stay out of the
         // tests (tests/proxy.rs sets them where it means to).
         for var in [
-            "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY",
-            "no_proxy", "NO_PROXY", "XDG_CURRENT_DESKTOP",
+            "all_proxy",
+            "ALL_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "HTTP_PROXY",
+            "no_proxy",
+            "NO_PROXY",
+            "XDG_CURRENT_DESKTOP",
         ] {
             c.env_remove(var);
         }

@@ -727,15 +727,33 @@ impl Testbed {
         self.gw_exec(
             "nft",
             &[
-                "insert", "rule", "inet", "mailpulse_nat", "forward", "iifname", GW_CLIENT_IF, "ct",
-                "state", "new", "drop",
+                "insert",
+                "rule",
+                "inet",
+                "mailpulse_nat",
+                "forward",
+                "iifname",
+                GW_CLIENT_IF,
+                "ct",
+                "state",
+                "new",
+                "drop",
             ],
         );
         self.gw_exec(
             "nft",
             &[
-                "add", "rule", "inet", "mailpulse_nat", "input", "iifname", GW_CLIENT_IF, "tcp",
-                "dport", &format!("{{ {} }}", ports.join(", ")), "accept",
+                "add",
+                "rule",
+                "inet",
+                "mailpulse_nat",
+                "input",
+                "iifname",
+                GW_CLIENT_IF,
+                "tcp",
+                "dport",
+                &format!("{{ {} }}", ports.join(", ")),
+                "accept",
             ],
         );
     }

@@ -55,7 +55,14 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 /// Waits until `addr:port` accepts a connection (inside `netns` when given).
-fn wait_listening(netns: Option<&str>, addr: &str, port: u16, child: &mut Child, what: &str, log: &dyn Fn() -> String) {
+fn wait_listening(
+    netns: Option<&str>,
+    addr: &str,
+    port: u16,
+    child: &mut Child,
+    what: &str,
+    log: &dyn Fn() -> String,
+) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let target = format!("{addr}:{port}");
@@ -63,7 +70,9 @@ fn wait_listening(netns: Option<&str>, addr: &str, port: u16, child: &mut Child,
             Some(ns) => super::netns::in_netns(ns, || {
                 TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(1)).is_ok()
             }),
-            None => TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(1)).is_ok(),
+            None => {
+                TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(1)).is_ok()
+            }
         };
         if up {
             return;
@@ -71,7 +80,11 @@ fn wait_listening(netns: Option<&str>, addr: &str, port: u16, child: &mut Child,
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited ({status}) before listening:\n{}", log());
         }
-        assert!(Instant::now() < deadline, "{what} not listening on {target} after {START_TIMEOUT:?}:\n{}", log());
+        assert!(
+            Instant::now() < deadline,
+            "{what} not listening on {target} after {START_TIMEOUT:?}:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -153,12 +166,20 @@ impl Squid {
         let start: Box<dyn Fn() -> Command + Send> = match gateway {
             Some((_, cmd)) => Box::new(move || {
                 let mut c = cmd("squid");
-                c.arg("-N").arg("-n").arg(&service).arg("-f").arg(&conf_path);
+                c.arg("-N")
+                    .arg("-n")
+                    .arg(&service)
+                    .arg("-f")
+                    .arg(&conf_path);
                 c
             }),
             None => Box::new(move || {
                 let mut c = Command::new("squid");
-                c.arg("-N").arg("-n").arg(&service).arg("-f").arg(&conf_path);
+                c.arg("-N")
+                    .arg("-n")
+                    .arg(&service)
+                    .arg("-f")
+                    .arg(&conf_path);
                 c
             }),
         };
@@ -184,9 +205,14 @@ impl Squid {
             .spawn()
             .expect("start squid (Debian package squid)");
         let dir = self.dir.path().to_owned();
-        wait_listening(self.netns.as_deref(), &self.addr, self.port, &mut child, "squid", &|| {
-            std::fs::read_to_string(dir.join("cache.log")).unwrap_or_default()
-        });
+        wait_listening(
+            self.netns.as_deref(),
+            &self.addr,
+            self.port,
+            &mut child,
+            "squid",
+            &|| std::fs::read_to_string(dir.join("cache.log")).unwrap_or_default(),
+        );
         self.child = Some(child);
     }
 
@@ -202,7 +228,10 @@ impl Squid {
 
     /// Requests answered with `status` (e.g. `TCP_DENIED/407`) so far.
     pub fn count(&self, status: &str) -> usize {
-        self.access_log().lines().filter(|l| l.contains(status)).count()
+        self.access_log()
+            .lines()
+            .filter(|l| l.contains(status))
+            .count()
     }
 
     pub fn cache_log(&self) -> String {

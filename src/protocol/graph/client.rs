@@ -280,7 +280,11 @@ impl Http {
         {
             // Honour the hint: nothing is sent before it ran out (the engine retries later).
             return Err(shared
-                .throttled(asked, until.saturating_duration_since(Instant::now()), status)
+                .throttled(
+                    asked,
+                    until.saturating_duration_since(Instant::now()),
+                    status,
+                )
                 .into());
         }
         let path = shared.target(target)?;

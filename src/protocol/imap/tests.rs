@@ -301,7 +301,9 @@ fn a_noop_on_a_closed_connection_is_an_error() {
                     return;
                 };
                 let tag = login.split(' ').next().unwrap_or("*").to_owned();
-                let _ = w.write_all(format!("{tag} OK logged in\r\n").as_bytes()).await;
+                let _ = w
+                    .write_all(format!("{tag} OK logged in\r\n").as_bytes())
+                    .await;
                 let _ = lines.next_line().await;
                 let _ = w.shutdown().await;
             });
@@ -322,7 +324,10 @@ fn a_noop_on_a_closed_connection_is_an_error() {
                 assert!(result.is_err(), "a closed connection passed for alive");
             } else {
                 // The upstream behaviour this works around; when it changes, so can we.
-                assert!(result.is_ok(), "async-imap's noop now notices the end: {result:?}");
+                assert!(
+                    result.is_ok(),
+                    "async-imap's noop now notices the end: {result:?}"
+                );
             }
             script.abort();
         }
