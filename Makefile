@@ -56,7 +56,7 @@ bench-smoke:
 	target/debug/examples/bench --quick target/debug/mailpulse
 
 # Windows and macOS on every change: lib, bins, tests and examples, with and without the desktop
-# shell, type-checked and clippy-clean (`clippy` is `check` plus the lints, so one pass does both).
+# shell (and this machine with OpenSSL, the `native-tls` feature), type-checked and clippy-clean (`clippy` is `check` plus the lints, so one pass does both).
 # Nothing is linked: the Apple targets' one C file (objc2-exception-helper) goes to a stand-in
 # compiler. `rustup target add` is in scripts/install-deps.sh.
 CROSS_TARGETS := x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin
@@ -68,6 +68,8 @@ cross-check: test-deps
 	      $(CARGO) clippy --locked --target $$t --all-targets $$f -- -D warnings; \
 	  done; \
 	done
+	@echo "== cross-check this machine, --features native-tls (OpenSSL instead of rustls)"
+	$(CARGO) clippy --locked --all-targets --no-default-features --features native-tls -- -D warnings
 
 lint:
 	$(CARGO) fmt --check

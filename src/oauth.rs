@@ -7,7 +7,7 @@
 //! PKCE verifier are [`Secret`]s and never reach a log line, an error message, argv or a panic:
 //! token endpoint bodies are parsed, never echoed, and ureq's own logging is capped at `warn`.
 //!
-//! The HTTP client is ureq (blocking, small, native-tls so the system's trust store applies); it
+//! The HTTP client is ureq (blocking, small, on the mail connections' TLS and trust store); it
 //! runs on tokio's blocking pool from async code.
 
 use std::io::{BufRead, BufReader, Write};
@@ -169,10 +169,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 /// An agent for one request to `url`, through the proxy the account's setting gives for it
 /// (ureq's own reading of the environment is not used: `proxy = "none"` means none).
 fn agent(url: &str, account: &Account) -> Result<ureq::Agent, OAuthError> {
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::NativeTls)
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .build();
+    let tls = crate::protocol::tls::http_config();
     let parsed = url::Url::parse(url).map_err(|e| OAuthError::Network {
         url: url.to_owned(),
         detail: e.to_string(),

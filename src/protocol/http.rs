@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::config::Account;
 use crate::error::ProtoError;
-use crate::protocol::net::{self, Io, Tls};
+use crate::protocol::net::{self, Io};
+use crate::protocol::tls::Tls;
 use crate::proxy::Purpose;
 
 /// A new connection to an HTTP server of `account` (EWS, Graph): TCP with the deadline (through
@@ -51,7 +52,7 @@ pub(crate) async fn connect(
     let stream = tls
         .connect(host, tcp, rt, &endpoint, "check the port in url")
         .await?;
-    Ok(Conn::new(Box::new(stream)))
+    Ok(Conn::new(stream))
 }
 
 /// The longest header section we accept.

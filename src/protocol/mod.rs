@@ -10,7 +10,7 @@ pub(crate) mod graph;
 pub(crate) mod http;
 pub mod imap;
 pub(crate) mod net;
-mod schannel_errors;
+pub(crate) mod tls;
 pub(crate) mod tunnel;
 pub(crate) mod uid_map;
 

@@ -44,7 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::xml::{El, EwsError};
 use super::http::{Conn, Head, HttpError};
-use super::net::{Tls, clip};
+use super::net::clip;
+use super::tls::Tls;
 use super::{Connector, FolderInfo, Session, Wake};
 use crate::config::{Account, AuthMethod, KeepAlive, distinguished_folder};
 use crate::error::{ErrorKind, ProtoError};

@@ -32,7 +32,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::http::{Conn, Head, HttpError};
-use super::net::{Tls, clip};
+use super::net::clip;
+use super::tls::Tls;
 use super::uid_map::{Found, UidMap};
 use super::{Connector, FolderInfo, Session};
 use crate::config::{Account, KeepAlive};

@@ -18,7 +18,8 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::net::{self, Bounded, Io, Stream, Tls, clip};
+use super::net::{self, Bounded, Io, Stream, clip};
+use super::tls::Tls;
 use super::{Connector, FolderInfo, Probe, Session, Wake};
 
 mod parse;
@@ -158,7 +159,7 @@ impl ImapConnector {
                 &not_tls,
             )
             .await?;
-        Ok(Box::new(stream))
+        Ok(stream)
     }
 
     /// Connect and authenticate; returns the session and whether the server can IDLE.
