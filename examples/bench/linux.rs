@@ -841,12 +841,12 @@ fn desktop_figures(exe: &Path, quick: bool, figures: &mut Vec<Figure>) {
     figures.push(Figure {
         name: "idle memory of the tray (settings closed)".into(),
         value: format!(
-            "RSS {:.1} MB, private {:.1} MB",
+            "RSS {:.1} MiB, private {:.1} MiB",
             p.rss_kib as f64 / 1024.0,
             p.private_kib as f64 / 1024.0
         ),
         floor: "—".into(),
-        target: "private ≤ 30 MB".into(),
+        target: "private ≤ 30 MiB".into(),
         ok: Some(p.private_kib <= 30 * 1024),
         how: "/proc/PID/smaps_rollup of the tray process".into(),
     });
