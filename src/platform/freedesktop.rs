@@ -331,6 +331,19 @@ pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpK
         .with_retries(3)
 }
 
+/// Before the client writes: the answers to what it writes are ACKed together, not one by one.
+/// After a quiet minute Linux ACKs each arriving segment at once ("quick ACK" mode, for a
+/// sender that may have lost its window); a keep-alive cycle's three answers then cost three
+/// lone ACKs on the link. Leaving quick-ACK mode lets one delayed ACK (or the next command)
+/// carry them: fewer packets per cycle, nothing later that matters (the answers are read as they
+/// come; only the server's knowledge that they arrived waits up to the delayed-ACK timer).
+pub(crate) fn ack_answers_together(tcp: &tokio::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(tcp).set_tcp_quickack(false);
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp;
+}
+
 /// What opens a folder or URL with the desktop's default handler.
 pub(crate) const OPENER: &str = "xdg-open";
 

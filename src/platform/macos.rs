@@ -334,6 +334,9 @@ pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
     Ok(SystemProxy::Direct)
 }
 
+/// Before the client writes ([`crate::platform`]'s freedesktop room explains): macOS has no quick-ACK switch (its delayed ACKs are the default).
+pub(crate) fn ack_answers_together(_tcp: &tokio::net::TcpStream) {}
+
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
         .with_time(time)

@@ -15,6 +15,7 @@
 //! | `shell_std(line)`, `hook_std(line)`, `kill_hook_group(pid)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c` in a process group of its own, killed as a group; on Windows no shell); what opens a file or URL (`open_with_desktop` and `spawn_reaped` here) |
 //! | `system_proxy(url)` | the OS's proxy for a URL: GNOME's settings (`gsettings`), WinHTTP (manual, PAC, auto-detection), System Configuration; read by `proxy_settings` |
 //! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
+//! | `ack_answers_together(tcp)` | before a write: the answers' ACKs delayed and combined (Linux leaves quick-ACK mode) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
 //! | `desktop::…` (feature `desktop`) | display, environment, webview, the toasts' OS part, termination |
 //!
@@ -65,8 +66,9 @@ pub(crate) fn tell_credentials_changed(state_dir: &std::path::Path) -> bool {
 }
 pub(crate) use os::system_proxy;
 pub(crate) use os::{
-    KEYRING_UNAVAILABLE_HINT, Signals, credential_store, hook_std, kill_hook_group, network_id,
-    replace_process, shell_std, spawn_wake_sources, suspended_so_far, tcp_keepalive,
+    KEYRING_UNAVAILABLE_HINT, Signals, ack_answers_together, credential_store, hook_std,
+    kill_hook_group, network_id, replace_process, shell_std, spawn_wake_sources, suspended_so_far,
+    tcp_keepalive,
 };
 pub(crate) use proxy_settings::{SystemProxy, no_proxy_matches};
 

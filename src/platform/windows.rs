@@ -415,6 +415,9 @@ mod proxy {
     }
 }
 
+/// Before the client writes ([`crate::platform`]'s freedesktop room explains): Windows has no per-socket quick-ACK switch (its delayed ACKs are the default).
+pub(crate) fn ack_answers_together(_tcp: &tokio::net::TcpStream) {}
+
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
         .with_time(time)

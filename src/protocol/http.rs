@@ -47,10 +47,16 @@ pub(crate) async fn connect(
         if !warned_plain.swap(true, Ordering::Relaxed) {
             tracing::warn!(account = %account.name, "plain http: {secret} travels unencrypted to {endpoint}");
         }
-        return Ok(Conn::new(Box::new(tcp)));
+        return Ok(Conn::new(Box::new(net::LazyAck::new(tcp, true))));
     }
     let stream = tls
-        .connect(host, tcp, rt, &endpoint, "check the port in url")
+        .connect(
+            host,
+            net::LazyAck::new(tcp, true),
+            rt,
+            &endpoint,
+            "check the port in url",
+        )
         .await?;
     Ok(Conn::new(stream))
 }

@@ -118,6 +118,60 @@ pub(crate) fn set_tcp_keepalive(tcp: &tokio::net::TcpStream, quiet: Duration) {
     }
 }
 
+/// A TCP stream that, before each write, asks the OS to ACK the answers together
+/// (`platform::ack_answers_together`): what the client writes is a command, what follows is its
+/// answers, and a lone ACK for each of them is a packet on the link for nothing. A write is a
+/// command (`Bounded` holds a command until its flush), so this is one system call per command.
+#[derive(Debug)]
+pub(crate) struct LazyAck {
+    tcp: tokio::net::TcpStream,
+    lazy: bool,
+}
+
+impl LazyAck {
+    /// `lazy` off leaves the OS's ACKs alone (the adaptive probe measures a silent path as is).
+    pub(crate) fn new(tcp: tokio::net::TcpStream, lazy: bool) -> LazyAck {
+        LazyAck { tcp, lazy }
+    }
+}
+
+impl AsyncRead for LazyAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LazyAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.lazy {
+            crate::platform::ack_answers_together(&self.tcp);
+        }
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
 /// The most a server may announce for one literal (`{N}` at a line's end). mailpulse fetches
 /// UIDs, flags, envelopes and dates, never a body: a sane envelope string is a few hundred bytes.
 pub(crate) const MAX_LITERAL: u64 = 1 << 20;

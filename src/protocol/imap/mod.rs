@@ -144,7 +144,7 @@ impl ImapConnector {
         net::set_tcp_keepalive(tcp, quiet);
     }
 
-    async fn tls(&self, tcp: TcpStream) -> Result<Stream, ProtoError> {
+    async fn tls<S: Io + 'static>(&self, tcp: S) -> Result<Stream, ProtoError> {
         let not_tls = format!(
             "try security = \"starttls\" with port 143 (port {} now)",
             self.account.effective_port()
@@ -179,7 +179,7 @@ impl ImapConnector {
         if !self.account.auth.is_oauth() {
             check_credentials(&self.account.username, &secret)?;
         }
-        let tcp = self.tcp(probe).await?;
+        let tcp = net::LazyAck::new(self.tcp(probe).await?, !probe);
         let stream: Stream = match self.account.security {
             Security::Tls => self.tls(tcp).await?,
             Security::Starttls => {
