@@ -45,6 +45,10 @@ pub(crate) enum Problem {
     Untrusted,
     /// Trusted, but issued for another name.
     WrongName,
+    /// Names no host in subjectAltName (only in the Common Name, which browsers and rustls no
+    /// longer read: old self-made certificates of on-premises servers).
+    #[cfg_attr(platform_tls, allow(dead_code))]
+    NoAltName,
     /// Not trusted or for another name: the implementation does not say which (OpenSSL's words).
     #[cfg_attr(not(platform_tls), allow(dead_code))]
     UntrustedOrWrongName,
@@ -90,6 +94,11 @@ fn advice(
         Problem::WrongName => format!(
             "the certificate of {host} is for another name: use the host name the certificate \
              names in `host`"
+        ),
+        Problem::NoAltName => format!(
+            "the certificate of {host} names no host in its subjectAltName field (only in the old \
+             Common Name, which browsers and mailpulse no longer accept): the server's \
+             administrator must issue one with {host} as a subjectAltName"
         ),
         Problem::Expired => format!(
             "the certificate of {host} has expired or is not valid yet: check this computer's \
@@ -305,6 +314,7 @@ mod tests {
         for p in [
             Problem::Untrusted,
             Problem::WrongName,
+            Problem::NoAltName,
             Problem::UntrustedOrWrongName,
             Problem::Expired,
             Problem::Revoked,

@@ -78,6 +78,11 @@ fn problem(e: &std::io::Error) -> Problem {
     match tls {
         rustls::Error::InvalidCertificate(c) => {
             match c {
+                CertificateError::NotValidForNameContext { presented, .. }
+                    if presented.is_empty() =>
+                {
+                    Problem::NoAltName
+                }
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => Problem::WrongName,
                 CertificateError::Expired
@@ -125,6 +130,21 @@ mod tests {
             problem(&cert(CertificateError::UnknownIssuer)),
             Problem::Untrusted
         );
+        let name = || ServerName::try_from("mail.example.org").unwrap();
+        assert_eq!(
+            problem(&cert(CertificateError::NotValidForNameContext {
+                expected: name(),
+                presented: vec!["other.example.org".into()],
+            })),
+            Problem::WrongName
+        );
+        assert_eq!(
+            problem(&cert(CertificateError::NotValidForNameContext {
+                expected: name(),
+                presented: vec![],
+            })),
+            Problem::NoAltName
+        );
         assert_eq!(
             problem(&cert(CertificateError::NotValidForName)),
             Problem::WrongName
@@ -141,5 +161,58 @@ mod tests {
             problem(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
             Problem::Other
         );
+    }
+
+    /// An old self-made certificate that names its host only in the Common Name, served by
+    /// OpenSSL: refused (as browsers refuse it), with what the administrator must change.
+    #[tokio::test]
+    async fn a_certificate_without_subject_alt_name_is_refused_with_its_reason() {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "old CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf = leaf.signed_by(&key, &issuer).unwrap();
+        let identity =
+            native_tls::Identity::from_pkcs8(leaf.pem().as_bytes(), key.serialize_pem().as_bytes())
+                .unwrap();
+        let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            // The client gives up in the handshake: the error is the client's to report.
+            let _ = acceptor.accept(tcp);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let e = super::super::Tls::new(Some(ca_file))
+            .connect(
+                "localhost",
+                tcp,
+                std::time::Duration::from_secs(10),
+                "localhost:993",
+                "",
+            )
+            .await
+            .expect_err("a certificate without subjectAltName is not accepted");
+        assert!(
+            e.message.starts_with(
+                "the certificate of localhost names no host in its subjectAltName field"
+            ),
+            "{}",
+            e.message
+        );
+        server.join().unwrap();
     }
 }
