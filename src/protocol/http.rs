@@ -40,7 +40,15 @@ pub(crate) async fn connect(
     } else {
         Purpose::Https
     };
-    let tcp = net::connect_tcp(host, port, rt, " in url", account.proxy_setting(), purpose).await?;
+    let tcp = crate::protocol::tunnel::connect_tcp(
+        host,
+        port,
+        rt,
+        " in url",
+        account.proxy_setting(),
+        purpose,
+    )
+    .await?;
     let _ = tcp.set_nodelay(true);
     net::set_tcp_keepalive(&tcp, quiet);
     if purpose == Purpose::Http {

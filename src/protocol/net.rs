@@ -24,30 +24,6 @@ pub(crate) fn clip(s: &str) -> String {
     }
 }
 
-/// TCP to `host:port` the way `proxy` says — straight, or through the tunnel of an HTTP or
-/// SOCKS5 proxy (`crate::proxy`, `tunnel.rs`) — each step within `rt`: the one connect every backend shares.
-/// `setting` names where the user wrote host and port ("" for IMAP's own fields, " in url" for
-/// EWS and Graph), so a hint points at the right field. Socket tuning is left to the caller
-/// (through a proxy it tunes the connection to the proxy: the one this machine's NAT sees).
-pub(crate) async fn connect_tcp(
-    host: &str,
-    port: u16,
-    rt: Duration,
-    setting: &str,
-    proxy: &crate::config::ProxySetting,
-    purpose: crate::proxy::Purpose,
-) -> Result<tokio::net::TcpStream, ProtoError> {
-    match crate::proxy::route_async(proxy, purpose, host, port).await? {
-        (Some(hop), _) => super::tunnel::tunnel(&hop, host, port, rt, purpose).await,
-        (None, note) => {
-            if let Some(note) = note {
-                tracing::debug!("{host}:{port}: direct, {note}");
-            }
-            connect_direct(host, port, rt, setting).await
-        }
-    }
-}
-
 /// Resolve `host` and open TCP to the first of its addresses that answers, each step within
 /// `rt`, with errors that say what to check.
 pub(crate) async fn connect_direct(

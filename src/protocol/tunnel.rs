@@ -5,6 +5,9 @@
 //! traffic, so a proxy that closes idle tunnels is found and learned like a NAT that forgets
 //! idle flows.
 //!
+//! `connect_tcp` is the one TCP connect every backend shares: straight (`net::connect_direct`)
+//! or through the tunnel.
+//!
 //! Errors name the hop that failed: the proxy unreachable, the proxy refusing the tunnel (with
 //! its status), the proxy wanting credentials, the server unreachable from the proxy.
 
@@ -17,6 +20,30 @@ use crate::config::ProxyKind;
 use crate::error::{ErrorKind, ProtoError};
 use crate::proxy::{Hop, Purpose};
 use crate::secret::Secret;
+
+/// TCP to `host:port` the way `proxy` says — straight, or through the tunnel of an HTTP or
+/// SOCKS5 proxy (`crate::proxy`, [`tunnel`]) — each step within `rt`: the one connect every backend shares.
+/// `setting` names where the user wrote host and port ("" for IMAP's own fields, " in url" for
+/// EWS and Graph), so a hint points at the right field. Socket tuning is left to the caller
+/// (through a proxy it tunes the connection to the proxy: the one this machine's NAT sees).
+pub(crate) async fn connect_tcp(
+    host: &str,
+    port: u16,
+    rt: Duration,
+    setting: &str,
+    proxy: &crate::config::ProxySetting,
+    purpose: crate::proxy::Purpose,
+) -> Result<tokio::net::TcpStream, ProtoError> {
+    match crate::proxy::route_async(proxy, purpose, host, port).await? {
+        (Some(hop), _) => tunnel(&hop, host, port, rt, purpose).await,
+        (None, note) => {
+            if let Some(note) = note {
+                tracing::debug!("{host}:{port}: direct, {note}");
+            }
+            super::net::connect_direct(host, port, rt, setting).await
+        }
+    }
+}
 
 /// The most a proxy's answer to CONNECT may hold before its blank line.
 const MAX_HEAD: usize = 16 << 10;

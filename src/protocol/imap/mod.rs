@@ -101,7 +101,7 @@ impl ImapConnector {
     }
 
     async fn tcp(&self, probe: bool) -> Result<TcpStream, ProtoError> {
-        let tcp = net::connect_tcp(
+        let tcp = super::tunnel::connect_tcp(
             &self.account.host,
             self.account.effective_port(),
             self.rt(),
