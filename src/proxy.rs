@@ -2,7 +2,7 @@
 //! URL, or under `"system"` (the default), in order, the usual environment variables
 //! (`https_proxy`, `all_proxy`, … with `no_proxy`) and the OS's own proxy settings
 //! (`platform::system_proxy`: WinHTTP with PAC and auto-detection on Windows, System
-//! Configuration on macOS, GNOME's settings on Linux). The tunnel itself is
+//! Configuration on macOS, KDE's or GNOME's settings on Linux, each with its PAC script). The tunnel itself is
 //! `protocol::tunnel`'s; the OAuth token requests (ureq) take the same route.
 
 use crate::config::{ProxyKind, ProxySetting, ProxyUrl};

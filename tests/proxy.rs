@@ -444,6 +444,74 @@ fn system_takes_the_environment_then_the_desktop_settings() {
         )),
         "{err}"
     );
+
+    // "Automatic" with a PAC script: the script sends the mail domain through Squid.
+    let pac = gsettings.path().join("proxy.pac");
+    std::fs::write(
+        &pac,
+        format!(
+            "function FindProxyForURL(url, host) {{\n\
+               if (isPlainHostName(host)) return \"DIRECT\";\n\
+               if (dnsDomainIs(host, \".mailpulse.test\")) return \"PROXY {}:{SQUID_PORT}; DIRECT\";\n\
+               return \"DIRECT\";\n\
+             }}\n",
+            tb.gateway_client_ip()
+        ),
+    )
+    .unwrap();
+    let pac_url = format!("file://{}", pac.display());
+    gs(&["set", "org.gnome.system.proxy", "mode", "auto"]);
+    gs(&["set", "org.gnome.system.proxy", "autoconfig-url", &pac_url]);
+    let (ok, out, err) = check(&tb, &home, &desktop);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "through {url} (from the desktop's proxy settings (GNOME), PAC script {pac_url})"
+        )),
+        "{err}"
+    );
+
+    // KDE's settings (kioslaverc), manual and then the same PAC script.
+    let kde = tempfile::tempdir().unwrap();
+    let kioslaverc = |body: String| {
+        std::fs::write(
+            kde.path().join("kioslaverc"),
+            format!("[Proxy Settings]\nNoProxyFor=localhost\n{body}"),
+        )
+        .unwrap()
+    };
+    let kde_env = [
+        ("XDG_CURRENT_DESKTOP", "KDE"),
+        ("XDG_CONFIG_HOME", kde.path().to_str().unwrap()),
+    ];
+    kioslaverc(format!(
+        "ProxyType=1\nhttpsProxy=http://{} {SQUID_PORT}\n",
+        tb.gateway_client_ip()
+    ));
+    let (ok, out, err) = check(&tb, &home, &kde_env);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "through {url} (from the desktop's proxy settings (KDE))"
+        )),
+        "{err}"
+    );
+    kioslaverc(format!("ProxyType=2\nProxy Config Script={pac_url}\n"));
+    let (ok, out, err) = check(&tb, &home, &kde_env);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "through {url} (from the desktop's proxy settings (KDE), PAC script {pac_url})"
+        )),
+        "{err}"
+    );
+    // The exception list names the server: straight there, which the firewall drops.
+    kioslaverc(format!(
+        "ProxyType=1\nNoProxyFor=.mailpulse.test\nhttpsProxy=http://{} {SQUID_PORT}\n",
+        tb.gateway_client_ip()
+    ));
+    let (ok, _, err) = check(&tb, &home, &kde_env);
+    assert!(!ok, "{err}");
 }
 
 /// EWS and Graph through a Squid on this machine: the test servers' traffic goes through the

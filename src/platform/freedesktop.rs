@@ -289,12 +289,14 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "no Secret Service on the sess
      install/start gnome-keyring or KeePassXC (with its Secret Service integration enabled), or \
      use password_command";
 
-/// The desktop's proxy for `url`: GNOME's settings (GNOME, Unity, Cinnamon, Budgie and others
-/// keep them in `org.gnome.system.proxy`), read with `gsettings` in a desktop session. Without
-/// a desktop session, or without `gsettings`, there is nothing to read: direct. (KDE's own
-/// settings are not read; KDE sessions export the environment variables most users rely on.)
+/// The desktop's proxy for `url`: KDE's settings (`kioslaverc`) in a KDE session, else GNOME's
+/// (GNOME, Unity, Cinnamon, Budgie and others keep them in `org.gnome.system.proxy`), read with
+/// `gsettings`. "Automatic" settings that name a PAC script run it ([`run_pac`]). Without a
+/// desktop session, or without `gsettings`, there is nothing to read: direct.
 pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
-    if std::env::var_os("XDG_CURRENT_DESKTOP").is_none_or(|d| d.is_empty()) {
+    use super::proxy_settings::{Desktop, from_gsettings, from_kioslaverc, kioslaverc_path};
+    let desktop = std::env::var("XDG_CURRENT_DESKTOP").unwrap_or_default();
+    if desktop.is_empty() {
         return Ok(super::SystemProxy::Direct);
     }
     let Ok(parsed) = url::Url::parse(url) else {
@@ -305,22 +307,152 @@ pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
         .unwrap_or_default()
         .trim_matches(['[', ']']);
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let out = match std::process::Command::new("gsettings")
-        .args(["list-recursively", "org.gnome.system.proxy"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => out.stdout,
-        // No gsettings, or no GNOME proxy schema: not a GNOME-family desktop.
-        _ => return Ok(super::SystemProxy::Direct),
+    let answer = if desktop.split(':').any(|d| d.eq_ignore_ascii_case("KDE")) {
+        let Some(path) = kioslaverc_path(&|k| std::env::var_os(k)) else {
+            return Ok(super::SystemProxy::Direct);
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => from_kioslaverc(&text, parsed.scheme(), host, port),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(super::SystemProxy::Direct),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    } else {
+        let out = match std::process::Command::new("gsettings")
+            .args(["list-recursively", "org.gnome.system.proxy"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => out.stdout,
+            // No gsettings, or no GNOME proxy schema: not a GNOME-family desktop.
+            _ => return Ok(super::SystemProxy::Direct),
+        };
+        from_gsettings(&String::from_utf8_lossy(&out), parsed.scheme(), host, port)
     };
-    Ok(super::proxy_settings::from_gsettings(
-        &String::from_utf8_lossy(&out),
-        parsed.scheme(),
-        host,
-        port,
-    ))
+    Ok(match answer {
+        Desktop::Is(answer) => answer,
+        Desktop::Pac { script_url, source } => run_pac(&script_url, &parsed, &source),
+    })
+}
+
+/// The largest PAC script read (corporate scripts run to tens of KiB).
+const PAC_LIMIT: u64 = 1 << 20;
+/// How long a fetched PAC script (or the failure to fetch it) is used before it is read again.
+const PAC_FRESH: Duration = Duration::from_secs(300);
+
+/// `FindProxyForURL` of the script at `script_url` for `target`, in QuickJS (proxy-watch):
+/// heap, stack and time bounded, name lookups allowed (corporate scripts ask `isInNet` of the
+/// server's address), `myIpAddress()` the address this machine would use towards the target.
+/// A script that cannot be fetched or run leaves the connection direct, with a note (as
+/// browsers do).
+fn run_pac(script_url: &str, target: &url::Url, source: &str) -> super::SystemProxy {
+    use proxy_watch::pac::{PacPolicy, PacScript};
+    let shown = super::unix::without_userinfo(script_url);
+    let script = match pac_script(script_url) {
+        Ok(script) => script,
+        Err(e) => {
+            return super::SystemProxy::Unsupported(format!(
+                "{source} name the PAC script {shown}, which could not be read ({e})"
+            ));
+        }
+    };
+    let mut policy = PacPolicy::new()
+        .with_dns_resolution(true)
+        .with_internal_addresses(true)
+        .with_timeout(Some(Duration::from_secs(5)));
+    if let Some(ip) = local_address_towards(target) {
+        policy = policy.with_my_ip_address(ip);
+    }
+    let answer = proxy_watch::pac::evaluate(&PacScript::new(script), target, &policy);
+    super::unix::pac_answer(answer, &format!("{source}, PAC script {shown}"))
+}
+
+/// The PAC script at `script_url` (`file://`, `http://`, `https://`; fetched straight, never
+/// through a proxy), at most [`PAC_LIMIT`] bytes; kept for [`PAC_FRESH`].
+fn pac_script(script_url: &str) -> Result<String, String> {
+    use std::io::Read;
+    type Cached = (String, std::time::Instant, Result<String, String>);
+    static CACHE: std::sync::Mutex<Option<Cached>> = std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((url, at, script)) = cache.as_ref()
+        && url == script_url
+        && at.elapsed() < PAC_FRESH
+    {
+        return script.clone();
+    }
+    let read = || -> Result<String, String> {
+        let url = url::Url::parse(script_url).map_err(|e| format!("not a URL: {e}"))?;
+        let mut text = String::new();
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| "not a local file".to_owned())?;
+                std::fs::File::open(&path)
+                    .and_then(|f| f.take(PAC_LIMIT + 1).read_to_string(&mut text))
+                    .map_err(|e| e.to_string())?;
+            }
+            "http" | "https" => {
+                // The same TLS as the mail connections (protocol::tls::rustls says why ring).
+                #[allow(deprecated, reason = "ring: no post-quantum key exchange, no cmake")]
+                let tls = ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .unversioned_rustls_crypto_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .build();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .proxy(None)
+                    .tls_config(tls)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build()
+                    .into();
+                text = agent
+                    .get(url.as_str())
+                    .call()
+                    .map_err(|e| e.to_string())?
+                    .body_mut()
+                    .with_config()
+                    .limit(PAC_LIMIT + 1)
+                    .read_to_string()
+                    .map_err(|e| e.to_string())?;
+            }
+            other => {
+                return Err(format!(
+                    "mailpulse reads PAC scripts over http, https or file, not {other}"
+                ));
+            }
+        }
+        if text.len() as u64 > PAC_LIMIT {
+            return Err("larger than 1 MiB".into());
+        }
+        Ok(text)
+    };
+    let script = read();
+    *cache = Some((
+        script_url.to_owned(),
+        std::time::Instant::now(),
+        script.clone(),
+    ));
+    script
+}
+
+/// The address this machine sends from towards `target` (a connected UDP socket: no packet
+/// leaves), for the script's `myIpAddress()`.
+fn local_address_towards(target: &url::Url) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let host = target.host_str()?.trim_matches(['[', ']']);
+    let port = target.port_or_known_default()?;
+    let remote = (host, port).to_socket_addrs().ok()?.next()?;
+    let bind: std::net::SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(remote).ok()?;
+    Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
 }
 
 /// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
@@ -506,5 +638,113 @@ mod tests {
             b.saturating_sub(a) < Duration::from_millis(100),
             "{a:?} → {b:?}"
         );
+    }
+
+    /// A corporate-style PAC script, run for real in QuickJS: host functions, the default
+    /// branch, and the first usable entry of an answer.
+    const PAC: &str = r#"
+        function FindProxyForURL(url, host) {
+            if (isPlainHostName(host) || dnsDomainIs(host, ".lan")) return "DIRECT";
+            if (isInNet(host, "10.0.0.0", "255.0.0.0")) return "DIRECT";
+            if (shExpMatch(host, "*.mail.test")) return "HTTPS secure:443; PROXY web.corp:3128";
+            if (url.substring(0, 6) == "https:") return "SOCKS5 sock.corp:1080";
+            return "PROXY web.corp:8080; DIRECT";
+        }"#;
+
+    fn run(script_url: &str, target: &str) -> crate::platform::SystemProxy {
+        run_pac(script_url, &url::Url::parse(target).unwrap(), "the test")
+    }
+
+    #[test]
+    fn a_pac_script_from_a_file_decides() {
+        use crate::platform::SystemProxy;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.pac");
+        std::fs::write(&path, PAC).unwrap();
+        let url = url::Url::from_file_path(&path).unwrap().to_string();
+        let proxy = |u: &str| SystemProxy::Proxy {
+            url: u.into(),
+            source: format!("the test, PAC script {url}"),
+        };
+        assert_eq!(run(&url, "https://nas.lan:993/"), SystemProxy::Direct);
+        assert_eq!(run(&url, "https://intranet:993/"), SystemProxy::Direct);
+        assert_eq!(run(&url, "https://10.1.2.3:993/"), SystemProxy::Direct);
+        // The HTTPS proxy is not one mailpulse speaks: the next entry.
+        assert_eq!(
+            run(&url, "https://imap.mail.test:993/"),
+            proxy("http://web.corp:3128")
+        );
+        assert_eq!(
+            run(&url, "https://192.0.2.7:993/"),
+            proxy("socks5://sock.corp:1080")
+        );
+        assert_eq!(
+            run(&url, "http://192.0.2.7/ews"),
+            proxy("http://web.corp:8080")
+        );
+    }
+
+    #[test]
+    fn a_broken_missing_or_endless_pac_script_leaves_the_connection_direct_with_a_note() {
+        use crate::platform::SystemProxy;
+        let dir = tempfile::tempdir().unwrap();
+        let note = |name: &str, body: Option<&str>| {
+            let path = dir.path().join(name);
+            if let Some(body) = body {
+                std::fs::write(&path, body).unwrap();
+            }
+            let url = url::Url::from_file_path(&path).unwrap().to_string();
+            match run(&url, "https://192.0.2.7:993/") {
+                SystemProxy::Unsupported(note) => note,
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        assert!(note("missing.pac", None).contains("could not be read"));
+        assert!(note("syntax.pac", Some("function FindProxyForURL(u, h) {")).contains("failed"));
+        assert!(
+            note(
+                "endless.pac",
+                Some("function FindProxyForURL(u, h) { for (;;) {} }")
+            )
+            .contains("failed")
+        );
+        assert!(note("huge.pac", Some(&"/*".repeat(600_000))).contains("larger than 1 MiB"));
+    }
+
+    #[test]
+    fn a_pac_script_is_fetched_over_http_and_its_credentials_never_named() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "request cut short");
+                request.extend_from_slice(&buf[..n]);
+            }
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{PAC}",
+                PAC.len()
+            )
+            .unwrap();
+            String::from_utf8_lossy(&request).into_owned()
+        });
+        let url = format!("http://u:secret@127.0.0.1:{port}/wpad.dat");
+        match run(&url, "https://192.0.2.7:993/") {
+            crate::platform::SystemProxy::Proxy { url, source } => {
+                assert_eq!(url, "socks5://sock.corp:1080");
+                assert!(!source.contains("secret"), "{source}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let request = server.join().unwrap();
+        assert!(request.starts_with("GET /wpad.dat HTTP/1.1"), "{request}");
     }
 }

@@ -250,7 +250,7 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the macOS Keychain cannot be 
 /// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
 /// The proxy settings of the active network service (System Settings › Network › Details ›
 /// Proxies), from the System Configuration dynamic store: HTTPS proxy, else SOCKS, with the
-/// bypass list. A PAC script is not evaluated yet: said once, then direct.
+/// bypass list; a PAC script named there is run by CFNetwork.
 pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
     use core_foundation::array::CFArray;
     use core_foundation::base::{CFType, TCFType};
@@ -288,12 +288,23 @@ pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
             .map(|s| s.to_string())
     };
     if number("ProxyAutoConfigEnable") == Some(1) {
-        return Ok(SystemProxy::Unsupported(format!(
-            "the network's proxy settings name a PAC script{}, which mailpulse does not run on              macOS yet; set [network] proxy in the config",
-            text("ProxyAutoConfigURLString")
-                .map(|u| format!(" ({u})"))
-                .unwrap_or_default()
-        )));
+        let Some(script_url) = text("ProxyAutoConfigURLString") else {
+            return Ok(SystemProxy::Unsupported(
+                "the network's proxy settings turn on a PAC script but name none".into(),
+            ));
+        };
+        let shown = super::unix::without_userinfo(&script_url);
+        let source = format!("the macOS network proxy settings, PAC script {shown}");
+        // CFNetwork fetches and runs the script, as Safari does.
+        let answer = match url::Url::parse(&script_url) {
+            Ok(pac) => proxy_watch::pac::CfNetworkPacResolver::new().resolve(&parsed, &pac),
+            Err(e) => {
+                return Ok(SystemProxy::Unsupported(format!(
+                    "{source}: not a URL ({e})"
+                )));
+            }
+        };
+        return Ok(super::unix::pac_answer(answer, &source));
     }
     let exceptions: Vec<String> = value("ExceptionsList")
         .and_then(|v| v.downcast::<CFArray>())

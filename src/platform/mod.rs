@@ -13,7 +13,7 @@
 //! | `network_id()` | which network the machine is on (adaptive keep-alive memory) |
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
 //! | `shell_std(line)`, `hook_std(line)`, `kill_hook_group(pid)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c` in a process group of its own, killed as a group; on Windows no shell); what opens a file or URL (`open_with_desktop` and `spawn_reaped` here) |
-//! | `system_proxy(url)` | the OS's proxy for a URL: GNOME's settings (`gsettings`), WinHTTP (manual, PAC, auto-detection), System Configuration; read by `proxy_settings` |
+//! | `system_proxy(url)` | the OS's proxy for a URL: KDE's `kioslaverc` or GNOME's settings (`gsettings`) with their PAC script (QuickJS), WinHTTP (manual, PAC, auto-detection), System Configuration (PAC by CFNetwork); read by `proxy_settings` |
 //! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
 //! | `ack_answers_together(tcp)` | before a write: the answers' ACKs delayed and combined (Linux leaves quick-ACK mode) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |

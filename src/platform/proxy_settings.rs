@@ -1,8 +1,8 @@
 //! The OS's proxy settings as text, read the same way on every host (and tested on every host):
 //! WinHTTP's proxy lists (`host:port`, `https=host:port;socks=host:port`) and bypass lists
 //! (`<local>;*.corp`), a PAC script's answer (`PROXY host:port; SOCKS5 host:port; DIRECT`), and
-//! GNOME's `gsettings list-recursively org.gnome.system.proxy`. Each room asks its OS and
-//! hands the text here.
+//! GNOME's `gsettings list-recursively org.gnome.system.proxy`, and KDE's `kioslaverc`. Each
+//! room asks its OS and hands the text here.
 // Each room uses its part; the tests use all of it on every host.
 #![allow(dead_code)]
 
@@ -13,8 +13,20 @@ pub(crate) enum SystemProxy {
     Direct,
     /// This proxy (`http://host:port` or `socks5://host:port`), and where the setting came from.
     Proxy { url: String, source: String },
-    /// A setting mailpulse cannot follow here (a PAC script on Linux): direct, with this note.
+    /// A setting mailpulse cannot follow (WPAD discovery on Linux, a PAC script that could not
+    /// be fetched or run): direct, with this note.
     Unsupported(String),
+}
+
+/// What a Linux desktop's settings say: an answer, or a PAC script for the room to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Desktop {
+    Is(SystemProxy),
+    /// "Automatic": the script at this URL (`http://`, `https://` or `file://`) decides.
+    Pac {
+        script_url: String,
+        source: String,
+    },
 }
 
 /// `NO_PROXY` as curl reads it: comma- or space-separated names, each matching itself and its
@@ -167,7 +179,7 @@ fn wildcard(pattern: &str, text: &str) -> bool {
 
 /// GNOME's proxy settings from `gsettings list-recursively org.gnome.system.proxy`, for
 /// `scheme` ("https" or "http") and `host`.
-pub(crate) fn from_gsettings(listing: &str, scheme: &str, host: &str, port: u16) -> SystemProxy {
+pub(crate) fn from_gsettings(listing: &str, scheme: &str, host: &str, port: u16) -> Desktop {
     let get = |schema: &str, key: &str| {
         listing.lines().find_map(|l| {
             let mut it = l.splitn(3, ' ');
@@ -185,17 +197,9 @@ pub(crate) fn from_gsettings(listing: &str, scheme: &str, host: &str, port: u16)
         Some("manual") => {}
         Some("auto") => {
             let url = get(base, "autoconfig-url").unwrap_or_default();
-            return SystemProxy::Unsupported(format!(
-                "the desktop's proxy settings name a PAC script{}, which mailpulse does not run \
-                 on Linux; set [network] proxy in the config",
-                if url.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({url})")
-                }
-            ));
+            return pac_or_wpad(url, "the desktop's proxy settings (GNOME)");
         }
-        _ => return SystemProxy::Direct,
+        _ => return Desktop::Is(SystemProxy::Direct),
     }
     // ['localhost', '127.0.0.0/8', '::1'] → NO_PROXY's form.
     let ignore = get(base, "ignore-hosts")
@@ -203,7 +207,7 @@ pub(crate) fn from_gsettings(listing: &str, scheme: &str, host: &str, port: u16)
         .trim_matches(['[', ']'])
         .replace('\'', "");
     if no_proxy_matches(&ignore, host, port) {
-        return SystemProxy::Direct;
+        return Desktop::Is(SystemProxy::Direct);
     }
     let server = |schema: &str| {
         let h = get(schema, "host").filter(|h| !h.is_empty())?;
@@ -218,18 +222,103 @@ pub(crate) fn from_gsettings(listing: &str, scheme: &str, host: &str, port: u16)
     };
     let source = "the desktop's proxy settings (GNOME)".to_owned();
     if let Some(s) = server(&format!("{base}.{scheme}")) {
-        return SystemProxy::Proxy {
+        return Desktop::Is(SystemProxy::Proxy {
             url: format!("http://{s}"),
             source,
-        };
+        });
     }
     if let Some(s) = server(&format!("{base}.socks")) {
-        return SystemProxy::Proxy {
+        return Desktop::Is(SystemProxy::Proxy {
             url: format!("socks5://{s}"),
             source,
-        };
+        });
     }
-    SystemProxy::Direct
+    Desktop::Is(SystemProxy::Direct)
+}
+
+/// "Automatic" proxy settings: the PAC script they name, or, with none named, discovery (WPAD),
+/// which mailpulse does not do on Linux (whoever answers for `wpad` on the local network would
+/// choose the proxy).
+fn pac_or_wpad(url: String, source: &str) -> Desktop {
+    if url.is_empty() {
+        return Desktop::Is(SystemProxy::Unsupported(format!(
+            "{source} ask for proxy auto-detection (WPAD), which mailpulse does not do on \
+             Linux; name the PAC script's URL there, or set [network] proxy in the config"
+        )));
+    }
+    Desktop::Pac {
+        script_url: url,
+        source: source.to_owned(),
+    }
+}
+
+/// KDE's proxy settings (System Settings › Network › Proxy) from `kioslaverc`, for `scheme`
+/// and `host`. `ProxyType`: 0 none, 1 manual, 2 a PAC script, 3 auto-detection, 4 the
+/// environment variables (which mailpulse has read before it asks the desktop). Manual
+/// proxies read `http://proxy.corp 3128` (KDE 5.x and later) or `http://proxy.corp:3128`;
+/// `NoProxyFor` lists the exceptions (`ReversedException`: the only hosts that use the proxy).
+pub(crate) fn from_kioslaverc(text: &str, scheme: &str, host: &str, port: u16) -> Desktop {
+    let mut section = String::new();
+    let mut values = std::collections::HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if section == "Proxy Settings"
+            && let Some((k, v)) = line.split_once('=')
+        {
+            // `key[$e]=…` marks a value with shell expansion; the key is the same.
+            let k = k.trim().trim_end_matches("[$e]");
+            values.insert(k.to_owned(), v.trim().to_owned());
+        }
+    }
+    let get = |k: &str| values.get(k).map(String::as_str).unwrap_or_default();
+    let source = "the desktop's proxy settings (KDE)";
+    match get("ProxyType") {
+        "1" => {}
+        "2" => return pac_or_wpad(get("Proxy Config Script").to_owned(), source),
+        "3" => return pac_or_wpad(String::new(), source),
+        _ => return Desktop::Is(SystemProxy::Direct),
+    }
+    let listed = no_proxy_matches(get("NoProxyFor"), host, port);
+    if listed != (get("ReversedException") == "true") {
+        return Desktop::Is(SystemProxy::Direct);
+    }
+    let server = |key: &str, scheme: &str| {
+        let value = get(key);
+        let value = value
+            .split_once("://")
+            .map_or(value, |(_, rest)| rest)
+            .trim();
+        let authority = match value.split_once(char::is_whitespace) {
+            Some((h, p)) => format!("{}:{}", h.trim_end_matches('/'), p.trim()),
+            None => value.trim_end_matches('/').to_owned(),
+        };
+        (!authority.is_empty() && !authority.ends_with(":0") && authority.contains(':'))
+            .then(|| format!("{scheme}://{authority}"))
+    };
+    let own = if scheme == "http" {
+        "httpProxy"
+    } else {
+        "httpsProxy"
+    };
+    match server(own, "http").or_else(|| server("socksProxy", "socks5")) {
+        Some(url) => Desktop::Is(SystemProxy::Proxy {
+            url,
+            source: source.to_owned(),
+        }),
+        None => Desktop::Is(SystemProxy::Direct),
+    }
+}
+
+/// Where KDE keeps `kioslaverc`: `$XDG_CONFIG_HOME`, else `~/.config`.
+pub(crate) fn kioslaverc_path(
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<std::path::PathBuf> {
+    let dir = env("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
+    Some(dir.join("kioslaverc"))
 }
 
 #[cfg(test)]
@@ -292,28 +381,123 @@ mod tests {
             org.gnome.system.proxy.socks port 0\n";
         assert_eq!(
             from_gsettings(listing, "https", "imap.example.com", 993),
-            SystemProxy::Proxy {
+            Desktop::Is(SystemProxy::Proxy {
                 url: "http://proxy.corp:3128".into(),
                 source: "the desktop's proxy settings (GNOME)".into()
-            }
+            })
         );
         assert_eq!(
             from_gsettings(listing, "https", "nas.lan", 993),
-            SystemProxy::Direct
+            Desktop::Is(SystemProxy::Direct)
         );
         assert_eq!(
             from_gsettings(listing, "http", "a.b", 80),
-            SystemProxy::Direct
+            Desktop::Is(SystemProxy::Direct)
         );
-        let auto = listing.replace("'manual'", "'auto'");
+        let wpad = listing.replace("'manual'", "'auto'");
         assert!(matches!(
-            from_gsettings(&auto, "https", "a.b", 1),
-            SystemProxy::Unsupported(_)
+            from_gsettings(&wpad, "https", "a.b", 1),
+            Desktop::Is(SystemProxy::Unsupported(note)) if note.contains("WPAD")
         ));
+        let pac = wpad.replace(
+            "autoconfig-url ''",
+            "autoconfig-url 'http://wpad.corp/p.pac'",
+        );
+        assert_eq!(
+            from_gsettings(&pac, "https", "a.b", 1),
+            Desktop::Pac {
+                script_url: "http://wpad.corp/p.pac".into(),
+                source: "the desktop's proxy settings (GNOME)".into()
+            }
+        );
         let none = listing.replace("'manual'", "'none'");
         assert_eq!(
             from_gsettings(&none, "https", "a.b", 1),
-            SystemProxy::Direct
+            Desktop::Is(SystemProxy::Direct)
+        );
+    }
+
+    #[test]
+    fn kde_settings() {
+        let rc = "[General]\nProxyType=9\n\n[Proxy Settings]\n\
+            NoProxyFor=localhost,.lan,10.0.0.0/8\n\
+            Proxy Config Script=\n\
+            ProxyType=1\n\
+            ReversedException=false\n\
+            httpProxy=http://web.corp 8080\n\
+            httpsProxy=http://proxy.corp 3128\n\
+            socksProxy=socks://sock.corp 1080\n";
+        let kde = |url: &str| {
+            Desktop::Is(SystemProxy::Proxy {
+                url: url.into(),
+                source: "the desktop's proxy settings (KDE)".into(),
+            })
+        };
+        assert_eq!(
+            from_kioslaverc(rc, "https", "imap.example.com", 993),
+            kde("http://proxy.corp:3128")
+        );
+        assert_eq!(
+            from_kioslaverc(rc, "http", "a.b", 80),
+            kde("http://web.corp:8080")
+        );
+        assert_eq!(
+            from_kioslaverc(rc, "https", "nas.lan", 993),
+            Desktop::Is(SystemProxy::Direct)
+        );
+        assert_eq!(
+            from_kioslaverc(rc, "https", "10.1.2.3", 993),
+            Desktop::Is(SystemProxy::Direct)
+        );
+        // Older files: host:port in one; no HTTPS proxy → the SOCKS one.
+        let old = rc.replace("http://proxy.corp 3128", "http://proxy.corp:3128/");
+        assert_eq!(
+            from_kioslaverc(&old, "https", "a.b", 993),
+            kde("http://proxy.corp:3128")
+        );
+        let socks = rc.replace("httpsProxy=http://proxy.corp 3128", "httpsProxy=");
+        assert_eq!(
+            from_kioslaverc(&socks, "https", "a.b", 993),
+            kde("socks5://sock.corp:1080")
+        );
+        // Reversed: only the listed hosts use the proxy.
+        let reversed = rc.replace("ReversedException=false", "ReversedException=true");
+        assert_eq!(
+            from_kioslaverc(&reversed, "https", "nas.lan", 993),
+            kde("http://proxy.corp:3128")
+        );
+        assert_eq!(
+            from_kioslaverc(&reversed, "https", "a.b", 993),
+            Desktop::Is(SystemProxy::Direct)
+        );
+        let pac = rc
+            .replace("ProxyType=1", "ProxyType=2")
+            .replace("Script=", "Script=file:///etc/proxy.pac");
+        assert_eq!(
+            from_kioslaverc(&pac, "https", "a.b", 993),
+            Desktop::Pac {
+                script_url: "file:///etc/proxy.pac".into(),
+                source: "the desktop's proxy settings (KDE)".into()
+            }
+        );
+        assert!(matches!(
+            from_kioslaverc(
+                &rc.replace("ProxyType=1", "ProxyType=3"),
+                "https",
+                "a.b",
+                993
+            ),
+            Desktop::Is(SystemProxy::Unsupported(_))
+        ));
+        for off in ["ProxyType=0", "ProxyType=4"] {
+            assert_eq!(
+                from_kioslaverc(&rc.replace("ProxyType=1", off), "https", "a.b", 993),
+                Desktop::Is(SystemProxy::Direct)
+            );
+        }
+        assert_eq!(
+            from_kioslaverc("", "https", "a.b", 993),
+            Desktop::Is(SystemProxy::Direct)
         );
     }
 }

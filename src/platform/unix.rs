@@ -8,6 +8,51 @@ use super::Signal;
 #[cfg(feature = "desktop")]
 use super::instance::{ANSWER_WITHIN, Claim, Request, answer, ask, listen_thread};
 
+/// A PAC script's answer (proxy-watch's steps) as the proxy to use: the first step mailpulse
+/// can take (DIRECT, an HTTP proxy, SOCKS5); `source` names the script in messages.
+pub(crate) fn pac_answer(
+    answer: Result<Vec<proxy_watch::ProxyStep>, proxy_watch::Error>,
+    source: &str,
+) -> super::SystemProxy {
+    use proxy_watch::ProxyStep;
+    let steps = match answer {
+        Ok(steps) => steps,
+        Err(e) => {
+            return super::SystemProxy::Unsupported(format!("{source} failed: {e}"));
+        }
+    };
+    for step in &steps {
+        let scheme = match step {
+            ProxyStep::Direct => return super::SystemProxy::Direct,
+            ProxyStep::Http(_) => "http",
+            ProxyStep::Socks5(_) => "socks5",
+            // An HTTPS or SOCKS4 proxy: not one mailpulse speaks; the next one may be.
+            _ => continue,
+        };
+        if let Some(endpoint) = step.endpoint() {
+            return super::SystemProxy::Proxy {
+                url: format!("{scheme}://{}", endpoint.authority()),
+                source: source.to_owned(),
+            };
+        }
+    }
+    super::SystemProxy::Unsupported(format!(
+        "{source} answers only with proxies mailpulse does not speak (HTTPS or SOCKS4 proxies)"
+    ))
+}
+
+/// `url` without `user:password@`, to name it in messages.
+pub(crate) fn without_userinfo(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// A shell command line run with `sh -c`, so that pipes work in `password_command` and
 /// `on_new_mail`.
 pub(crate) fn shell_std(command_line: &str) -> std::process::Command {
