@@ -38,10 +38,9 @@ async fn clock_resumes(commands: UnboundedSender<Command>) {
     let Some(mut before) = suspended_so_far() else {
         return;
     };
-    let mut tick = tokio::time::interval(SUSPEND_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // The platform's timer: one wake-up a minute, where tokio's timer wheel takes several.
+        crate::platform::sleep(SUSPEND_CHECK).await;
         if crate::platform::RESUME_ANNOUNCED.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::debug!("the system announces resumes: the clock-pair detector stops");
             return;

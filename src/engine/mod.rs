@@ -100,6 +100,16 @@ impl EngineHandle {
     }
 }
 
+/// How a folder without push sleeps between its polls: the platform's timer in the agent (one
+/// wake-up where tokio's timer wheel takes several, see `platform::sleep_until`), tokio's in
+/// the engine's tests, which pause tokio's clock.
+pub type IdleTimer = Arc<dyn Fn(Duration) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// tokio's timer, as an [`IdleTimer`].
+pub fn tokio_timer() -> IdleTimer {
+    Arc::new(|d| Box::pin(tokio::time::sleep(d)))
+}
+
 /// Start the engine on the current tokio runtime. Events arrive on the returned receiver.
 pub fn spawn(
     config: &Config,
@@ -117,6 +127,7 @@ pub fn spawn(
         memory,
         Arc::new(crate::platform::network_id),
         Arc::new(gate::keyring_fingerprint),
+        Arc::new(|d| Box::pin(crate::platform::sleep(d))),
     )
 }
 
@@ -128,6 +139,7 @@ pub fn spawn_with(
     memory: adaptive::Memory,
     netid: NetworkId,
     fingerprint: CredentialFingerprint,
+    timer: IdleTimer,
 ) -> (EngineHandle, mpsc::UnboundedReceiver<Event>) {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
@@ -139,6 +151,7 @@ pub fn spawn_with(
         memory,
         netid,
         fingerprint,
+        timer,
         network,
         next_learner: 0,
         keepalive: config.keepalive.clone(),
@@ -190,6 +203,7 @@ struct EngineTask {
     memory: adaptive::Memory,
     netid: NetworkId,
     fingerprint: CredentialFingerprint,
+    timer: IdleTimer,
     /// The network identity the learned intervals currently apply to.
     network: String,
     next_learner: u64,
@@ -642,6 +656,7 @@ impl EngineTask {
             self.store.clone(),
         );
         supervisor.start_after = start_after;
+        supervisor.timer = self.timer.clone();
         self.folders.insert(
             generation,
             FolderSlot {

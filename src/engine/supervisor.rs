@@ -55,6 +55,8 @@ pub(crate) struct Supervisor {
     pub backoff: Backoff,
     /// Wait this long before the first attempt (a restart after a panic).
     pub start_after: Duration,
+    /// The sleep between polls of a folder without push.
+    pub timer: super::IdleTimer,
     state: Option<Connectivity>,
     /// The current session got as far as waiting (its failure is a lost connection).
     caught_up: bool,
@@ -88,6 +90,7 @@ impl Supervisor {
             store,
             backoff: Backoff::new(),
             start_after: Duration::ZERO,
+            timer: super::tokio_timer(),
             state: None,
             caught_up: false,
         }
@@ -369,8 +372,7 @@ impl Supervisor {
         let mut why = Why::Nothing;
         if !can_push {
             // No IDLE: poll with the same query every interval (keep-alive on or off).
-            let tick = sleep(settings.interval);
-            tokio::pin!(tick);
+            let mut tick = (self.timer)(settings.interval);
             tokio::select! {
                 _ = &mut tick => return Ok((Wake::Timeout, why, Instant::now())),
                 ctl = self.ctl.recv() => why = ctl_reason(ctl),

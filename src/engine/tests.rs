@@ -266,6 +266,7 @@ fn start(
         memory,
         Arc::new(crate::platform::network_id),
         no_keyring(),
+        tokio_timer(),
     )
 }
 
@@ -653,6 +654,7 @@ async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes()
         adaptive::Memory::in_memory(),
         Arc::new(|| "net A".to_string()),
         fake_keyring(&keyring),
+        tokio_timer(),
     );
     let mut events = until(&mut rx, secs(30), |e| matches!(e, Event::Error { .. })).await;
     for _ in 0..6 {
@@ -732,6 +734,7 @@ async fn credentials_rejected_mid_session_block_logins_too() {
         adaptive::Memory::in_memory(),
         Arc::new(|| "net A".to_string()),
         fake_keyring(&keyring),
+        tokio_timer(),
     );
     until(&mut rx, secs(5), is_connected).await;
     server.with(|s| {
@@ -1160,6 +1163,7 @@ async fn adaptive_learns_falls_back_relearns_and_remembers_networks() {
         memory.clone(),
         Arc::new(move || n.lock().unwrap().clone()),
         no_keyring(),
+        tokio_timer(),
     );
     until(&mut rx, secs(5), is_connected).await;
     assert_eq!(last_wait(&server), secs(30), "the floor while learning");
@@ -1233,6 +1237,7 @@ async fn adaptive_stays_fixed_when_the_server_refuses_a_second_login() {
         adaptive::Memory::in_memory(),
         Arc::new(|| "net A".to_string()),
         no_keyring(),
+        tokio_timer(),
     );
     until(&mut rx, secs(5), is_connected).await;
     let events = during(&mut rx, secs(300)).await;

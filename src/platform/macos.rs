@@ -247,7 +247,6 @@ pub(crate) const KEYRING_UNAVAILABLE_HINT: &str = "the macOS Keychain cannot be 
      that you are logged in to a graphical session and that the login keychain exists (Keychain \
      Access), or use password_command";
 
-/// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
 /// The proxy settings of the active network service (System Settings › Network › Details ›
 /// Proxies), from the System Configuration dynamic store: HTTPS proxy, else SOCKS, with the
 /// bypass list; a PAC script named there is run by CFNetwork.
@@ -348,6 +347,13 @@ pub(crate) fn system_proxy(url: &str) -> Result<super::SystemProxy, String> {
 /// Before the client writes ([`crate::platform`]'s freedesktop room explains): macOS has no quick-ACK switch (its delayed ACKs are the default).
 pub(crate) fn ack_answers_together(_tcp: &tokio::net::TcpStream) {}
 
+/// Sleep until `deadline` (the freedesktop room explains why the long idle waits have their own
+/// timer): tokio's, here.
+pub(crate) async fn sleep_until(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await
+}
+
+/// TCP keep-alive probes after `time` of silence, every `interval`, 3 before the connection is given up.
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
         .with_time(time)

@@ -67,9 +67,15 @@ pub(crate) fn tell_credentials_changed(state_dir: &std::path::Path) -> bool {
 pub(crate) use os::system_proxy;
 pub(crate) use os::{
     KEYRING_UNAVAILABLE_HINT, Signals, ack_answers_together, credential_store, hook_std,
-    kill_hook_group, network_id, replace_process, shell_std, spawn_wake_sources, suspended_so_far,
-    tcp_keepalive,
+    kill_hook_group, network_id, replace_process, shell_std, sleep_until, spawn_wake_sources,
+    suspended_so_far, tcp_keepalive,
 };
+
+/// Sleep for `d` with as few wake-ups as the OS allows ([`sleep_until`]): for the long idle
+/// waits, never for anything a test drives with tokio's paused clock.
+pub(crate) async fn sleep(d: std::time::Duration) {
+    sleep_until(tokio::time::Instant::now() + d).await
+}
 pub(crate) use proxy_settings::{SystemProxy, no_proxy_matches};
 
 use std::sync::atomic::{AtomicBool, Ordering};

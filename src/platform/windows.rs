@@ -237,7 +237,6 @@ pub(crate) fn hook_std(command_line: &str) -> std::process::Command {
 /// itself; what it starts by itself is left alone (no job object).
 pub(crate) fn kill_hook_group(_pid: u32) {}
 
-/// TCP keep-alive probes after `time` of silence, every `interval` (Windows fixes the count at 10).
 pub(crate) use proxy::system_proxy;
 
 /// The user's proxy settings through WinHTTP: what Internet Options / Settings › Network ›
@@ -418,6 +417,13 @@ mod proxy {
 /// Before the client writes ([`crate::platform`]'s freedesktop room explains): Windows has no per-socket quick-ACK switch (its delayed ACKs are the default).
 pub(crate) fn ack_answers_together(_tcp: &tokio::net::TcpStream) {}
 
+/// Sleep until `deadline` (the freedesktop room explains why the long idle waits have their own
+/// timer): tokio's, here.
+pub(crate) async fn sleep_until(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await
+}
+
+/// TCP keep-alive probes after `time` of silence, every `interval` (Windows fixes the count at 10).
 pub(crate) fn tcp_keepalive(time: Duration, interval: Duration) -> socket2::TcpKeepalive {
     socket2::TcpKeepalive::new()
         .with_time(time)

@@ -212,7 +212,7 @@ impl Session for EwsSession {
         let Some(mut rx) = self.rx.take() else {
             // No push: just wait (the engine polls on Timeout).
             tokio::select! {
-                _ = sleep(max) => return Ok(Wake::Timeout),
+                _ = crate::platform::sleep(max) => return Ok(Wake::Timeout),
                 _ = stop.cancelled() => return Ok(Wake::Interrupted),
             }
         };
@@ -241,7 +241,7 @@ impl Session for EwsSession {
                     ),
                 )),
                 _ = stop.cancelled() => break Ok(Wake::Interrupted),
-                _ = sleep_until(until) => break Ok(Wake::Timeout),
+                _ = crate::platform::sleep_until(until) => break Ok(Wake::Timeout),
             }
         };
         self.rx = Some(rx);

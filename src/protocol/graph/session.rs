@@ -249,7 +249,7 @@ impl Session for GraphSession {
     async fn wait(&mut self, max: Duration, stop: &CancellationToken) -> Result<Wake, ProtoError> {
         // No push: the engine polls on Timeout (it does not call this with can_push = false).
         tokio::select! {
-            _ = tokio::time::sleep(max) => Ok(Wake::Timeout),
+            _ = crate::platform::sleep(max) => Ok(Wake::Timeout),
             _ = stop.cancelled() => Ok(Wake::Interrupted),
         }
     }

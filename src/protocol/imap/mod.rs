@@ -15,7 +15,7 @@ use async_imap::types::{Fetch, Flag, UnsolicitedResponse};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::net::{self, Bounded, Io, Stream, clip};

@@ -293,7 +293,8 @@ impl Session for Imap {
         let wake = if seen.changed {
             Wake::Changed
         } else {
-            let deadline = sleep(max);
+            // One wake-up when the keep-alive is due (the platform's timer, not tokio's wheel).
+            let deadline = crate::platform::sleep(max);
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
@@ -316,9 +317,10 @@ impl Session for Imap {
             .load(std::sync::atomic::Ordering::Relaxed);
         // The timer, or "Check now" (and the rarer stop or settings change, which cost one
         // query's bytes more): the query follows the wait, so it goes out with DONE.
-        if wake != Wake::Changed && self.exists > 0 && pipelining {
+        if wake != Wake::Changed && pipelining {
             let mut seen = Untagged::default();
-            let cycle = pipelined_cycle(&mut session, &tag, &endpoint, &mut seen);
+            let empty = self.exists == 0;
+            let cycle = pipelined_cycle(&mut session, &tag, &endpoint, &mut seen, empty);
             let (newest, idle) = match timeout(rt, cycle).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
@@ -333,7 +335,11 @@ impl Session for Imap {
             };
             self.note(&seen);
             self.grew |= seen.changed;
-            self.prefetched = Some(newest);
+            // An empty folder was asked with NOOP: its answer says "still empty" only if no
+            // message arrived meanwhile; otherwise the newest UID is asked as usual.
+            if !empty || self.exists == 0 {
+                self.prefetched = Some(newest);
+            }
             self.idling = Some(idle);
             self.session = Some(session);
             self.drain();
@@ -493,22 +499,27 @@ pub(super) async fn start_idle(
 /// The keep-alive cycle in one write: `DONE` (ending the IDLE tagged `idle`), `UID FETCH *
 /// (UID)` and the next `IDLE`; then their answers, in order: the IDLE's `OK`, the query's data
 /// and `OK`, the new IDLE's continuation. Returns the newest UID and the new IDLE's tag.
-/// (The folder is not empty: `UID FETCH *` of an empty folder is an error.)
+/// An `empty` folder is asked with `NOOP` instead (`UID FETCH *` of an empty folder is an
+/// error); its newest UID is then `None`, and an `EXISTS` in the answers says otherwise.
 async fn pipelined_cycle(
     session: &mut ImapSession,
     idle: &Tag,
     endpoint: &str,
     seen: &mut Untagged,
+    empty: bool,
 ) -> Result<(Option<u32>, Tag), ProtoError> {
     use async_imap::imap_proto::AttributeValue;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     // Tags of our own, apart from async-imap's (`A1`, `A2`, …).
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (query, next) = (format!("K{n}Q"), format!("K{n}I"));
+    let command = if empty {
+        "NOOP".to_owned()
+    } else {
+        format!("UID FETCH * {KEEPALIVE_ITEMS}")
+    };
     session
-        .run_command_untagged(format!(
-            "DONE\r\n{query} UID FETCH * {KEEPALIVE_ITEMS}\r\n{next} IDLE"
-        ))
+        .run_command_untagged(format!("DONE\r\n{query} {command}\r\n{next} IDLE"))
         .await
         .map_err(|e| imap_error(endpoint, e, "sending the keep-alive query"))?;
     let (query, next) = (
@@ -555,7 +566,7 @@ async fn pipelined_cycle(
                     ),
                 ));
             }
-            Response::Fetch(_, attributes) if !answered => {
+            Response::Fetch(_, attributes) if !answered && !empty => {
                 for a in attributes {
                     if let AttributeValue::Uid(uid) = a {
                         newest = newest.max(Some(*uid));
