@@ -287,6 +287,8 @@ fn proxy_password(config_path: Option<&Path>, account: Option<&str>, set: bool) 
                 .is_some_and(|d| crate::platform::tell_credentials_changed(&d.state_dir))
             {
                 eprintln!("The running mailpulse uses it from now on.");
+            } else {
+                eprintln!("A running `mailpulse watch` uses it within a minute.");
             }
             ExitCode::SUCCESS
         }
@@ -357,6 +359,8 @@ pub fn password(config_path: Option<&Path>, action: &PasswordAction) -> ExitCode
                 .is_some_and(|d| crate::platform::tell_credentials_changed(&d.state_dir))
             {
                 eprintln!("The running mailpulse uses it from now on.");
+            } else {
+                eprintln!("A running `mailpulse watch` uses it within a minute.");
             }
             ExitCode::SUCCESS
         }

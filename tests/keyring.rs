@@ -198,6 +198,45 @@ fn passwords_round_trip_through_gnome_keyring() {
     );
     assert!(!typed.contains("secret-pw"), "echoed: {typed:?}");
     assert_eq!(get("alice", "localhost").as_deref(), Some("secret-pw"));
+
+    // A running `watch` (no tray, so nothing tells it) with a rejected password: one error;
+    // `mailpulse password set` says the watch picks it up, and it does, by itself, in a minute.
+    self::set("alice", "localhost", "wrong");
+    let w = support::agent::Watch::start(&home);
+    let events = w.until_type(Duration::from_secs(30), "error");
+    assert!(
+        events.last().is_some_and(|e| e["kind"] == "auth"),
+        "{events:?}"
+    );
+    let mut setting = home
+        .command(&["password", "set", "--account", "work"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    setting
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"secret-pw\n")
+        .unwrap();
+    let out = setting.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("A running `mailpulse watch` uses it within a minute."),
+        "{said}"
+    );
+    let back = w.until_type(Duration::from_secs(90), "connected");
+    assert!(!back.iter().any(|e| e["type"] == "error"), "{back:?}");
+    // The check above, the rejected login and the one with the new password (the log is
+    // written asynchronously: looked at for up to 5 s).
+    let settled = Instant::now() + Duration::from_secs(5);
+    while dovecot.login_attempts("alice") < 3 && Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(dovecot.login_attempts("alice"), 3, "{}", dovecot.log());
+    drop(w);
+
     assert!(
         home.run(&["password", "delete", "--account", "work"])
             .status

@@ -76,6 +76,11 @@ pub type NetworkId = Arc<dyn Fn() -> String + Send + Sync>;
 /// changes also arrive as `CheckNow` from `wake`, which can be switched off).
 pub const NETWORK_CHECK: Duration = Duration::from_secs(30);
 
+/// While an account's logins are blocked after a rejection, the engine looks at its stored
+/// credential this often by itself: `mailpulse password set` reaches a running tray at once
+/// (its IPC), and a headless `watch`, which has none, within this time.
+pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(60);
+
 /// The handle the shell keeps: send commands, and shut down cleanly.
 #[derive(Debug)]
 pub struct EngineHandle {
@@ -227,6 +232,8 @@ impl EngineTask {
     ) {
         let mut network_check = tokio::time::interval(NETWORK_CHECK);
         network_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut credential_check = tokio::time::interval(CREDENTIAL_RECHECK);
+        credential_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -235,6 +242,8 @@ impl EngineTask {
                 },
                 Some(message) = out.recv() => self.handle(message),
                 _ = network_check.tick(), if self.adaptive_on() => self.check_network(),
+                // Only while some account is blocked: no wake-ups otherwise.
+                _ = credential_check.tick(), if self.any_blocked() => self.recheck_credentials(),
             }
         }
         let names: Vec<String> = self.accounts.keys().cloned().collect();
@@ -302,6 +311,12 @@ impl EngineTask {
                 tokio::spawn(async move { gate.recheck().await });
             }
         }
+    }
+
+    fn any_blocked(&self) -> bool {
+        self.accounts
+            .values()
+            .any(|running| running.gate.blocked_until().is_some())
     }
 
     fn adaptive_on(&self) -> bool {

@@ -721,6 +721,59 @@ async fn a_rejected_password_blocks_every_login_of_the_account_for_ten_minutes()
     engine.shutdown().await;
 }
 
+/// `mailpulse password set` with a headless `watch` running (no IPC reaches it, and nobody
+/// sends "Check now"): the engine notices the new stored password by itself within a minute,
+/// and only while the account is blocked.
+#[tokio::test(start_paused = true)]
+async fn a_new_stored_password_is_noticed_without_being_told() {
+    let server = Server::new();
+    server.with(|s| s.open_error = Some(rejected()));
+    let keyring = Arc::new(Mutex::new(Some(1)));
+    let looks = Arc::new(Mutex::new(0u32));
+    let fingerprint: CredentialFingerprint = {
+        let (keyring, looks) = (keyring.clone(), looks.clone());
+        Arc::new(move |_: &Account| {
+            *looks.lock().unwrap() += 1;
+            *keyring.lock().unwrap()
+        })
+    };
+    let (engine, mut rx) = spawn_with(
+        &config(&[("work", &["INBOX"])]),
+        factory(&server),
+        Store::in_memory(),
+        adaptive::Memory::in_memory(),
+        Arc::new(|| "net A".to_string()),
+        fingerprint,
+        tokio_timer(),
+    );
+    until(&mut rx, secs(30), |e| matches!(e, Event::Error { .. })).await;
+    // Blocked, with the same password stored: looked at, not tried.
+    during(&mut rx, CREDENTIAL_RECHECK * 3).await;
+    assert_eq!(logins(&server), 1);
+    assert!(
+        *looks.lock().unwrap() >= 3,
+        "the stored password was not looked at"
+    );
+    server.with(|s| s.open_error = None);
+    *keyring.lock().unwrap() = Some(2);
+    let t = Instant::now();
+    until(&mut rx, CREDENTIAL_RECHECK * 2, |e| {
+        matches!(e, Event::Recovered { .. })
+    })
+    .await;
+    assert!(t.elapsed() <= CREDENTIAL_RECHECK, "after {:?}", t.elapsed());
+    assert_eq!(logins(&server), 2);
+    // Logged in: the stored password is not looked at any more.
+    let before = *looks.lock().unwrap();
+    during(&mut rx, CREDENTIAL_RECHECK * 5).await;
+    assert_eq!(
+        *looks.lock().unwrap(),
+        before,
+        "looked at while not blocked"
+    );
+    engine.shutdown().await;
+}
+
 /// EWS sends the credentials with every request: a rejection in the middle of a session (the
 /// password was changed on the server) blocks logins the same way.
 #[tokio::test(start_paused = true)]
