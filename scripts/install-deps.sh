@@ -41,7 +41,8 @@ if [ "${minor:-0}" -lt "$rust_min" ] 2>/dev/null; then
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
-  pkgs=(pkg-config libgtk-3-dev libwebkit2gtk-4.1-dev)
+  # gcc: the linker Rust calls, and the C parts of ring (TLS crypto) and QuickJS (PAC scripts).
+  pkgs=(gcc pkg-config libgtk-3-dev libwebkit2gtk-4.1-dev)
   [ "$what" = test ] && pkgs+=(libssl-dev dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool libxml2-utils python3-venv gcc-mingw-w64-x86-64 wine wine64 squid dante-server)
   # libssl-dev: the EWS and Graph test servers' TLS is OpenSSL (native-tls), a stack other than
   # the agent's rustls; the agent itself needs it only when built with `--features native-tls`;
