@@ -426,7 +426,11 @@ fn run_pac(script_url: &str, target: &url::Url, source: &str) -> super::SystemPr
         .with_dns_resolution(true)
         .with_internal_addresses(true)
         .with_timeout(Some(Duration::from_secs(5)));
-    if let Some(ip) = local_address_towards(target) {
+    // Finding this machine's address costs a name lookup of the server: only for a script
+    // that asks for it.
+    if script.contains("myIpAddress")
+        && let Some(ip) = local_address_towards(target)
+    {
         policy = policy.with_my_ip_address(ip);
     }
     let answer = proxy_watch::pac::evaluate(&PacScript::new(script), target, &policy);
@@ -459,7 +463,8 @@ fn pac_script(script_url: &str) -> Result<String, String> {
                     .map_err(|e| e.to_string())?;
             }
             "http" | "https" => {
-                // The same TLS as the mail connections (protocol::tls::rustls says why ring).
+                // rustls on ring with the system's roots, as the mail connections of the
+                // default build (protocol::tls::rustls says why ring; platform/ cannot reach it).
                 #[allow(deprecated, reason = "ring: no post-quantum key exchange, no cmake")]
                 let tls = ureq::tls::TlsConfig::builder()
                     .provider(ureq::tls::TlsProvider::Rustls)
