@@ -23,7 +23,7 @@
 pub mod autodiscover;
 mod calls;
 mod client;
-pub mod ntlm;
+use super::ntlm;
 mod session;
 mod stream;
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! NTLM (NTLMv2 responses) for on-premises Exchange, with `ntlmclient` for the messages.
+//! NTLM (NTLMv2 responses) for on-premises Exchange and for proxies that want it, with
+//! `ntlmclient` for the messages.
 //!
-//! NTLM authenticates the TCP connection, not a request: the type 1 → 401 with type 2 → type 3
-//! exchange runs on the connection that then carries the requests (and the long streaming
-//! request), which is why EWS runs on our own HTTP client (see `http.rs`).
+//! NTLM authenticates the TCP connection, not a request: the type 1 → 401 (or 407) with type 2
+//! → type 3 exchange runs on the connection that then carries the requests (and the long
+//! streaming request), which is why EWS runs on our own HTTP client (see `http.rs`), and why a
+//! proxy's tunnel is asked for three times on one connection (see `tunnel.rs`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -47,16 +49,26 @@ pub fn authenticate(challenge: &str, username: &str, password: &Secret) -> Resul
     let bytes = STANDARD
         .decode(challenge.trim())
         .map_err(|_| "the NTLM challenge is not base64".to_owned())?;
-    let challenge = match ntlmclient::Message::try_from(bytes.as_slice()) {
-        Ok(ntlmclient::Message::Challenge(c)) => c,
-        Ok(_) => return Err("the server sent another NTLM message than a challenge".into()),
-        Err(e) => return Err(format!("the NTLM challenge is malformed ({e:?})")),
-    };
-    let target_info: Vec<u8> = challenge
-        .target_information
-        .iter()
-        .flat_map(|e| e.to_bytes())
-        .collect();
+    let (server_challenge, target_info): ([u8; 8], Vec<u8>) =
+        match ntlmclient::Message::try_from(bytes.as_slice()) {
+            Ok(ntlmclient::Message::Challenge(c)) => (
+                c.challenge,
+                c.target_information
+                    .iter()
+                    .flat_map(|e| e.to_bytes())
+                    .collect(),
+            ),
+            Ok(_) => return Err("the server sent another NTLM message than a challenge".into()),
+            // The minimal type 2 message — signature, type, target name, flags, challenge: 32
+            // bytes, as older servers and proxies send it and curl takes it — has no target
+            // information, which ntlmclient insists on.
+            Err(_) if minimal_challenge(&bytes) => {
+                let mut c = [0u8; 8];
+                c.copy_from_slice(&bytes[24..32]);
+                (c, Vec::new())
+            }
+            Err(e) => return Err(format!("the NTLM challenge is malformed ({e:?})")),
+        };
     let (user, domain) = split_user(username);
     let creds = ntlmclient::Credentials {
         username: user,
@@ -64,7 +76,7 @@ pub fn authenticate(challenge: &str, username: &str, password: &Secret) -> Resul
         domain,
     };
     let response = ntlmclient::respond_challenge_ntlm_v2(
-        challenge.challenge,
+        server_challenge,
         &target_info,
         ntlmclient::get_ntlm_time(),
         &creds,
@@ -75,6 +87,11 @@ pub fn authenticate(challenge: &str, username: &str, password: &Secret) -> Resul
         .to_bytes()
         .map_err(|e| format!("cannot encode the NTLM answer ({e:?})"))?;
     Ok(STANDARD.encode(bytes))
+}
+
+/// A type 2 message of at least the 32 bytes every NTLM version has.
+fn minimal_challenge(bytes: &[u8]) -> bool {
+    bytes.len() >= 32 && bytes.starts_with(b"NTLMSSP\0") && bytes[8..12] == [2, 0, 0, 0]
 }
 
 #[cfg(test)]
@@ -88,6 +105,23 @@ mod tests {
             split_user("alice@corp.example"),
             ("alice@corp.example".into(), String::new())
         );
+    }
+
+    #[test]
+    fn a_minimal_challenge_without_target_information_is_answered() {
+        // Squid's ntlm_fake_auth sends this one (its target name's offset is garbage).
+        let squid = "TlRMTVNTUAACAAAACQAJAK6qqqoGgggAPc51b0HtcqQAAAAAAAA6AFdPUktHUk9VUA==";
+        let answer = authenticate(squid, "CORP\\pat", &Secret::new("pw".into())).unwrap();
+        let bytes = STANDARD.decode(answer).unwrap();
+        match ntlmclient::Message::try_from(bytes.as_slice()) {
+            Ok(ntlmclient::Message::Authenticate(a)) => {
+                assert_eq!(a.user_name, "pat");
+                assert_eq!(a.domain_name, "CORP");
+            }
+            other => panic!("{other:?}"),
+        }
+        let short = STANDARD.encode(&STANDARD.decode(squid).unwrap()[..31]);
+        assert!(authenticate(&short, "pat", &Secret::new("pw".into())).is_err());
     }
 
     #[test]
