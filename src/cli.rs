@@ -541,6 +541,8 @@ pub async fn check(config_path: Option<&Path>, only: Option<&str>, as_json: bool
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Warnings (plain text on the wire, a Windows sign-in that fell back, …) on stderr; no file.
+    let _log = crate::logging::init(&config.logging, None);
     let accounts: Vec<_> = config
         .accounts
         .iter()
