@@ -43,10 +43,12 @@ fi
 if command -v apt-get >/dev/null 2>&1; then
   # gcc: the linker Rust calls, and the C parts of ring (TLS crypto) and QuickJS (PAC scripts).
   pkgs=(gcc pkg-config libgtk-3-dev libwebkit2gtk-4.1-dev)
-  [ "$what" = test ] && pkgs+=(libssl-dev dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool libxml2-utils python3-venv gcc-mingw-w64-x86-64 wine wine64 squid dante-server)
+  [ "$what" = test ] && pkgs+=(libssl-dev dovecot-imapd dovecot-lmtpd openssl iproute2 nftables conntrack dbus-daemon dbus-bin gnome-keyring desktop-file-utils libglib2.0-bin xvfb dunst python3-gi gir1.2-glib-2.0 imagemagick xdg-utils xdotool libxml2-utils python3-venv gcc-mingw-w64-x86-64 wine wine64 squid dante-server winbind)
   # libssl-dev: the EWS and Graph test servers' TLS is OpenSSL (native-tls), a stack other than
   # the agent's rustls; the agent itself needs it only when built with `--features native-tls`;
   # squid, dante-server: tests/proxy.rs runs them as the only way out of its test network;
+  # winbind: Samba's ntlm_auth, which checks NTLM sign-ins behind the tests' Squid and is
+  # Wine's NTLM (SSPI) in tests/wine.rs;
   # libxml2-utils: xmllint validates the EWS traffic of tests/ews.rs against Microsoft's schema;
   # python3-venv: the interop tests install exchangelib and msgraph-sdk from PyPI into venvs;
   # gcc-mingw-w64-x86-64, wine, wine64: tests/wine.rs links mailpulse.exe and runs it under Wine.
@@ -63,11 +65,11 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
 elif command -v dnf >/dev/null 2>&1; then
   pkgs=(pkgconf-pkg-config gtk3-devel webkit2gtk4.1-devel)
-  [ "$what" = test ] && pkgs+=(openssl-devel dovecot openssl iproute nftables conntrack-tools dbus-daemon gnome-keyring desktop-file-utils glib2 xorg-x11-server-Xvfb dunst python3-gobject ImageMagick xdg-utils xdotool libxml2 python3 squid dante-server)
+  [ "$what" = test ] && pkgs+=(openssl-devel dovecot openssl iproute nftables conntrack-tools dbus-daemon gnome-keyring desktop-file-utils glib2 xorg-x11-server-Xvfb dunst python3-gobject ImageMagick xdg-utils xdotool libxml2 python3 squid dante-server samba-winbind-clients)
   need_root dnf install -y "${pkgs[@]}"
 elif command -v pacman >/dev/null 2>&1; then
   pkgs=(pkgconf gtk3 webkit2gtk-4.1)
-  [ "$what" = test ] && pkgs+=(openssl dovecot iproute2 nftables conntrack-tools dbus gnome-keyring desktop-file-utils glib2 xorg-server-xvfb dunst python-gobject imagemagick xdg-utils xdotool libxml2 python squid dante)
+  [ "$what" = test ] && pkgs+=(openssl dovecot iproute2 nftables conntrack-tools dbus gnome-keyring desktop-file-utils glib2 xorg-server-xvfb dunst python-gobject imagemagick xdg-utils xdotool libxml2 python squid dante samba)
   need_root pacman -S --needed --noconfirm "${pkgs[@]}"
 elif command -v brew >/dev/null 2>&1; then
   # macOS uses the system TLS library; the test suite's Dovecot comes from Homebrew.

@@ -229,10 +229,23 @@ fn a_proxy_that_wants_a_password_gets_it_from_the_keyring_and_is_never_hammered(
         "{err}"
     );
 
+    // A wrong password (here from HTTPS_PROXY): refused, and said so.
+    let wrong = format!("http://pat:wrong@{}:{SQUID_PORT}", tb.gateway_client_ip());
+    let (ok, _, err) = check(
+        &tb,
+        &home_for(&d, "proxy = \"system\"", ""),
+        &[("HTTPS_PROXY", wrong.as_str())],
+    );
+    assert!(
+        !ok && err.contains("refused the Basic sign-in of the user \"pat\" (407"),
+        "{err}"
+    );
+
     // The agent, with the user but no password stored: one error, and the proxy is not asked
     // again and again.
     let url = format!("http://pat@{}:{SQUID_PORT}", tb.gateway_client_ip());
     let home = home_for(&d, &format!("proxy = \"{url}\""), "interval_secs = 30");
+    let before = proxy.count("TCP_DENIED/407");
     let w = tb.in_client(|| Watch::start_with(&home, &env));
     let events = w.until_type(secs(30), "error");
     let events = [events, w.during(secs(45))].concat();
@@ -246,7 +259,7 @@ fn a_proxy_that_wants_a_password_gets_it_from_the_keyring_and_is_never_hammered(
             .contains("the keyring holds none for \"pat\""),
         "{errors:?}"
     );
-    let asked = proxy.count("TCP_DENIED/407");
+    let asked = proxy.count("TCP_DENIED/407") - before;
     assert!(
         asked <= 3,
         "the proxy was asked {asked} times in 75 s:\n{}",
@@ -276,6 +289,66 @@ fn a_proxy_that_wants_a_password_gets_it_from_the_keyring_and_is_never_hammered(
     );
     // The password is nowhere in the agent's output.
     assert!(!w.stderr_text().contains("pässword") && !w.stdout_text().contains("pässword"));
+}
+
+#[test]
+fn a_proxy_that_wants_ntlm_is_answered_on_the_connection_it_authenticates() {
+    let d = dovecot();
+    let tb = testbed(&d);
+    let proxy = squid(
+        &tb,
+        SquidOptions {
+            ntlm: Some(("CORP".into(), "pat".into(), "proxy-pw".into())),
+            ..SquidOptions::default()
+        },
+    );
+
+    // No user: one error that says which user to write, and how for a Windows domain.
+    let home = home_for(&d, &format!("proxy = \"{}\"", proxy.url()), "");
+    let (ok, _, err) = check(&tb, &home, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("wants a user name and password (407") && err.contains("DOMAIN%5CUSER@"),
+        "{err}"
+    );
+
+    // A wrong password: Samba's check refuses it, and the error says so.
+    let home = home_for(&d, "proxy = \"system\"", "interval_secs = 30");
+    let wrong = format!(
+        "http://CORP%5Cpat:wrong@{}:{SQUID_PORT}",
+        tb.gateway_client_ip()
+    );
+    let (ok, _, err) = check(&tb, &home, &[("HTTPS_PROXY", wrong.as_str())]);
+    assert!(
+        !ok && err.contains("refused the NTLM sign-in of the user \"CORP\\\\pat\" (407"),
+        "{err}"
+    );
+
+    // The domain user and password from HTTPS_PROXY (as curl takes them): the NTLM exchange
+    // runs, the tunnel opens, and mail comes through it.
+    let url = format!(
+        "http://CORP%5Cpat:proxy-pw@{}:{SQUID_PORT}",
+        tb.gateway_client_ip()
+    );
+    let env = [("HTTPS_PROXY", url.as_str())];
+    let (ok, out, err) = check(&tb, &home, &env);
+    assert!(ok, "{out}\n{err}\n{}", proxy.access_log());
+    let w = tb.in_client(|| Watch::start_with(&home, &env));
+    connected(&w);
+    d.deliver(USER, "Bob <bob@example.org>", "through NTLM", "hello");
+    let seen = w.until(secs(20), |v| v["type"] == "new_mail");
+    assert_eq!(subjects(&seen), ["through NTLM"]);
+    // Squid names the user Samba signed in.
+    let log = proxy.access_log();
+    let tunnels: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONNECT") && !l.contains("TCP_DENIED"))
+        .collect();
+    assert!(
+        !tunnels.is_empty() && tunnels.iter().all(|l| l.contains("pat")),
+        "{log}"
+    );
+    assert!(!w.stderr_text().contains("proxy-pw") && !w.stdout_text().contains("proxy-pw"));
 }
 
 #[test]

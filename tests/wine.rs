@@ -899,6 +899,43 @@ fn a_second_tray_asks_the_first_over_the_pipe_and_exits() {
     drop(first);
 }
 
+/// The test Dovecot holding one message `subject`, a Squid on loopback (with `options`) that
+/// alone resolves the server's name (its hosts file), and `agent`'s config naming the server by
+/// that name: a check passes only through the proxy.
+fn behind_squid(
+    agent: &Agent,
+    subject: &str,
+    options: proxies::SquidOptions,
+) -> (Dovecot, proxies::Squid) {
+    let d = Dovecot::start(DovecotOptions::default());
+    d.deliver(USER, "Ann <ann@example.org>", subject, "1");
+    let name = support::tls::NETNS_SERVER_NAME;
+    let squid = proxies::Squid::start(
+        "127.0.0.1",
+        support::dovecot::free_port(),
+        proxies::SquidOptions {
+            hosts: vec![("127.0.0.1".into(), name.into())],
+            ..options
+        },
+        None,
+    );
+    let file = agent.dir.path().join("password");
+    std::fs::write(&file, PASSWORD).unwrap();
+    std::fs::write(
+        agent.config_path(),
+        format!(
+            "[keepalive]\ncheck_on_wake = false\n\n\
+             [[accounts]]\nname = \"work\"\nhost = \"{name}\"\nport = {}\nsecurity = \"tls\"\n\
+             username = \"{USER}\"\nca_file = '{}'\npassword_command = 'type {}'\n",
+            d.imaps_port(),
+            win(&d.ca_pem()),
+            win(&file),
+        ),
+    )
+    .unwrap();
+    (d, squid)
+}
+
 /// `proxy = "system"` on Windows: the user's proxy settings (Settings › Network › Proxy, i.e.
 /// WinINET's `DefaultConnectionSettings`), read through WinHTTP. The account names a server only
 /// the proxy can resolve (Squid's hosts file), so the check passes only through the proxy.
@@ -907,25 +944,15 @@ fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
     if skip_unless_ready() {
         return;
     }
-    let d = Dovecot::start(DovecotOptions::default());
-    d.deliver(
-        USER,
-        "Ann <ann@example.org>",
-        "through the Windows proxy",
-        "1",
-    );
-    let name = support::tls::NETNS_SERVER_NAME;
-    let squid = proxies::Squid::start(
-        "127.0.0.1",
-        support::dovecot::free_port(),
-        proxies::SquidOptions {
-            hosts: vec![("127.0.0.1".into(), name.into())],
-            ..proxies::SquidOptions::default()
-        },
-        None,
-    );
     // A prefix of its own: the proxy setting is the user's, for every program of the prefix.
     let prefix = Arc::new(Prefix::boot());
+    let agent = Agent::in_prefix(prefix.clone());
+    let (d, squid) = behind_squid(
+        &agent,
+        "through the Windows proxy",
+        proxies::SquidOptions::default(),
+    );
+    let name = support::tls::NETNS_SERVER_NAME;
     // WinINET's DefaultConnectionSettings: magic 0x46, a counter, flags PROXY_TYPE_PROXY (2),
     // then length-prefixed proxy list, bypass list and PAC URL.
     let proxy = format!("127.0.0.1:{}", squid.port);
@@ -956,21 +983,6 @@ fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
     let out = run_bounded(reg, BOOT_LIMIT, "wine reg add").unwrap_or_else(|e| panic!("{e}"));
     assert!(out.status.success(), "{}", text(&out));
 
-    let agent = Agent::in_prefix(prefix);
-    let file = agent.dir.path().join("password");
-    std::fs::write(&file, PASSWORD).unwrap();
-    std::fs::write(
-        agent.config_path(),
-        format!(
-            "[keepalive]\ncheck_on_wake = false\n\n\
-             [[accounts]]\nname = \"work\"\nhost = \"{name}\"\nport = {}\nsecurity = \"tls\"\n\
-             username = \"{USER}\"\nca_file = '{}'\npassword_command = 'type {}'\n",
-            d.imaps_port(),
-            win(&d.ca_pem()),
-            win(&file),
-        ),
-    )
-    .unwrap();
     let out = agent.run(&["check"]);
     assert!(
         out.status.success(),
@@ -997,5 +1009,70 @@ fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
             .contains(&format!("CONNECT {name}:{}", d.imaps_port())),
         "{}",
         squid.access_log()
+    );
+}
+
+/// A proxy that wants NTLM (checked for real by Samba's `ntlm_auth` behind Squid), the domain
+/// user and password in `HTTPS_PROXY`: Windows' own SSPI answers it (Wine's NTLM runs Samba's
+/// `ntlm_auth` too), on the connection it authenticates, and the check passes through the
+/// tunnel.
+#[test]
+fn a_proxy_that_wants_ntlm_is_answered_by_windows_sign_in() {
+    if skip_unless_ready() {
+        return;
+    }
+    let agent = Agent::new();
+    let (_d, squid) = behind_squid(
+        &agent,
+        "through NTLM",
+        proxies::SquidOptions {
+            ntlm: Some(("CORP".into(), "pat".into(), "proxy-pw".into())),
+            ..proxies::SquidOptions::default()
+        },
+    );
+    let mut cmd = agent.command(&["check"]);
+    cmd.env(
+        "HTTPS_PROXY",
+        format!("http://CORP%5Cpat:proxy-pw@127.0.0.1:{}", squid.port),
+    );
+    let out = run_bounded(cmd, RUN_LIMIT, "mailpulse.exe check through NTLM")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        squid.access_log()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("through NTLM"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("NTLM by mailpulse instead"),
+        "SSPI, not mailpulse's own NTLM, answered:\n{}",
+        text(&out)
+    );
+    let log = squid.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TCP_TUNNEL/200") && l.contains("pat")),
+        "{log}"
+    );
+
+    // A wrong password: SSPI's answer is refused, and the error names the user.
+    let mut cmd = agent.command(&["check"]);
+    cmd.env(
+        "HTTPS_PROXY",
+        format!("http://CORP%5Cpat:wrong@127.0.0.1:{}", squid.port),
+    );
+    let out = run_bounded(cmd, RUN_LIMIT, "mailpulse.exe check, wrong proxy password")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr)
+                .contains("refused the NTLM sign-in of the user \"CORP\\\\pat\" (407"),
+        "{}",
+        text(&out)
     );
 }

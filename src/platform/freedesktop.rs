@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::unix::{absolute_env_path, home_dir, remove_if_exists};
-pub(crate) use super::unix::{hook_std, kill_hook_group, shell_std};
+pub(crate) use super::unix::{hook_std, kill_hook_group, shell_std, system_sign_in};
 use crate::event::Command;
 
 /// Start at login: `$XDG_CONFIG_HOME/autostart/mailpulse.desktop` (XDG Autostart; `$HOME/.config`

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::unix::{home_dir, remove_if_exists};
-pub(crate) use super::unix::{hook_std, kill_hook_group, shell_std};
+pub(crate) use super::unix::{hook_std, kill_hook_group, shell_std, system_sign_in};
 use crate::event::Command;
 
 /// Start at login: `~/Library/LaunchAgents/org.mailpulse.mailpulse.plist` (a launchd user agent,

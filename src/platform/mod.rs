@@ -14,6 +14,7 @@
 //! | `credential_store()`, `KEYRING_UNAVAILABLE_HINT` | the OS keyring and what to do without one |
 //! | `shell_std(line)`, `hook_std(line)`, `kill_hook_group(pid)`, `OPENER` | process spawning: `password_command` (`sh -c`, `cmd /D /S /C`), hooks (`sh -c` in a process group of its own, killed as a group; on Windows no shell); what opens a file or URL (`open_with_desktop` and `spawn_reaped` here) |
 //! | `system_proxy(url)` | the OS's proxy for a URL: KDE's `kioslaverc` or GNOME's settings (`gsettings`) with their PAC script (QuickJS), WinHTTP (manual, PAC, auto-detection), System Configuration (PAC by CFNetwork); read by `proxy_settings` |
+//! | `system_sign_in(offered, proxy_host, identity)` | a proxy's Negotiate/NTLM sign-in done by the OS ([`ConnectionSignIn`]): SSPI on Windows, with the logged-on user's credentials when no user is given; none elsewhere (the portable NTLM in `protocol::ntlm` answers with a stored password) |
 //! | `tcp_keepalive(time, interval)` | the kernel's keep-alive probes (with a count where the OS takes one) |
 //! | `ack_answers_together(tcp)` | before a write: the answers' ACKs delayed and combined (Linux leaves quick-ACK mode) |
 //! | `Signals`, `replace_process(cmd)` | the shell's signals for `watch`; `exec` of a companion |
@@ -64,7 +65,18 @@ pub(crate) fn tell_credentials_changed(state_dir: &std::path::Path) -> bool {
         false
     }
 }
-pub(crate) use os::system_proxy;
+pub(crate) use os::{system_proxy, system_sign_in};
+
+/// A connection-based HTTP sign-in (Negotiate, NTLM) that the OS performs itself: each step
+/// takes the proxy's challenge (none at first, base64) and gives the next token (base64); the
+/// tokens authenticate the TCP connection they travel on. `system_sign_in(offered, proxy_host,
+/// identity)` gives one for the schemes a 407 offers (lower-case), `Ok(None)` where the OS has
+/// none, an error that says why the OS could not start it.
+pub(crate) trait ConnectionSignIn: Send {
+    /// The scheme as the headers name it: "Negotiate" or "NTLM".
+    fn scheme(&self) -> &'static str;
+    fn step(&mut self, challenge: Option<&str>) -> Result<String, String>;
+}
 pub(crate) use os::{
     KEYRING_UNAVAILABLE_HINT, Signals, ack_answers_together, credential_store, hook_std,
     kill_hook_group, network_id, replace_process, shell_std, sleep_until, spawn_wake_sources,

@@ -8,6 +8,16 @@ use super::Signal;
 #[cfg(feature = "desktop")]
 use super::instance::{ANSWER_WITHIN, Claim, Request, answer, ask, listen_thread};
 
+/// Neither freedesktop nor macOS signs in to a proxy with the session's own credentials
+/// (Kerberos tickets are left to a later day): the portable NTLM answers with a stored password.
+pub(crate) fn system_sign_in(
+    _offered: &[String],
+    _proxy_host: &str,
+    _identity: Option<(&str, &str)>,
+) -> Result<Option<Box<dyn super::ConnectionSignIn>>, String> {
+    Ok(None)
+}
+
 /// A PAC script's answer (proxy-watch's steps) as the proxy to use: the first step mailpulse
 /// can take (DIRECT, an HTTP proxy, SOCKS5); `source` names the script in messages.
 pub(crate) fn pac_answer(

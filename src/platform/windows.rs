@@ -414,6 +414,253 @@ mod proxy {
     }
 }
 
+pub(crate) use sign_in::system_sign_in;
+
+/// A proxy's Negotiate or NTLM sign-in through SSPI, as Edge and Outlook do it: with the
+/// logged-on user's own credentials (integrated Windows authentication) when the proxy setting
+/// names no user, with that user and the stored password otherwise. Negotiate is preferred
+/// where offered (Kerberos in a domain, NTLM inside it elsewhere).
+mod sign_in {
+    use std::ffi::c_void;
+    use std::ptr::{null, null_mut};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use windows_sys::Win32::Foundation::{
+        SEC_E_INVALID_TOKEN, SEC_E_LOGON_DENIED, SEC_E_NO_CREDENTIALS, SEC_E_SECPKG_NOT_FOUND,
+        SEC_E_TARGET_UNKNOWN, SEC_E_WRONG_PRINCIPAL,
+    };
+    use windows_sys::Win32::Security::Authentication::Identity::{
+        AcquireCredentialsHandleW, DeleteSecurityContext, FreeContextBuffer, FreeCredentialsHandle,
+        ISC_REQ_ALLOCATE_MEMORY, ISC_REQ_CONNECTION, InitializeSecurityContextW, SECBUFFER_TOKEN,
+        SECBUFFER_VERSION, SECPKG_CRED_OUTBOUND, SECURITY_NATIVE_DREP, SecBuffer, SecBufferDesc,
+    };
+    use windows_sys::Win32::Security::Credentials::SecHandle;
+    use windows_sys::Win32::System::Rpc::{
+        SEC_WINNT_AUTH_IDENTITY_UNICODE, SEC_WINNT_AUTH_IDENTITY_W,
+    };
+
+    use crate::platform::ConnectionSignIn;
+
+    /// The most a token from the proxy may be (Kerberos tickets with many groups reach 48 KiB).
+    const MAX_CHALLENGE: usize = 64 << 10;
+
+    pub(crate) fn system_sign_in(
+        offered: &[String],
+        proxy_host: &str,
+        identity: Option<(&str, &str)>,
+    ) -> Result<Option<Box<dyn ConnectionSignIn>>, String> {
+        let (package, scheme) = if offered.iter().any(|s| s == "negotiate") {
+            ("Negotiate", "Negotiate")
+        } else if offered.iter().any(|s| s == "ntlm") {
+            ("NTLM", "NTLM")
+        } else {
+            return Ok(None);
+        };
+        let sspi = Sspi::new(package, scheme, proxy_host, identity)?;
+        Ok(Some(Box::new(sspi)))
+    }
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().collect()
+    }
+
+    /// An SSPI status as a sentence the user can act on.
+    fn explain(call: &str, status: i32) -> String {
+        let what = match status {
+            SEC_E_NO_CREDENTIALS => {
+                "Windows has no sign-in credentials for it (not signed in to a domain?)"
+            }
+            SEC_E_LOGON_DENIED => "the user name or password was refused",
+            SEC_E_TARGET_UNKNOWN | SEC_E_WRONG_PRINCIPAL => {
+                "the domain does not know the proxy's name (ask for its HTTP/ service name)"
+            }
+            SEC_E_INVALID_TOKEN => "the proxy's challenge is not valid",
+            SEC_E_SECPKG_NOT_FOUND => "this Windows lacks the security package",
+            _ => "",
+        };
+        if what.is_empty() {
+            format!("{call} failed (0x{:08X})", status as u32)
+        } else {
+            format!("{what} ({call}: 0x{:08X})", status as u32)
+        }
+    }
+
+    struct Sspi {
+        scheme: &'static str,
+        cred: SecHandle,
+        ctx: Option<SecHandle>,
+        /// `HTTP/proxy.host`, NUL-terminated: the service Kerberos asks a ticket for.
+        target: Vec<u16>,
+    }
+
+    impl Sspi {
+        fn new(
+            package: &str,
+            scheme: &'static str,
+            proxy_host: &str,
+            identity: Option<(&str, &str)>,
+        ) -> Result<Sspi, String> {
+            let mut pkg = wide(package);
+            pkg.push(0);
+            let mut cred = SecHandle::default();
+            let mut expiry = 0i64;
+            // `DOMAIN\user`, or a UPN / plain name with no domain (Windows resolves it).
+            let (mut user, mut domain, mut password) = match identity {
+                Some((u, p)) => {
+                    let (domain, user) = u.split_once('\\').unwrap_or(("", u));
+                    (wide(user), wide(domain), wide(p))
+                }
+                None => Default::default(),
+            };
+            let auth = SEC_WINNT_AUTH_IDENTITY_W {
+                User: user.as_mut_ptr(),
+                UserLength: user.len() as u32,
+                Domain: domain.as_mut_ptr(),
+                DomainLength: domain.len() as u32,
+                Password: password.as_mut_ptr(),
+                PasswordLength: password.len() as u32,
+                Flags: SEC_WINNT_AUTH_IDENTITY_UNICODE,
+            };
+            let auth_ptr: *const c_void = if identity.is_some() {
+                &auth as *const SEC_WINNT_AUTH_IDENTITY_W as *const c_void
+            } else {
+                null()
+            };
+            // SAFETY: every pointer is valid for the call; the identity's buffers outlive it.
+            let status = unsafe {
+                AcquireCredentialsHandleW(
+                    null(),
+                    pkg.as_ptr(),
+                    SECPKG_CRED_OUTBOUND,
+                    null(),
+                    auth_ptr,
+                    None,
+                    null(),
+                    &mut cred,
+                    &mut expiry,
+                )
+            };
+            password.iter_mut().for_each(|c| *c = 0);
+            if status < 0 {
+                return Err(explain("AcquireCredentialsHandle", status));
+            }
+            let mut target = wide(&format!("HTTP/{proxy_host}"));
+            target.push(0);
+            Ok(Sspi {
+                scheme,
+                cred,
+                ctx: None,
+                target,
+            })
+        }
+    }
+
+    impl ConnectionSignIn for Sspi {
+        fn scheme(&self) -> &'static str {
+            self.scheme
+        }
+
+        fn step(&mut self, challenge: Option<&str>) -> Result<String, String> {
+            let input = match challenge {
+                Some(c) if c.len() <= MAX_CHALLENGE * 4 / 3 + 4 => Some(
+                    STANDARD
+                        .decode(c.trim())
+                        .map_err(|_| format!("the {} challenge is not base64", self.scheme))?,
+                ),
+                Some(_) => return Err(format!("the {} challenge is too long", self.scheme)),
+                None if self.ctx.is_some() => {
+                    return Err(format!("the proxy sent no {} challenge", self.scheme));
+                }
+                None => None,
+            };
+            let mut input = input.unwrap_or_default();
+            let mut in_buf = SecBuffer {
+                cbBuffer: input.len() as u32,
+                BufferType: SECBUFFER_TOKEN,
+                pvBuffer: input.as_mut_ptr() as *mut c_void,
+            };
+            let in_desc = SecBufferDesc {
+                ulVersion: SECBUFFER_VERSION,
+                cBuffers: 1,
+                pBuffers: &mut in_buf,
+            };
+            let mut out_buf = SecBuffer {
+                cbBuffer: 0,
+                BufferType: SECBUFFER_TOKEN,
+                pvBuffer: null_mut(),
+            };
+            let mut out_desc = SecBufferDesc {
+                ulVersion: SECBUFFER_VERSION,
+                cBuffers: 1,
+                pBuffers: &mut out_buf,
+            };
+            let mut handle = self.ctx.unwrap_or_default();
+            let mut attributes = 0u32;
+            let mut expiry = 0i64;
+            // SAFETY: the credential handle is live; the context handle is the one the
+            // previous step produced (or none on the first); the buffers outlive the call.
+            let status = unsafe {
+                InitializeSecurityContextW(
+                    &self.cred,
+                    if self.ctx.is_some() { &handle } else { null() },
+                    self.target.as_ptr(),
+                    ISC_REQ_CONNECTION | ISC_REQ_ALLOCATE_MEMORY,
+                    0,
+                    SECURITY_NATIVE_DREP,
+                    if challenge.is_some() {
+                        &in_desc
+                    } else {
+                        null()
+                    },
+                    0,
+                    &mut handle,
+                    &mut out_desc,
+                    &mut attributes,
+                    &mut expiry,
+                )
+            };
+            let token = if out_buf.pvBuffer.is_null() {
+                Vec::new()
+            } else {
+                // SAFETY: SSPI allocated cbBuffer bytes (ISC_REQ_ALLOCATE_MEMORY); freed here.
+                let t = unsafe {
+                    std::slice::from_raw_parts(
+                        out_buf.pvBuffer as *const u8,
+                        out_buf.cbBuffer as usize,
+                    )
+                }
+                .to_vec();
+                unsafe { FreeContextBuffer(out_buf.pvBuffer) };
+                t
+            };
+            if status < 0 {
+                return Err(explain("InitializeSecurityContext", status));
+            }
+            self.ctx = Some(handle);
+            if token.is_empty() {
+                return Err(format!(
+                    "Windows had no {} answer for the proxy",
+                    self.scheme
+                ));
+            }
+            Ok(STANDARD.encode(token))
+        }
+    }
+
+    impl Drop for Sspi {
+        fn drop(&mut self) {
+            // SAFETY: both handles came from SSPI and are released once.
+            unsafe {
+                if let Some(ctx) = &self.ctx {
+                    DeleteSecurityContext(ctx);
+                }
+                FreeCredentialsHandle(&self.cred);
+            }
+        }
+    }
+}
+
 /// Before the client writes ([`crate::platform`]'s freedesktop room explains): Windows has no per-socket quick-ACK switch (its delayed ACKs are the default).
 pub(crate) fn ack_answers_together(_tcp: &tokio::net::TcpStream) {}
 

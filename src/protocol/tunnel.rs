@@ -10,6 +10,10 @@
 //!
 //! Errors name the hop that failed: the proxy unreachable, the proxy refusing the tunnel (with
 //! its status), the proxy wanting credentials, the server unreachable from the proxy.
+//!
+//! Proxy sign-in: Basic with the setting's user and the stored password; NTLM (and on Windows
+//! Negotiate, with the logged-on user's own credentials when no user is set) answered on the
+//! connection it authenticates.
 
 use std::time::Duration;
 
@@ -18,6 +22,7 @@ use tokio::net::TcpStream;
 
 use crate::config::ProxyKind;
 use crate::error::{ErrorKind, ProtoError};
+use crate::platform::ConnectionSignIn;
 use crate::proxy::{Hop, Purpose};
 use crate::secret::Secret;
 
@@ -80,7 +85,7 @@ pub(crate) async fn tunnel(
     let _ = tcp.set_nodelay(true);
     let asked = async {
         match hop.url.kind {
-            ProxyKind::Http => http_connect(&mut tcp, hop, host, port, purpose).await,
+            ProxyKind::Http => http_connect(&mut tcp, hop, host, port, purpose, rt).await,
             ProxyKind::Socks5 | ProxyKind::Socks5h => socks5(&mut tcp, hop, host, port).await,
         }
     };
@@ -111,17 +116,18 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-/// `CONNECT host:port`, Basic credentials sent up front when a user is set; reads the answer's
-/// head byte by byte (nothing of the tunnel's first bytes — an IMAP greeting — is consumed).
+/// `CONNECT host:port`. A 407 is answered with the best sign-in the proxy offers and mailpulse
+/// can give ([`connection_sign_in`]), on the same connection ([`sign_in`]). Basic credentials go
+/// with the first request only to a proxy already seen asking for them, so a password never
+/// travels in the clear to a proxy that wants NTLM or Negotiate.
 async fn http_connect(
     tcp: &mut TcpStream,
     hop: &Hop,
     host: &str,
     port: u16,
     purpose: Purpose,
+    rt: Duration,
 ) -> Result<(), ProtoError> {
-    use base64::Engine as _;
-    let name = hop.name();
     let target = authority(host, port);
     if target.chars().any(|c| c.is_control() || c == ' ') {
         return Err(ProtoError::new(
@@ -129,23 +135,163 @@ async fn http_connect(
             format!("{target:?} cannot be asked of a proxy"),
         ));
     }
-    let mut request = format!(
+    let endpoint = hop.url.endpoint();
+    let up_front = match basic(hop) {
+        Some(mut b) if wants_basic(&endpoint) => Some(b.step(None).map(Secret::new)),
+        _ => None,
+    }
+    .transpose()
+    .map_err(|e| ProtoError::new(ErrorKind::Auth, e))?;
+    let head = ask(tcp, hop, &target, up_front.as_ref().map(|t| ("Basic", t))).await?;
+    if head.is_success() {
+        return Ok(());
+    }
+    if head.code != 407 {
+        return Err(status_error(hop, &head, &target, port, purpose));
+    }
+    let offered = head.offered();
+    let offers_basic = offered.is_empty() || offered.iter().any(|s| s == "basic");
+    if up_front.is_some() && offers_basic {
+        return Err(refused(hop, "Basic", &head.status));
+    }
+    let auth = match connection_sign_in(hop, &offered) {
+        Ok(Some(auth)) => auth,
+        Ok(None) => match basic(hop) {
+            Some(b) if offers_basic => {
+                remember_basic(&endpoint);
+                b
+            }
+            _ => return Err(proxy_auth_error(hop, &head.status, &offered)),
+        },
+        Err(e) => {
+            return Err(ProtoError::new(
+                ErrorKind::Auth,
+                format!(
+                    "{}: the Windows sign-in it asks for ({}) failed: {e}",
+                    hop.name(),
+                    head.status
+                ),
+            ));
+        }
+    };
+    sign_in(tcp, hop, &target, port, purpose, rt, auth, &head).await
+}
+
+/// Proxies (`host:port`) seen asking for Basic: their next tunnels send the credentials with
+/// the first request, one round trip less.
+static BASIC_PROXIES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn wants_basic(endpoint: &str) -> bool {
+    BASIC_PROXIES.lock().is_ok_and(|set| set.contains(endpoint))
+}
+
+fn remember_basic(endpoint: &str) {
+    if let Ok(mut set) = BASIC_PROXIES.lock() {
+        set.insert(endpoint.to_owned());
+    }
+}
+
+/// Basic with the setting's user and the stored password, when both are there.
+fn basic(hop: &Hop) -> Option<Box<dyn ConnectionSignIn>> {
+    match (&hop.url.username, &hop.password) {
+        (Some(user), Some(pw)) => Some(Box::new(Basic(Secret::new(format!(
+            "{user}:{}",
+            pw.expose()
+        ))))),
+        _ => None,
+    }
+}
+
+/// `user:password`, sent base64-encoded.
+struct Basic(Secret);
+
+impl ConnectionSignIn for Basic {
+    fn scheme(&self) -> &'static str {
+        "Basic"
+    }
+
+    fn step(&mut self, challenge: Option<&str>) -> Result<String, String> {
+        use base64::Engine as _;
+        match challenge {
+            None => Ok(base64::engine::general_purpose::STANDARD.encode(self.0.expose())),
+            Some(_) => Err("Basic has one step".into()),
+        }
+    }
+}
+
+/// The proxy's answer to one CONNECT, up to its blank line.
+struct Head {
+    code: u16,
+    /// "407 Proxy Authentication Required", clipped.
+    status: String,
+    /// HTTP/1.0, or `Connection: close`: the proxy closes the connection after this answer.
+    closes: bool,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The authentication schemes a 407 offers, lower-case.
+    fn offered(&self) -> Vec<String> {
+        self.values("proxy-authenticate")
+            .filter_map(|v| v.split_whitespace().next().map(str::to_ascii_lowercase))
+            .collect()
+    }
+
+    /// The token after `scheme` in a `Proxy-Authenticate` header (`NTLM TlRMTVNT…`).
+    fn challenge(&self, scheme: &str) -> Option<&str> {
+        self.values("proxy-authenticate").find_map(|v| {
+            let (s, token) = v.trim().split_once(' ')?;
+            s.eq_ignore_ascii_case(scheme).then_some(token.trim())
+        })
+    }
+
+    /// The body's length when the connection stays open after it (what a connection-based
+    /// sign-in needs); `None` when the proxy closes it or its end cannot be known without
+    /// parsing chunks.
+    fn body_length_if_kept(&self) -> Option<usize> {
+        if self.closes || self.values("transfer-encoding").next().is_some() {
+            return None;
+        }
+        match self.values("content-length").next() {
+            Some(n) => n.trim().parse().ok(),
+            None => Some(0),
+        }
+    }
+}
+
+/// One `CONNECT`, with `authorization` (scheme and token: Basic, NTLM, Negotiate) when given;
+/// the answer's head read byte by byte (nothing of the tunnel's first bytes — an IMAP
+/// greeting — is consumed).
+async fn ask(
+    tcp: &mut TcpStream,
+    hop: &Hop,
+    target: &str,
+    authorization: Option<(&str, &Secret)>,
+) -> Result<Head, ProtoError> {
+    let name = hop.name();
+    let mut bytes = format!(
         "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: mailpulse/{}\r\n",
         env!("CARGO_PKG_VERSION")
-    );
-    let credentials = match (&hop.url.username, &hop.password) {
-        (Some(user), Some(pw)) => Some(Secret::new(
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pw.expose())),
-        )),
-        _ => None,
-    };
-    let mut bytes = request.clone().into_bytes();
-    if let Some(c) = &credentials {
-        bytes
-            .extend_from_slice(format!("Proxy-Authorization: Basic {}\r\n", c.expose()).as_bytes());
+    )
+    .into_bytes();
+    if let Some((scheme, token)) = authorization {
+        bytes.extend_from_slice(
+            format!("Proxy-Authorization: {scheme} {}\r\n", token.expose()).as_bytes(),
+        );
     }
     bytes.extend_from_slice(b"\r\n");
-    request.clear();
     let lost = |e: std::io::Error| {
         ProtoError::new(
             ErrorKind::Disconnected,
@@ -153,7 +299,7 @@ async fn http_connect(
         )
     };
     let written = tcp.write_all(&bytes).await;
-    // The request held the credentials: nothing of it stays in memory.
+    // The request may hold credentials: nothing of it stays in memory.
     bytes.iter_mut().for_each(|b| *b = 0);
     written.map_err(lost)?;
     let mut head = Vec::with_capacity(256);
@@ -178,32 +324,219 @@ async fn http_connect(
             ));
         }
     }
-    let head = String::from_utf8_lossy(&head);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let _version = parts.next();
-    let code: u16 = parts.next().and_then(|c| c.parse().ok()).ok_or_else(|| {
-        ProtoError::new(
-            ErrorKind::Protocol,
-            format!(
-                "{name} answered the tunnel request with {:?}",
-                super::net::clip(status_line)
-            ),
-        )
-    })?;
-    let reason = super::net::clip(parts.next().unwrap_or_default().trim());
-    if (200..300).contains(&code) {
-        return Ok(());
+    Head::parse(&String::from_utf8_lossy(&head), &name)
+}
+
+impl Head {
+    /// A head as read (status line and header lines; the blank line may follow).
+    fn parse(head: &str, name: &str) -> Result<Head, ProtoError> {
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default();
+        let code: u16 = parts.next().and_then(|c| c.parse().ok()).ok_or_else(|| {
+            ProtoError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{name} answered the tunnel request with {:?}",
+                    super::net::clip(status_line)
+                ),
+            )
+        })?;
+        let reason = super::net::clip(parts.next().unwrap_or_default().trim());
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let closes = version == "HTTP/1.0"
+            || headers.iter().any(|(k, v)| {
+                (k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("proxy-connection"))
+                    && v.eq_ignore_ascii_case("close")
+            });
+        Ok(Head {
+            code,
+            status: format!("{code} {reason}").trim().to_owned(),
+            closes,
+            headers,
+        })
     }
-    let offered: Vec<String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("proxy-authenticate"))
-        .filter_map(|(_, v)| v.split_whitespace().next().map(str::to_ascii_lowercase))
-        .collect();
-    let status = format!("{code} {reason}").trim().to_owned();
-    Err(match code {
-        407 => proxy_auth_error(hop, &status, &offered),
+}
+
+/// The most of a 407's body read (and dropped) to keep its connection for the sign-in.
+const MAX_SKIPPED_BODY: usize = 1 << 20;
+
+/// Read and drop `n` bytes of a 407's body.
+async fn skip_body(tcp: &mut TcpStream, hop: &Hop, n: usize) -> Result<(), ProtoError> {
+    let mut rest = tokio::io::AsyncReadExt::take(&mut *tcp, n as u64);
+    let copied = tokio::io::copy(&mut rest, &mut tokio::io::sink())
+        .await
+        .map_err(|e| {
+            ProtoError::new(
+                ErrorKind::Disconnected,
+                format!(
+                    "{} closed the connection during the sign-in ({e})",
+                    hop.name()
+                ),
+            )
+        })?;
+    if copied < n as u64 {
+        return Err(ProtoError::new(
+            ErrorKind::Disconnected,
+            format!("{} closed the connection during the sign-in", hop.name()),
+        ));
+    }
+    Ok(())
+}
+
+/// The sign-in a 407 asks for, when mailpulse can answer it: the OS's own (Windows: SSPI,
+/// Negotiate or NTLM, with the logged-on user's credentials when the setting names no user),
+/// else NTLM with the setting's user and the stored password.
+fn connection_sign_in(
+    hop: &Hop,
+    offered: &[String],
+) -> Result<Option<Box<dyn ConnectionSignIn>>, String> {
+    let identity = match (&hop.url.username, &hop.password) {
+        (Some(user), Some(pw)) => Some((user.as_str(), pw.expose())),
+        // A user without a password: the error says to store it.
+        (Some(_), None) => return Ok(None),
+        (None, _) => None,
+    };
+    match crate::platform::system_sign_in(offered, &hop.url.host, identity) {
+        Ok(Some(os)) => return Ok(Some(os)),
+        Ok(None) => {}
+        // With a user and password, mailpulse's own NTLM may still do.
+        Err(e) if identity.is_some() && offered.iter().any(|s| s == "ntlm") => {
+            tracing::warn!(
+                "{}: the Windows sign-in failed ({e}); NTLM by mailpulse instead",
+                hop.name()
+            );
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(match identity {
+        Some((user, password)) if offered.iter().any(|s| s == "ntlm") => Some(Box::new(Ntlm {
+            user: user.to_owned(),
+            password: Secret::new(password.to_owned()),
+            answered: false,
+        })),
+        _ => None,
+    })
+}
+
+/// NTLM with a user and password ([`super::ntlm`]), on every OS.
+struct Ntlm {
+    user: String,
+    password: Secret,
+    answered: bool,
+}
+
+impl ConnectionSignIn for Ntlm {
+    fn scheme(&self) -> &'static str {
+        "NTLM"
+    }
+
+    fn step(&mut self, challenge: Option<&str>) -> Result<String, String> {
+        match challenge {
+            None => Ok(super::ntlm::negotiate()),
+            Some(_) if self.answered => Err("the proxy challenged the NTLM answer again".into()),
+            Some(c) => {
+                self.answered = true;
+                super::ntlm::authenticate(c, &self.user, &self.password)
+            }
+        }
+    }
+}
+
+/// Answer the proxy's connection-based sign-in: the tunnel asked for again with each token,
+/// on the same connection (on a new one for the first token when the proxy closed the one of
+/// its 407), until the proxy opens the tunnel or refuses.
+#[allow(clippy::too_many_arguments)]
+async fn sign_in(
+    tcp: &mut TcpStream,
+    hop: &Hop,
+    target: &str,
+    port: u16,
+    purpose: Purpose,
+    rt: Duration,
+    mut auth: Box<dyn ConnectionSignIn>,
+    first: &Head,
+) -> Result<(), ProtoError> {
+    let name = hop.name();
+    let scheme = auth.scheme();
+    match first.body_length_if_kept() {
+        Some(n) if n <= MAX_SKIPPED_BODY => skip_body(tcp, hop, n).await?,
+        _ => {
+            *tcp = super::net::connect_direct(&hop.url.host, hop.url.port, rt, "").await?;
+            let _ = tcp.set_nodelay(true);
+        }
+    }
+    let mut challenge: Option<String> = None;
+    // NTLM takes two legs, Kerberos one; a third challenge is a proxy going round in circles.
+    for _ in 0..3 {
+        let token = auth.step(challenge.as_deref()).map_err(|e| {
+            ProtoError::new(
+                ErrorKind::Auth,
+                format!("{name}: the {scheme} sign-in failed: {e}"),
+            )
+        })?;
+        let head = ask(tcp, hop, target, Some((scheme, &Secret::new(token)))).await?;
+        if head.is_success() {
+            tracing::debug!("{name}: signed in with {scheme}");
+            return Ok(());
+        }
+        if head.code != 407 {
+            return Err(status_error(hop, &head, target, port, purpose));
+        }
+        match head.challenge(scheme) {
+            // Basic's 407 names a realm, not a next step: the password was refused.
+            Some(c) if !c.is_empty() && scheme != "Basic" => {
+                match head.body_length_if_kept() {
+                    Some(n) if n <= MAX_SKIPPED_BODY => skip_body(tcp, hop, n).await?,
+                    _ => {
+                        return Err(ProtoError::new(
+                            ErrorKind::Protocol,
+                            format!(
+                                "{name} closed the connection in the middle of the {scheme} \
+                                 sign-in ({}); it cannot be signed in to this way",
+                                head.status
+                            ),
+                        ));
+                    }
+                }
+                challenge = Some(c.to_owned());
+            }
+            _ => return Err(refused(hop, scheme, &head.status)),
+        }
+    }
+    Err(ProtoError::new(
+        ErrorKind::Protocol,
+        format!("{name} kept asking for more {scheme} sign-in steps"),
+    ))
+}
+
+/// The proxy refused the credentials of a sign-in: what to do about it.
+fn refused(hop: &Hop, scheme: &str, status: &str) -> ProtoError {
+    let name = hop.name();
+    let message = match &hop.url.username {
+        Some(user) => format!(
+            "{name} refused the {scheme} sign-in of the user {user:?} ({status}); store the right \
+             password with `mailpulse password set --proxy`"
+        ),
+        None => format!(
+            "{name} refused the {scheme} sign-in of this Windows user ({status}); write a user \
+             into the proxy setting (\"http://DOMAIN%5CUSER@{}\") and store its password with \
+             `mailpulse password set --proxy`",
+            hop.url.endpoint()
+        ),
+    };
+    ProtoError::new(ErrorKind::Auth, message)
+}
+
+/// A proxy's answer other than 2xx and 407, as the hop that failed and what to do.
+fn status_error(hop: &Hop, head: &Head, target: &str, port: u16, purpose: Purpose) -> ProtoError {
+    let name = hop.name();
+    let status = &head.status;
+    match head.code {
         403 | 405 => {
             let advice = match purpose {
                 Purpose::Imap => format!(
@@ -228,32 +561,29 @@ async fn http_connect(
             ErrorKind::Connect,
             format!("{name} answered {status} to the request for a tunnel to {target}"),
         ),
-    })
+    }
 }
 
-/// A 407: one error that says what to do (the engine does not retry an `Auth` error until
-/// something changes, so a proxy that wants credentials is never hammered).
+/// A 407 that mailpulse has nothing to answer with: one error that says what to do (the engine
+/// does not retry an `Auth` error until something changes, so a proxy that wants credentials is
+/// never hammered).
 fn proxy_auth_error(hop: &Hop, status: &str, offered: &[String]) -> ProtoError {
     let name = hop.name();
-    let basic = offered.is_empty() || offered.iter().any(|s| s == "basic");
+    let with_password = offered.is_empty() || offered.iter().any(|s| s == "basic" || s == "ntlm");
     let message = match (&hop.url.username, &hop.password) {
-        (Some(user), Some(_)) => format!(
-            "{name} refused the user {user:?} and its password ({status}); store the right one \
-             with `mailpulse password set --proxy`"
-        ),
-        (Some(user), None) => format!(
+        (Some(user), None) if with_password => format!(
             "{name} wants a password ({status}) and the keyring holds none for {user:?}: store \
              it with `mailpulse password set --proxy`"
         ),
-        (None, _) if basic => format!(
+        (None, _) if with_password => format!(
             "{name} wants a user name and password ({status}): write the user into the proxy \
-             setting (\"http://USER@{}\") and store the password with `mailpulse password set \
-             --proxy`",
+             setting (\"http://USER@{0}\", in a Windows domain \"http://DOMAIN%5CUSER@{0}\") \
+             and store the password with `mailpulse password set --proxy`",
             hop.url.endpoint()
         ),
-        (None, _) => format!(
-            "{name} wants Windows sign-in ({status}; it offers {}), which mailpulse cannot \
-             answer: ask for Basic authentication or an exception for the mail server",
+        _ => format!(
+            "{name} wants Windows sign-in ({status}; it offers {}), which mailpulse answers only \
+             on Windows: ask for NTLM or Basic authentication, or an exception for the mail server",
             offered.join(", ")
         ),
     };
@@ -361,6 +691,40 @@ mod tests {
             e.message
         );
         let e = proxy_auth_error(&hop, "407", &["negotiate".into(), "ntlm".into()]);
-        assert!(e.message.contains("negotiate, ntlm"), "{}", e.message);
+        assert!(
+            e.message.contains("DOMAIN%5CUSER@proxy.corp:3128"),
+            "{}",
+            e.message
+        );
+        let e = proxy_auth_error(&hop, "407", &["negotiate".into()]);
+        assert!(e.message.contains("it offers negotiate"), "{}", e.message);
+    }
+
+    fn head(text: &str) -> Head {
+        Head::parse(text, "the proxy p:1").unwrap()
+    }
+
+    #[test]
+    fn a_407_names_its_schemes_challenges_and_whether_its_connection_stays() {
+        let h = head(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\n\
+             proxy-authenticate: NTLM TlRMTVNTUAACAAAA\r\nProxy-Authenticate: Basic realm=\"x y\"\r\n\
+             Content-Length: 12",
+        );
+        assert_eq!(h.offered(), ["negotiate", "ntlm", "basic"]);
+        assert_eq!(h.challenge("ntlm"), Some("TlRMTVNTUAACAAAA"));
+        assert_eq!(h.challenge("Negotiate"), None);
+        assert_eq!(h.body_length_if_kept(), Some(12));
+        let h = head("HTTP/1.1 407 x\r\nConnection: close\r\nContent-Length: 12");
+        assert_eq!(h.body_length_if_kept(), None);
+        let h = head("HTTP/1.1 407 x\r\nTransfer-Encoding: chunked");
+        assert_eq!(h.body_length_if_kept(), None);
+        let h = head("HTTP/1.0 407 x\r\nContent-Length: 1");
+        assert_eq!(h.body_length_if_kept(), None);
+        let h = head("HTTP/1.1 407 x\r\nContent-Length: lots");
+        assert_eq!(h.body_length_if_kept(), None);
+        let h = head("HTTP/1.1 200 Connection established\r\nProxy-Connection: close\r\n\r\n");
+        assert!(h.is_success() && h.closes && h.status == "200 Connection established");
+        assert!(Head::parse("HTTP/1.1 abc\r\n", "the proxy p:1").is_err());
     }
 }

@@ -28,6 +28,10 @@ pub struct SquidOptions {
     pub idle_timeout_secs: Option<u64>,
     /// `/etc/hosts`-style lines Squid resolves names with (it has no DNS here).
     pub hosts: Vec<(String, String)>,
+    /// NTLM required, checked for real (NTLMv2) by Samba's `ntlm_auth` against this one
+    /// `(DOMAIN, user, password)`; the password without spaces (Squid splits the helper's
+    /// command line).
+    pub ntlm: Option<(String, String, String)>,
 }
 
 pub struct Squid {
@@ -145,11 +149,27 @@ impl Squid {
             conf.push_str(&format!(
                 "auth_param basic program /usr/lib/squid/basic_ncsa_auth {}/passwd\n\
                  auth_param basic realm mailpulse-test\n\
-                 auth_param basic children 2 startup=1 idle=1\n\
-                 acl users proxy_auth REQUIRED\n\
-                 http_access deny !users\n",
+                 auth_param basic children 2 startup=1 idle=1\n",
                 d.display()
             ));
+        }
+        if let Some((domain, user, password)) = &opts.ntlm {
+            assert!(
+                !password.contains(' '),
+                "Squid splits the helper's command line"
+            );
+            assert!(
+                Path::new("/usr/bin/ntlm_auth").exists(),
+                "Samba's ntlm_auth is missing (Debian: winbind; scripts/install-deps.sh test)"
+            );
+            conf.push_str(&format!(
+                "auth_param ntlm program /usr/bin/ntlm_auth --helper-protocol=squid-2.5-ntlmssp \
+                 --domain={domain} --username={user} --password={password}\n\
+                 auth_param ntlm children 2 startup=1 idle=1\n"
+            ));
+        }
+        if !opts.users.is_empty() || opts.ntlm.is_some() {
+            conf.push_str("acl users proxy_auth REQUIRED\nhttp_access deny !users\n");
         }
         conf.push_str("http_access allow all\n");
         std::fs::write(d.join("squid.conf"), conf).unwrap();
