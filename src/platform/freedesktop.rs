@@ -718,6 +718,7 @@ mod tests {
             if (isPlainHostName(host) || dnsDomainIs(host, ".lan")) return "DIRECT";
             if (isInNet(host, "10.0.0.0", "255.0.0.0")) return "DIRECT";
             if (shExpMatch(host, "*.mail.test")) return "HTTPS secure:443; PROXY web.corp:3128";
+            if (host == "legacy.example") return "SOCKS legacy.corp:1080";
             if (url.substring(0, 6) == "https:") return "SOCKS5 sock.corp:1080";
             return "PROXY web.corp:8080; DIRECT";
         }"#;
@@ -752,6 +753,11 @@ mod tests {
         assert_eq!(
             run(&url, "http://192.0.2.7/ews"),
             proxy("http://web.corp:8080")
+        );
+        // PAC's plain `SOCKS`: tried as SOCKS5, as on Windows and macOS.
+        assert_eq!(
+            run(&url, "https://legacy.example:993/"),
+            proxy("socks5://legacy.corp:1080")
         );
     }
 

@@ -35,8 +35,11 @@ pub(crate) fn pac_answer(
         let scheme = match step {
             ProxyStep::Direct => return super::SystemProxy::Direct,
             ProxyStep::Http(_) => "http",
-            ProxyStep::Socks5(_) => "socks5",
-            // An HTTPS or SOCKS4 proxy: not one mailpulse speaks; the next one may be.
+            // PAC's plain `SOCKS` is read as SOCKS4 by proxy-watch (as Chrome reads it; Firefox
+            // and the Windows and macOS rooms read SOCKS5): tried as SOCKS5, which the SOCKS
+            // servers in use speak (Dante, `ssh -D`), rather than skipped.
+            ProxyStep::Socks5(_) | ProxyStep::Socks4(_) => "socks5",
+            // An HTTPS proxy: not one mailpulse speaks; the next one may be.
             _ => continue,
         };
         if let Some(endpoint) = step.endpoint() {
@@ -47,7 +50,7 @@ pub(crate) fn pac_answer(
         }
     }
     super::SystemProxy::Unsupported(format!(
-        "{source} answers only with proxies mailpulse does not speak (HTTPS or SOCKS4 proxies)"
+        "{source} answers only with proxies mailpulse does not speak (HTTPS proxies)"
     ))
 }
 
