@@ -301,6 +301,51 @@ fn keepalive_queries_reach_the_server_at_the_interval_and_stop_when_disabled() {
     assert_eq!(new_mail(&w)["subject"], "still pushed");
 }
 
+/// An empty folder has no newest message to ask for: its keep-alive is NOOP, sent with DONE and
+/// the next IDLE like the query of a folder with mail (never a FETCH of a `*` that does not
+/// exist); its first mail is announced once, and from then on the keep-alive asks for the
+/// newest UID.
+#[test]
+fn an_empty_folder_is_kept_alive_with_noop_and_its_first_mail_announced_once() {
+    let d = Dovecot::start(DovecotOptions::default());
+    let home = setup(&d, tls(&d), "interval_secs = 30");
+    let w = Watch::start(&home);
+    connected(&w);
+    w.until(secs(30), |v| v["type"] == "state" && v["state"] == "idle");
+    for _ in 0..2 {
+        w.signal("USR1");
+        let seen = w.until_type(secs(30), "keepalive");
+        assert!(of_type(&seen, "error").is_empty(), "{seen:?}");
+    }
+    let cmds: Vec<String> = d
+        .imap_commands(USER)
+        .iter()
+        .map(|c| c.to_uppercase())
+        .collect();
+    assert!(
+        cmds.iter().filter(|c| c.ends_with(" NOOP")).count() >= 2,
+        "{cmds:?}"
+    );
+    assert!(!cmds.iter().any(|c| c.contains("FETCH *")), "{cmds:?}");
+    let done = cmds.iter().rposition(|c| c == "DONE").expect("IDLE ended");
+    assert!(
+        cmds[done + 1].ends_with(" NOOP") && cmds[done + 2].ends_with(" IDLE"),
+        "DONE, NOOP, IDLE: {cmds:?}"
+    );
+
+    d.deliver(USER, "Bob <bob@example.org>", "the first one", "x");
+    assert_eq!(new_mail(&w)["subject"], "the first one");
+    w.signal("USR1");
+    let seen = w.until_type(secs(30), "keepalive");
+    assert!(subjects(&seen).is_empty(), "never twice: {seen:?}");
+    let cmds = d.imap_commands(USER);
+    assert!(
+        cmds.iter()
+            .any(|c| c.to_uppercase().contains("UID FETCH * (UID")),
+        "{cmds:?}"
+    );
+}
+
 #[test]
 fn server_without_idle_is_polled() {
     let d = Dovecot::start(DovecotOptions {
