@@ -166,53 +166,10 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// An agent for one request to `url`, through the proxy the account's setting gives for it
-/// (ureq's own reading of the environment is not used: `proxy = "none"` means none).
-fn agent(url: &str, account: &Account) -> Result<ureq::Agent, OAuthError> {
-    let tls = crate::protocol::tls::http_config();
-    let parsed = url::Url::parse(url).map_err(|e| OAuthError::Network {
-        url: url.to_owned(),
-        detail: e.to_string(),
-    })?;
-    let purpose = if parsed.scheme() == "http" {
-        crate::proxy::Purpose::Http
-    } else {
-        crate::proxy::Purpose::Https
-    };
-    let host = parsed
-        .host_str()
-        .unwrap_or_default()
-        .trim_matches(['[', ']']);
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let (hop, _) = crate::proxy::route(account.proxy_setting(), purpose, host, port)
-        .map_err(|e| OAuthError::Other(e.message))?;
-    let proxy = match hop {
-        None => None,
-        Some(hop) => {
-            let enc =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let user = match (&hop.url.username, &hop.password) {
-                (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p.expose())),
-                (Some(u), None) => format!("{}@", enc(u)),
-                _ => String::new(),
-            };
-            let spec = Secret::new(format!(
-                "{}://{user}{}",
-                hop.url.kind.scheme(),
-                hop.url.endpoint()
-            ));
-            Some(ureq::Proxy::new(spec.expose()).map_err(|e| {
-                OAuthError::Other(format!("the proxy {} cannot be used: {e}", hop.url))
-            })?)
-        }
-    };
-    Ok(ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(HTTP_TIMEOUT))
-        .tls_config(tls)
-        .proxy(proxy)
-        .build()
-        .into())
+/// An agent for one request, through the proxy the account's setting gives for it, with the
+/// proxy's sign-in, as the mail connections go (`protocol::http_agent`).
+fn agent(account: &Account) -> ureq::Agent {
+    crate::protocol::http_agent::agent(account.proxy_setting(), HTTP_TIMEOUT)
 }
 
 /// POST a form to the token endpoint and read the answer. The body is parsed, never quoted:
@@ -224,7 +181,7 @@ fn token_request(
     account: &Account,
 ) -> Result<Tokens, OAuthError> {
     let started = SystemTime::now();
-    let mut response = agent(url, account)?
+    let mut response = agent(account)
         .post(url)
         .header("Accept", "application/json")
         .send_form(form.iter().copied())

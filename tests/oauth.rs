@@ -256,6 +256,25 @@ fn sign_in_then_idle_survives_token_expiry_and_reconnects_with_a_refreshed_token
 /// so does the IMAP session.
 #[test]
 fn sign_in_and_token_refresh_go_through_the_proxy() {
+    through_the_proxy(proxies::SquidOptions::default(), None);
+}
+
+/// The same behind a proxy that wants NTLM (checked by Samba's `ntlm_auth`): the token
+/// requests are signed in to the proxy like the mail connection, with the stored password.
+#[test]
+fn token_requests_sign_in_to_a_proxy_that_wants_ntlm() {
+    through_the_proxy(
+        proxies::SquidOptions {
+            ntlm: Some(("CORP".into(), "pat".into(), "proxy-pw".into())),
+            ..proxies::SquidOptions::default()
+        },
+        Some(("CORP%5Cpat", "proxy-pw")),
+    );
+}
+
+/// Sign in, then `check`, through a Squid with `options` on loopback (the proxy user, as
+/// written in the URL, and its password when it wants one).
+fn through_the_proxy(options: proxies::SquidOptions, user: Option<(&str, &str)>) {
     let keyring = Daemons::with_keyring();
     let bus = keyring.bus_address.clone();
     let idp = Idp::start(CLIENT_ID);
@@ -266,18 +285,38 @@ fn sign_in_and_token_refresh_go_through_the_proxy() {
         support::dovecot::free_port(),
         proxies::SquidOptions {
             hosts: vec![("127.0.0.1".into(), "localhost".into())],
-            ..proxies::SquidOptions::default()
+            ..options
         },
         None,
     );
+    let url = match user {
+        Some((name, _)) => format!("http://{name}@127.0.0.1:{}", squid.port),
+        None => squid.url(),
+    };
     let home = Home::new();
     home.write_config(&format!(
-        "[network]\nproxy = \"{}\"\n\n{}",
-        squid.url(),
+        "[network]\nproxy = \"{url}\"\n\n{}",
         config(&d, "xoauth2", "", &oauth_table(&idp, CLIENT_ID))
     ));
+    if let Some((_, password)) = user {
+        let mut set = home.command(&["password", "set", "--proxy"]);
+        set.env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .stdin(std::process::Stdio::piped());
+        let mut child = set.spawn().expect("mailpulse password set --proxy");
+        {
+            use std::io::Write;
+            writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        }
+        assert!(child.wait().unwrap().success());
+    }
     let s = sign_in(&home, Some(&bus));
-    assert!(s.success, "signin failed:\n{}\n{}", s.stdout, s.stderr);
+    assert!(
+        s.success,
+        "signin failed:\n{}\n{}\n{}",
+        s.stdout,
+        s.stderr,
+        squid.access_log()
+    );
     let mut check = home.command(&["check"]);
     check.env("DBUS_SESSION_BUS_ADDRESS", &bus);
     let out = support::agent::output_within(check, secs(60));
@@ -290,15 +329,20 @@ fn sign_in_and_token_refresh_go_through_the_proxy() {
     assert_eq!(idp.code_grants(), 1);
     assert_eq!(idp.refresh_grants(), 1);
     let log = squid.access_log();
-    // ureq tunnels plain http too: one CONNECT to the identity provider per token request.
+    // Plain http is tunnelled too: one CONNECT to the identity provider per token request.
     let idp_host = idp.url("").trim_start_matches("http://").to_owned();
+    let tunnels: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("CONNECT {idp_host} ")) && !l.contains("TCP_DENIED"))
+        .collect();
     assert_eq!(
-        log.lines()
-            .filter(|l| l.contains(&format!("CONNECT {idp_host} ")))
-            .count(),
+        tunnels.len(),
         2,
         "the code exchange and the refresh through the proxy:\n{log}"
     );
+    if user.is_some() {
+        assert!(tunnels.iter().all(|l| l.contains("CORP\\\\pat")), "{log}");
+    }
     assert!(
         log.contains(&format!("CONNECT localhost:{}", d.imaps_port())),
         "{log}"

@@ -9,6 +9,7 @@
 pub mod ews;
 pub(crate) mod graph;
 pub(crate) mod http;
+pub(crate) mod http_agent;
 pub mod imap;
 pub(crate) mod net;
 pub(crate) mod ntlm;

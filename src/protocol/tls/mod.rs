@@ -38,6 +38,9 @@ pub(crate) fn http_config() -> ureq::tls::TlsConfig {
     backend::http_config()
 }
 
+/// ureq's TLS connector for the same implementation, after [`super::http_agent`]'s own TCP.
+pub(crate) use backend::UreqTls;
+
 /// What went wrong in a handshake, as far as the user can act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Problem {

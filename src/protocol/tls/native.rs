@@ -49,6 +49,8 @@ fn problem(text: &str) -> Problem {
     }
 }
 
+pub(crate) type UreqTls = ureq::unversioned::transport::NativeTlsConnector;
+
 pub(super) fn http_config() -> ureq::tls::TlsConfig {
     ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::NativeTls)

@@ -107,6 +107,8 @@ fn problem(e: &std::io::Error) -> Problem {
     }
 }
 
+pub(crate) type UreqTls = ureq::unversioned::transport::RustlsConnector;
+
 pub(super) fn http_config() -> ureq::tls::TlsConfig {
     ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
