@@ -53,6 +53,7 @@ pub(crate) mod hooks;
 #[cfg(feature = "desktop")]
 pub(crate) mod icons;
 pub(crate) mod logging;
+pub(crate) mod net;
 pub(crate) mod oauth;
 pub(crate) mod platform;
 pub(crate) mod protocol;

@@ -169,7 +169,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 /// An agent for one request, through the proxy the account's setting gives for it, with the
 /// proxy's sign-in, as the mail connections go (`protocol::http_agent`).
 fn agent(account: &Account) -> ureq::Agent {
-    crate::protocol::http_agent::agent(account.proxy_setting(), HTTP_TIMEOUT)
+    crate::net::http_agent::agent(account.proxy_setting(), HTTP_TIMEOUT)
 }
 
 /// POST a form to the token endpoint and read the answer. The body is parsed, never quoted:

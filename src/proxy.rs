@@ -3,7 +3,7 @@
 //! (`https_proxy`, `all_proxy`, … with `no_proxy`) and the OS's own proxy settings
 //! (`platform::system_proxy`: WinHTTP with PAC and auto-detection on Windows, System
 //! Configuration on macOS, KDE's or GNOME's settings on Linux, each with its PAC script). The tunnel itself is
-//! `protocol::tunnel`'s; the OAuth token requests (ureq) take the same route.
+//! `net::tunnel`'s; the OAuth token requests (ureq, `net::http_agent`) take the same route.
 
 use crate::config::{ProxyKind, ProxySetting, ProxyUrl};
 use crate::error::{ErrorKind, ProtoError};

@@ -464,7 +464,7 @@ fn pac_script(script_url: &str) -> Result<String, String> {
             }
             "http" | "https" => {
                 // rustls on ring with the system's roots, as the mail connections of the
-                // default build (protocol::tls::rustls says why ring; platform/ cannot reach it).
+                // default build (net::tls::rustls says why ring; platform/ cannot reach it).
                 #[allow(deprecated, reason = "ring: no post-quantum key exchange, no cmake")]
                 let tls = ureq::tls::TlsConfig::builder()
                     .provider(ureq::tls::TlsProvider::Rustls)

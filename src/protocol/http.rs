@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::config::Account;
 use crate::error::ProtoError;
-use crate::protocol::net::{self, Io};
-use crate::protocol::tls::Tls;
+use crate::net::tls::Tls;
+use crate::net::{self, Io};
 use crate::proxy::Purpose;
 
 /// A new connection to an HTTP server of `account` (EWS, Graph): TCP with the deadline (through
@@ -40,7 +40,7 @@ pub(crate) async fn connect(
     } else {
         Purpose::Https
     };
-    let tcp = crate::protocol::tunnel::connect_tcp(
+    let tcp = crate::net::tunnel::connect_tcp(
         host,
         port,
         rt,
@@ -223,7 +223,7 @@ impl Conn {
         if !version.starts_with("HTTP/1.") {
             return Err(HttpError::Malformed(format!(
                 "not an HTTP answer: {}",
-                crate::protocol::net::clip(&status_line)
+                crate::net::clip(&status_line)
             )));
         }
         let status = parts

@@ -3,18 +3,13 @@
 //! A [`Connector`] opens a [`Session`] on one folder; the session answers the "last inbox item"
 //! query (the keep-alive), fetches what arrived after a UID, and waits for the server to push a
 //! change. IMAP lives in [`imap`], Exchange Web Services in [`ews`], Microsoft Graph in
-//! [`graph`]; the two HTTP backends share [`http`] (the HTTP/1.1 client) and [`uid_map`];
-//! EWS and the proxy tunnel share [`ntlm`].
+//! [`graph`]; the two HTTP backends share [`http`] (the HTTP/1.1 client) and [`uid_map`]. All
+//! of them connect through [`crate::net`] (TCP, the proxy tunnel, TLS).
 
 pub mod ews;
 pub(crate) mod graph;
 pub(crate) mod http;
-pub(crate) mod http_agent;
 pub mod imap;
-pub(crate) mod net;
-pub(crate) mod ntlm;
-pub(crate) mod tls;
-pub(crate) mod tunnel;
 pub(crate) mod uid_map;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::{Http, Shared, xml};
 use crate::config::{Account, AuthMethod, KeepAlive, Protocol};
 use crate::error::{ErrorKind, ProtoError};
-use crate::protocol::net::clip;
+use crate::net::clip;
 use crate::secret::Secret;
 
 const REQUEST_SCHEMA: &str =

@@ -1,4 +1,4 @@
-//! The HTTP side of an EWS account: the connection (TCP, TLS through `protocol::net`), the
+//! The HTTP side of an EWS account: the connection (TCP, TLS through `crate::net`), the
 //! account's authentication (Basic, NTLM on the connection, Bearer with a refresh on 401),
 //! Exchange Online's affinity headers and cookie, and reading answers within the deadline.
 

@@ -23,7 +23,7 @@
 pub mod autodiscover;
 mod calls;
 mod client;
-use super::ntlm;
+use crate::net::ntlm;
 mod session;
 mod stream;
 #[cfg(test)]
@@ -44,12 +44,12 @@ use tokio_util::sync::CancellationToken;
 
 use self::xml::{El, EwsError};
 use super::http::{Conn, Head, HttpError};
-use super::net::clip;
-use super::tls::Tls;
 use super::{Connector, FolderInfo, Session, Wake};
 use crate::config::{Account, AuthMethod, KeepAlive, distinguished_folder};
 use crate::error::{ErrorKind, ProtoError};
 use crate::event::MailItem;
+use crate::net::clip;
+use crate::net::tls::Tls;
 use crate::secret::{self, Secret};
 
 use super::uid_map::{UID_EPOCH, UidMap};

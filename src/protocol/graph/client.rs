@@ -1,4 +1,4 @@
-//! The HTTP side of a Graph account: the connection (TCP, TLS through `protocol::net`), the
+//! The HTTP side of a Graph account: the connection (TCP, TLS through `crate::net`), the
 //! bearer token (renewed once on a 401), throttling (`Retry-After`), one `GET` within the
 //! response deadline, Graph's error JSON.
 

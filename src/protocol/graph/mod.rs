@@ -32,12 +32,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::http::{Conn, Head, HttpError};
-use super::net::clip;
-use super::tls::Tls;
 use super::uid_map::{Found, UidMap};
 use super::{Connector, FolderInfo, Session};
 use crate::config::{Account, KeepAlive};
 use crate::error::{ErrorKind, ProtoError};
+use crate::net::clip;
+use crate::net::tls::Tls;
 use crate::secret::Secret;
 
 use client::{GetError, Http};

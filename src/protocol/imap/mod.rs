@@ -18,9 +18,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::net::{self, Bounded, Io, Stream, clip};
-use super::tls::Tls;
 use super::{Connector, FolderInfo, Probe, Session, Wake};
+use crate::net::tls::Tls;
+use crate::net::{self, Bounded, Io, Stream, clip};
 
 mod parse;
 mod probe;
@@ -101,7 +101,7 @@ impl ImapConnector {
     }
 
     async fn tcp(&self, probe: bool) -> Result<TcpStream, ProtoError> {
-        let tcp = super::tunnel::connect_tcp(
+        let tcp = crate::net::tunnel::connect_tcp(
             &self.account.host,
             self.account.effective_port(),
             self.rt(),

@@ -86,7 +86,7 @@ proptest::proptest! {
                 use tokio::io::AsyncWriteExt;
                 let _ = server.write_all(&bytes).await;
             });
-            let mut client = async_imap::Client::new(crate::protocol::net::Bounded::new(client));
+            let mut client = async_imap::Client::new(crate::net::Bounded::new(client));
             for _ in 0..64 {
                 match tokio::time::timeout(Duration::from_secs(2), client.read_response()).await {
                     Ok(Ok(Some(r))) => { let _ = format!("{:?}", r.parsed()); }
@@ -221,7 +221,7 @@ fn each_command_is_one_write() {
                 let _ = w.write_all(format!("{tag} OK done\r\n").as_bytes()).await;
             }
         });
-        let mut client = async_imap::Client::new(crate::protocol::net::Bounded::new(stream));
+        let mut client = async_imap::Client::new(crate::net::Bounded::new(stream));
         for command in ["NOOP", "UID FETCH * (UID)", "CHECK"] {
             tokio::time::timeout(
                 Duration::from_secs(5),
@@ -260,7 +260,7 @@ fn text_right_after_a_response_code_does_not_panic() {
             .write_all(b"* OK [ALERT]\xc3\xa9t\xc3\xa9\r\n* OK [ALERT]\xff\xfeead\r\n")
             .await
             .unwrap();
-        let mut client = async_imap::Client::new(crate::protocol::net::Bounded::new(client));
+        let mut client = async_imap::Client::new(crate::net::Bounded::new(client));
         for _ in 0..2 {
             let response = tokio::time::timeout(Duration::from_secs(5), client.read_response())
                 .await

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::net::{Io, Stream};
+use super::{Io, Stream};
 use crate::error::{ErrorKind, ProtoError};
 
 /// The TLS settings for the HTTP client (ureq) of the OAuth2 token requests: the same

@@ -2,7 +2,7 @@
 //! `native-tls` feature). Each verifies against the system's trust store; `ca_file` adds roots.
 
 use super::{Failure, Problem, schannel_errors};
-use crate::protocol::net::{Io, Stream};
+use crate::net::{Io, Stream};
 
 pub(super) type Connector = native_tls::TlsConnector;
 

@@ -1,5 +1,13 @@
-//! The network layer every backend shares: TCP connect with deadlines and advice (TLS above it
-//! is `tls`), and the byte-stream type the protocols run over.
+//! The network layer every backend shares, and the OAuth token requests with them: TCP connect
+//! with deadlines and advice, the proxy tunnel ([`tunnel`], with the proxy's sign-in; NTLM in
+//! [`ntlm`], shared with EWS), TLS above them ([`tls`]), the blocking HTTP agent of the token
+//! requests ([`http_agent`]), and the byte-stream type the protocols run over. It sits below
+//! `protocol` and `oauth`, and above `proxy` (which way out) and `platform`.
+
+pub(crate) mod http_agent;
+pub(crate) mod ntlm;
+pub(crate) mod tls;
+pub(crate) mod tunnel;
 
 use std::fmt::Debug;
 use std::time::Duration;

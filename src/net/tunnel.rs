@@ -45,7 +45,7 @@ pub(crate) async fn connect_tcp(
             if let Some(note) = note {
                 tracing::debug!("{host}:{port}: direct, {note}");
             }
-            super::net::connect_direct(host, port, rt, setting).await
+            super::connect_direct(host, port, rt, setting).await
         }
     }
 }
@@ -62,7 +62,7 @@ pub(crate) async fn tunnel(
     purpose: Purpose,
 ) -> Result<TcpStream, ProtoError> {
     let name = hop.name();
-    let mut tcp = super::net::connect_direct(&hop.url.host, hop.url.port, rt, "")
+    let mut tcp = super::connect_direct(&hop.url.host, hop.url.port, rt, "")
         .await
         .map_err(|e| {
             ProtoError::new(
@@ -339,11 +339,11 @@ impl Head {
                 ErrorKind::Protocol,
                 format!(
                     "{name} answered the tunnel request with {:?}",
-                    super::net::clip(status_line)
+                    super::clip(status_line)
                 ),
             )
         })?;
-        let reason = super::net::clip(parts.next().unwrap_or_default().trim());
+        let reason = super::clip(parts.next().unwrap_or_default().trim());
         let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -466,7 +466,7 @@ async fn sign_in(
     match first.body_length_if_kept() {
         Some(n) if n <= MAX_SKIPPED_BODY => skip_body(tcp, hop, n).await?,
         _ => {
-            *tcp = super::net::connect_direct(&hop.url.host, hop.url.port, rt, "").await?;
+            *tcp = super::connect_direct(&hop.url.host, hop.url.port, rt, "").await?;
             let _ = tcp.set_nodelay(true);
         }
     }

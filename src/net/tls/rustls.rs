@@ -8,7 +8,7 @@ use rustls::CertificateError;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::{Failure, Problem};
-use crate::protocol::net::{Io, Stream};
+use crate::net::{Io, Stream};
 
 pub(super) type Connector = tokio_rustls::TlsConnector;
 
