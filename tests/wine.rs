@@ -1030,13 +1030,17 @@ fn a_proxy_that_wants_ntlm_is_answered_by_windows_sign_in() {
             ..proxies::SquidOptions::default()
         },
     );
-    let mut cmd = agent.command(&["check"]);
-    cmd.env(
-        "HTTPS_PROXY",
-        format!("http://CORP%5Cpat:proxy-pw@127.0.0.1:{}", squid.port),
-    );
-    let out = run_bounded(cmd, RUN_LIMIT, "mailpulse.exe check through NTLM")
-        .unwrap_or_else(|e| panic!("{e}"));
+    // `mailpulse.exe check` with the domain user and `password` in HTTPS_PROXY.
+    let check_with = |password: &str| {
+        let mut cmd = agent.command(&["check"]);
+        cmd.env(
+            "HTTPS_PROXY",
+            format!("http://CORP%5Cpat:{password}@127.0.0.1:{}", squid.port),
+        );
+        run_bounded(cmd, RUN_LIMIT, "mailpulse.exe check through NTLM")
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = check_with("proxy-pw");
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -1061,13 +1065,7 @@ fn a_proxy_that_wants_ntlm_is_answered_by_windows_sign_in() {
     );
 
     // A wrong password: SSPI's answer is refused, and the error names the user.
-    let mut cmd = agent.command(&["check"]);
-    cmd.env(
-        "HTTPS_PROXY",
-        format!("http://CORP%5Cpat:wrong@127.0.0.1:{}", squid.port),
-    );
-    let out = run_bounded(cmd, RUN_LIMIT, "mailpulse.exe check, wrong proxy password")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = check_with("wrong");
     assert!(
         !out.status.success()
             && String::from_utf8_lossy(&out.stderr)
