@@ -351,6 +351,48 @@ fn a_proxy_that_wants_ntlm_is_answered_on_the_connection_it_authenticates() {
     assert!(!w.stderr_text().contains("proxy-pw") && !w.stdout_text().contains("proxy-pw"));
 }
 
+/// A proxy in a Windows domain often offers only Negotiate: without Kerberos, NTLM goes inside
+/// it (as browsers do), checked by the same Samba behind Squid's negotiate wrapper.
+#[test]
+fn a_proxy_that_offers_only_negotiate_gets_ntlm_inside_it() {
+    let d = dovecot();
+    let tb = testbed(&d);
+    let proxy = squid(
+        &tb,
+        SquidOptions {
+            ntlm: Some(("CORP".into(), "pat".into(), "proxy-pw".into())),
+            negotiate: true,
+            ..SquidOptions::default()
+        },
+    );
+    let home = home_for(&d, "proxy = \"system\"", "");
+    let through = |password: &str| {
+        let url = format!(
+            "http://CORP%5Cpat:{password}@{}:{SQUID_PORT}",
+            tb.gateway_client_ip()
+        );
+        check(&tb, &home, &[("HTTPS_PROXY", url.as_str())])
+    };
+    let (ok, _, err) = through("wrong");
+    assert!(
+        !ok && err.contains("refused the Negotiate sign-in of the user \"CORP\\\\pat\" (407"),
+        "{err}\n{}",
+        proxy.access_log()
+    );
+    let (ok, out, err) = through("proxy-pw");
+    assert!(
+        ok && out.contains("old one"),
+        "{out}\n{err}\n{}",
+        proxy.access_log()
+    );
+    let log = proxy.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TCP_TUNNEL/200") && l.contains("CORP\\\\pat")),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_proxy_that_refuses_the_port_says_so() {
     let d = dovecot();

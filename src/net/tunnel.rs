@@ -405,7 +405,7 @@ fn connection_sign_in(
         Ok(Some(os)) => return Ok(Some(os)),
         Ok(None) => {}
         // With a user and password, mailpulse's own NTLM may still do.
-        Err(e) if identity.is_some() && offered.iter().any(|s| s == "ntlm") => {
+        Err(e) if identity.is_some() && offered.iter().any(|s| s == "ntlm" || s == "negotiate") => {
             tracing::warn!(
                 "{}: the Windows sign-in failed ({e}); NTLM by mailpulse instead",
                 hop.name()
@@ -413,18 +413,29 @@ fn connection_sign_in(
         }
         Err(e) => return Err(e),
     }
-    Ok(match identity {
-        Some((user, password)) if offered.iter().any(|s| s == "ntlm") => Some(Box::new(Ntlm {
+    // NTLM as itself, or inside Negotiate (SPNEGO's servers — IIS, ISA/TMG, Squid's negotiate
+    // wrapper — take raw NTLM tokens there, as browsers without Kerberos send them).
+    let scheme = if offered.iter().any(|s| s == "ntlm") {
+        "NTLM"
+    } else if offered.iter().any(|s| s == "negotiate") {
+        "Negotiate"
+    } else {
+        return Ok(None);
+    };
+    Ok(identity.map(|(user, password)| {
+        Box::new(Ntlm {
+            scheme,
             user: user.to_owned(),
             password: Secret::new(password.to_owned()),
             answered: false,
-        })),
-        _ => None,
-    })
+        }) as Box<dyn ConnectionSignIn>
+    }))
 }
 
-/// NTLM with a user and password ([`super::ntlm`]), on every OS.
+/// NTLM with a user and password ([`super::ntlm`]), on every OS, under the scheme the proxy
+/// offers ("NTLM", or "Negotiate").
 struct Ntlm {
+    scheme: &'static str,
     user: String,
     password: Secret,
     answered: bool,
@@ -432,7 +443,7 @@ struct Ntlm {
 
 impl ConnectionSignIn for Ntlm {
     fn scheme(&self) -> &'static str {
-        "NTLM"
+        self.scheme
     }
 
     fn step(&mut self, challenge: Option<&str>) -> Result<String, String> {
@@ -569,7 +580,10 @@ fn status_error(hop: &Hop, head: &Head, target: &str, port: u16, purpose: Purpos
 /// never hammered).
 fn proxy_auth_error(hop: &Hop, status: &str, offered: &[String]) -> ProtoError {
     let name = hop.name();
-    let with_password = offered.is_empty() || offered.iter().any(|s| s == "basic" || s == "ntlm");
+    let with_password = offered.is_empty()
+        || offered
+            .iter()
+            .any(|s| s == "basic" || s == "ntlm" || s == "negotiate");
     let message = match (&hop.url.username, &hop.password) {
         (Some(user), None) if with_password => format!(
             "{name} wants a password ({status}) and the keyring holds none for {user:?}: store \
@@ -582,8 +596,8 @@ fn proxy_auth_error(hop: &Hop, status: &str, offered: &[String]) -> ProtoError {
             hop.url.endpoint()
         ),
         _ => format!(
-            "{name} wants Windows sign-in ({status}; it offers {}), which mailpulse answers only \
-             on Windows: ask for NTLM or Basic authentication, or an exception for the mail server",
+            "{name} wants a sign-in mailpulse cannot give ({status}; it offers {}): ask for \
+             Basic, NTLM or Negotiate authentication, or an exception for the mail server",
             offered.join(", ")
         ),
     };
@@ -697,7 +711,13 @@ mod tests {
             e.message
         );
         let e = proxy_auth_error(&hop, "407", &["negotiate".into()]);
-        assert!(e.message.contains("it offers negotiate"), "{}", e.message);
+        assert!(
+            e.message.contains("DOMAIN%5CUSER@proxy.corp:3128"),
+            "{}",
+            e.message
+        );
+        let e = proxy_auth_error(&hop, "407", &["digest".into()]);
+        assert!(e.message.contains("it offers digest"), "{}", e.message);
     }
 
     fn head(text: &str) -> Head {

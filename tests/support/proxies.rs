@@ -32,6 +32,9 @@ pub struct SquidOptions {
     /// `(DOMAIN, user, password)`; the password without spaces (Squid splits the helper's
     /// command line).
     pub ntlm: Option<(String, String, String)>,
+    /// Offer that NTLM check only inside Negotiate (Squid's `negotiate_wrapper_auth`, its
+    /// Kerberos side without a keytab), as a proxy in a Windows domain does.
+    pub negotiate: bool,
 }
 
 pub struct Squid {
@@ -162,11 +165,22 @@ impl Squid {
                 Path::new("/usr/bin/ntlm_auth").exists(),
                 "Samba's ntlm_auth is missing (Debian: winbind; scripts/install-deps.sh test)"
             );
-            conf.push_str(&format!(
-                "auth_param ntlm program /usr/bin/ntlm_auth --helper-protocol=squid-2.5-ntlmssp \
-                 --domain={domain} --username={user} --password={password}\n\
-                 auth_param ntlm children 2 startup=1 idle=1\n"
-            ));
+            let ntlm_auth = format!(
+                "/usr/bin/ntlm_auth --helper-protocol=squid-2.5-ntlmssp --domain={domain} \
+                 --username={user} --password={password}"
+            );
+            conf.push_str(&if opts.negotiate {
+                format!(
+                    "auth_param negotiate program /usr/lib/squid/negotiate_wrapper_auth \
+                     --ntlm {ntlm_auth} --kerberos /usr/lib/squid/negotiate_kerberos_auth\n\
+                     auth_param negotiate children 2 startup=1 idle=1\n"
+                )
+            } else {
+                format!(
+                    "auth_param ntlm program {ntlm_auth}\n\
+                     auth_param ntlm children 2 startup=1 idle=1\n"
+                )
+            });
         }
         if !opts.users.is_empty() || opts.ntlm.is_some() {
             conf.push_str("acl users proxy_auth REQUIRED\nhttp_access deny !users\n");
