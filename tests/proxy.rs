@@ -650,6 +650,19 @@ fn ews_and_graph_go_through_the_proxy() {
     let (ews_user, ews_password) = (opts.user.clone(), opts.password.clone());
     let ews = EwsServer::start(opts);
     ews.deliver("Via the proxy", "Bob", "bob@example.com");
+    // `check` prints `subject`, and Squid's log shows the tunnel to the server at `url`.
+    let check_tunnelled = |home: &Home, url: &str, subject: &str| {
+        let out = home.run(&["check"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains(subject), "{stdout}");
+        let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+        let log = proxy.access_log();
+        assert!(log.contains(&format!("CONNECT localhost:{port}")), "{log}");
+    };
     let home = Home::new();
     let pw = home.password_file(&ews_password);
     home.write_config(&format!(
@@ -661,29 +674,7 @@ fn ews_and_graph_go_through_the_proxy() {
         pw.display(),
         ews.ca_pem().display()
     ));
-    let out = home.run(&["check"]);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("Via the proxy"), "{stdout}");
-    let ews_port = ews
-        .url()
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    assert!(
-        proxy
-            .access_log()
-            .contains(&format!("CONNECT localhost:{ews_port}")),
-        "{}",
-        proxy.access_log()
-    );
+    check_tunnelled(&home, &ews.url(), "Via the proxy");
 
     const TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.proxy-token";
     let graph = GraphServer::start("alice@contoso.com", TOKEN);
@@ -698,29 +689,7 @@ fn ews_and_graph_go_through_the_proxy() {
         graph.ca_pem().display(),
         proxy.url(),
     ));
-    let out = home.run(&["check"]);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("Graph via the proxy"), "{stdout}");
-    let graph_port = graph
-        .url()
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    assert!(
-        proxy
-            .access_log()
-            .contains(&format!("CONNECT localhost:{graph_port}")),
-        "{}",
-        proxy.access_log()
-    );
+    check_tunnelled(&home, &graph.url(), "Graph via the proxy");
     assert_eq!(graph.writes(), 0);
 }
 
