@@ -156,6 +156,32 @@ pub async fn newest_item(
 /// tests can substitute a scripted server.
 pub type ConnectorFactory = Arc<dyn Fn(&Account, &KeepAlive) -> Arc<dyn Connector> + Send + Sync>;
 
+/// No answer within the response timeout `rt` while doing `what`: the connection is dead (a
+/// middlebox forgot it, or the server hangs), which every backend reports in the same words.
+pub(crate) fn dead(endpoint: &str, rt: Duration, what: &str) -> ProtoError {
+    ProtoError::new(
+        ErrorKind::Timeout,
+        format!(
+            "{endpoint}: no answer within {} s while {what}: the connection is dead",
+            rt.as_secs()
+        ),
+    )
+}
+
+/// The host and port an HTTP backend (EWS, Graph) connects to: its URL's, or, where the URL did
+/// not parse (the error is reported elsewhere), the account's host and 443.
+pub(crate) fn url_host_port<E>(url: &Result<url::Url, E>, fallback_host: &str) -> (String, u16) {
+    let url = url.as_ref().ok();
+    let host = url
+        .and_then(|u| u.host_str())
+        .unwrap_or(fallback_host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.and_then(|u| u.port_or_known_default()).unwrap_or(443);
+    (host, port)
+}
+
 /// The real protocols.
 pub fn default_factory() -> ConnectorFactory {
     Arc::new(|account: &Account, keepalive: &KeepAlive| connector(account, keepalive, None))

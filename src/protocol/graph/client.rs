@@ -72,22 +72,11 @@ impl Shared {
     }
 
     pub(super) fn host(&self) -> String {
-        self.root
-            .as_ref()
-            .ok()
-            .and_then(|u| u.host_str())
-            .unwrap_or(&self.account.host)
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned()
+        crate::protocol::url_host_port(&self.root, &self.account.host).0
     }
 
     pub(super) fn port(&self) -> u16 {
-        self.root
-            .as_ref()
-            .ok()
-            .and_then(|u| u.port_or_known_default())
-            .unwrap_or(443)
+        crate::protocol::url_host_port(&self.root, &self.account.host).1
     }
 
     pub(super) fn endpoint(&self) -> String {
@@ -95,14 +84,7 @@ impl Shared {
     }
 
     pub(super) fn timeout_error(&self, what: &str) -> ProtoError {
-        ProtoError::new(
-            ErrorKind::Timeout,
-            format!(
-                "{}: no answer within {} s while {what}: the connection is dead",
-                self.endpoint(),
-                self.rt().as_secs()
-            ),
-        )
+        crate::protocol::dead(&self.endpoint(), self.rt(), what)
     }
 
     pub(super) fn malformed(&self, what: &str, m: &str) -> ProtoError {

@@ -2,6 +2,7 @@
 //! ended with DONE.
 
 use super::*;
+use crate::protocol::dead;
 
 /// An open, read-only folder.
 pub(super) struct Imap {
@@ -597,16 +598,6 @@ pub(super) async fn end_idle(
             return Ok(());
         }
     }
-}
-
-pub(super) fn dead(endpoint: &str, rt: Duration, what: &str) -> ProtoError {
-    ProtoError::new(
-        ErrorKind::Timeout,
-        format!(
-            "{endpoint}: no answer within {} s while {what}: the connection is dead",
-            rt.as_secs()
-        ),
-    )
 }
 
 /// `NOOP`, answered by its tagged OK. async-imap's own `Session::noop` takes the end of the
