@@ -1018,6 +1018,17 @@ fn the_windows_proxy_settings_take_the_connection_through_the_proxy() {
 /// tunnel.
 #[test]
 fn a_proxy_that_wants_ntlm_is_answered_by_windows_sign_in() {
+    windows_sign_in_through_squid(false);
+}
+
+/// The same proxy offering only Negotiate, as in a Windows domain: SSPI's Negotiate package
+/// answers (Samba's SPNEGO check behind Squid).
+#[test]
+fn a_proxy_that_wants_negotiate_is_answered_by_windows_sign_in() {
+    windows_sign_in_through_squid(true);
+}
+
+fn windows_sign_in_through_squid(negotiate: bool) {
     if skip_unless_ready() {
         return;
     }
@@ -1027,6 +1038,7 @@ fn a_proxy_that_wants_ntlm_is_answered_by_windows_sign_in() {
         "through NTLM",
         proxies::SquidOptions {
             ntlm: Some(("CORP".into(), "pat".into(), "proxy-pw".into())),
+            negotiate,
             ..proxies::SquidOptions::default()
         },
     );
@@ -1068,8 +1080,10 @@ fn a_proxy_that_wants_ntlm_is_answered_by_windows_sign_in() {
     let out = check_with("wrong");
     assert!(
         !out.status.success()
-            && String::from_utf8_lossy(&out.stderr)
-                .contains("refused the NTLM sign-in of the user \"CORP\\\\pat\" (407"),
+            && String::from_utf8_lossy(&out.stderr).contains(&format!(
+                "refused the {} sign-in of the user \"CORP\\\\pat\" (407",
+                if negotiate { "Negotiate" } else { "NTLM" }
+            )),
         "{}",
         text(&out)
     );

@@ -32,8 +32,8 @@ pub struct SquidOptions {
     /// `(DOMAIN, user, password)`; the password without spaces (Squid splits the helper's
     /// command line).
     pub ntlm: Option<(String, String, String)>,
-    /// Offer that NTLM check only inside Negotiate (Squid's `negotiate_wrapper_auth`, its
-    /// Kerberos side without a keytab), as a proxy in a Windows domain does.
+    /// Offer that check only as Negotiate, as a proxy in a Windows domain does (Samba's SPNEGO
+    /// helper: SPNEGO-wrapped or raw NTLM, the password checked the same way).
     pub negotiate: bool,
 }
 
@@ -171,8 +171,8 @@ impl Squid {
             );
             conf.push_str(&if opts.negotiate {
                 format!(
-                    "auth_param negotiate program /usr/lib/squid/negotiate_wrapper_auth \
-                     --ntlm {ntlm_auth} --kerberos /usr/lib/squid/negotiate_kerberos_auth\n\
+                    "auth_param negotiate program /usr/bin/ntlm_auth --helper-protocol=gss-spnego \
+                     --domain={domain} --username={user} --password={password}\n\
                      auth_param negotiate children 2 startup=1 idle=1\n"
                 )
             } else {
