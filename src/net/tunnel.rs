@@ -747,4 +747,24 @@ mod tests {
         assert!(h.is_success() && h.closes && h.status == "200 Connection established");
         assert!(Head::parse("HTTP/1.1 abc\r\n", "the proxy p:1").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever a proxy (or whoever answers in its place) sends as a head: parsed or an
+        /// error, never a panic; its schemes, challenges and body length read without one too.
+        #[test]
+        fn any_answer_head_is_read_or_refused_never_a_panic(
+            status in "HTTP/1\\.[01] [0-9]{0,4}[^\r\n]{0,40}",
+            headers in proptest::collection::vec(("[A-Za-z-]{0,20}", "[^\r\n]{0,80}"), 0..12),
+        ) {
+            let mut text = status;
+            for (k, v) in &headers {
+                text.push_str(&format!("\r\n{k}:{v}"));
+            }
+            if let Ok(h) = Head::parse(&text, "the proxy p:1") {
+                let _ = (h.is_success(), h.offered(), h.body_length_if_kept());
+                let _ = (h.challenge("NTLM"), h.challenge("Negotiate"), h.challenge("Basic"));
+            }
+        }
+    }
 }
