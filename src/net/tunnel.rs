@@ -754,7 +754,7 @@ mod tests {
         /// error, never a panic; its schemes, challenges and body length read without one too.
         #[test]
         fn any_answer_head_is_read_or_refused_never_a_panic(
-            status in "HTTP/1\\.[01] [0-9]{0,4}[^\r\n]{0,40}",
+            status in "HTTP/1\\.[01] [0-9]{0,4}[^\r\n]{0,300}",
             headers in proptest::collection::vec(("[A-Za-z-]{0,20}", "[^\r\n]{0,80}"), 0..12),
         ) {
             let mut text = status;
